@@ -1,0 +1,326 @@
+"""Command line: ``syncd`` (daemon), ``syncd --rescan``, ``syncd verify``, ``syncd migrate``,
+``syncd report``, ``syncd embedded-stop``. Every flag can also come from the environment
+variable shown in ``--help``. Maps errors to exit codes; the only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from syncd import config, embedded, logs, migrate
+from syncd.config import Secret, Settings
+from syncd.errors import ConfigError, FatalError, SyncdError, TransientError
+from syncd.parser import ParseOptions
+from syncd.reconcile import Reconciler, RootUnavailable
+from syncd.store import CourseStore, DbSettings, connect, translated
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+EXIT_FATAL_DB = 4
+EXIT_ROOT_UNAVAILABLE = 5
+EXIT_INTERRUPTED = 130
+
+COMMANDS = ("run", "verify", "migrate", "report", "embedded-stop")
+
+
+def _flag(
+    parser: argparse.ArgumentParser, env: Mapping[str, str], flag: str, var: str | None,
+    help_text: str, **kwargs: Any,
+) -> None:
+    if var is not None:
+        raw = env.get(var)
+        if raw is not None and kwargs.get("action") == "store_true":
+            kwargs["default"] = config.parse_bool(var, raw)
+        elif raw is not None:
+            kwargs["default"] = raw
+        help_text += f" [env {var}]"
+    if "default" in kwargs and kwargs.get("action") != "store_true":
+        help_text += " (default: %(default)s)"
+    parser.add_argument(flag, help=help_text, **kwargs)
+
+
+def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentParser:
+    prog = "syncd" if command in ("run", "rescan") else f"syncd {command}"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Keep a CreatorOS PostgreSQL database in step with the course folders on disk. "
+        "Commands: run (default), verify, migrate, report, embedded-stop.",
+        epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
+        "started in --data-dir. Kill switch: CREATOR_OS_DB_PERSIST=false writes nothing.",
+    )
+    f = _flag
+    f(parser, env, "--root", "SYNCD_ROOT", "course tree to sync", default=str(config.DEFAULT_ROOT))
+    f(parser, env, "--data-dir", "SYNCD_DATA_DIR", "embedded PostgreSQL data directory",
+      default=str(config.default_data_dir()))
+    f(parser, env, "--migrate", "SYNCD_MIGRATE",
+      "apply pending migrations first (always on for the embedded database)", action="store_true")
+    f(parser, env, "--creator-mind", "SYNCD_CREATOR_MIND",
+      "slug of the mind that owns synced courses (a brief's creator_mind: overrides it)",
+      default=None)
+    f(parser, env, "--max-file-bytes", "SYNCD_MAX_FILE_BYTES", "files larger than this are rejected",
+      type=int, default=2 * 1024 * 1024)
+    f(parser, env, "--log-format", "SYNCD_LOG_FORMAT", "auto, json or console",
+      default="auto", choices=("auto", "json", "console"))
+    f(parser, env, "--log-level", "SYNCD_LOG_LEVEL", "debug, info, warning or error", default="info")
+    f(parser, env, "--connect-timeout", "SYNCD_CONNECT_TIMEOUT", "seconds to wait for a connection",
+      type=int, default=5)
+    f(parser, env, "--statement-timeout-ms", "SYNCD_STATEMENT_TIMEOUT_MS",
+      "server-side statement timeout", type=int, default=30_000)
+    if command in ("run", "rescan"):
+        f(parser, {}, "--rescan", None, "reconcile the whole tree once and exit",
+          action="store_true")
+        f(parser, {}, "--dry-run", None, "with --rescan: print the plan, write nothing",
+          action="store_true")
+        f(parser, env, "--quiet-ms", "SYNCD_QUIET_MS", "debounce quiet period", type=int, default=500)
+        f(parser, env, "--max-delay-ms", "SYNCD_MAX_DELAY_MS", "debounce maximum delay",
+          type=int, default=5000)
+        f(parser, env, "--reconcile-interval", "SYNCD_RECONCILE_INTERVAL",
+          "seconds between safety reconciles, 0 = off", type=float, default=600.0)
+        f(parser, env, "--polling", "SYNCD_POLLING",
+          "use the polling observer (network and Docker Desktop mounts)", action="store_true")
+        f(parser, env, "--shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT",
+          "seconds to flush pending courses on SIGTERM", type=float, default=20.0)
+        f(parser, env, "--breaker-failures", "SYNCD_BREAKER_FAILURES",
+          "consecutive failures that open the circuit breaker", type=int, default=3)
+        f(parser, env, "--breaker-reset", "SYNCD_BREAKER_RESET",
+          "seconds the breaker stays open before a trial call", type=float, default=5.0)
+        f(parser, env, "--heartbeat", "SYNCD_HEARTBEAT", "seconds between heartbeat log lines",
+          type=float, default=30.0)
+    if command == "migrate":
+        parser.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    return parser
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    get = vars(args).get
+    return config.check(
+        Settings(
+            root=Path(args.root),
+            database_url=config.database_url_from_env(env),
+            data_dir=Path(args.data_dir),
+            creator_mind=args.creator_mind or None,
+            persist=config.persist_from_env(env),
+            migrate=bool(args.migrate),
+            max_file_bytes=int(args.max_file_bytes),
+            log_format=args.log_format,
+            log_level=args.log_level,
+            connect_timeout_s=int(args.connect_timeout),
+            statement_timeout_ms=int(args.statement_timeout_ms),
+            quiet_ms=int(get("quiet_ms") or 500),
+            max_delay_ms=int(get("max_delay_ms") or 5000),
+            reconcile_interval_s=float(get("reconcile_interval", 600.0)),
+            polling=bool(get("polling")),
+            shutdown_timeout_s=float(get("shutdown_timeout") or 20.0),
+            breaker_failures=int(get("breaker_failures") or 3),
+            breaker_reset_s=float(get("breaker_reset") or 5.0),
+            heartbeat_s=float(get("heartbeat") or 30.0),
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = config.environ() if env is None else env
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    secrets: list[str] = []
+    try:
+        database_url = config.database_url_from_env(env)
+        secrets = config.dsn_secrets(database_url.reveal()) if database_url else []
+        args = _build_parser(command, env).parse_args(argv)
+        settings = _settings(args, env)
+        logs.configure(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets())
+        if command == "run" and args.rescan:
+            command = "rescan"
+        return _COMMANDS[command](settings, args)
+    except ConfigError as error:
+        return _fail(EXIT_CONFIG, "configuration error", error, secrets)
+    except RootUnavailable as error:
+        return _fail(EXIT_ROOT_UNAVAILABLE, "course root unavailable", error, secrets)
+    except TransientError as error:
+        return _fail(EXIT_UNREACHABLE, "database unavailable", error, secrets)
+    except FatalError as error:
+        return _fail(EXIT_FATAL_DB, "database refused syncd", error, secrets)
+    except SyncdError as error:
+        return _fail(EXIT_FATAL_DB, "error", error, secrets)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _fail(code: int, what: str, error: Exception, secrets: list[str]) -> int:
+    logs.get().error(what, reason=config.redact(str(error), secrets), exit_code=code)
+    return code
+
+
+# ---------------------------------------------------------------- database access
+
+
+@contextmanager
+def _database(settings: Settings, *, migrate_now: bool) -> Iterator[DbSettings]:
+    """Where to connect, migrations applied when asked (always for the embedded server)."""
+    log = logs.get()
+    if settings.database_url is not None:
+        dsn = settings.database_url.reveal()
+        log.info("database", dsn=config.redact_dsn(dsn))
+    else:
+        server = embedded.start(settings.data_dir)
+        dsn = server.dsn
+        migrate_now = True
+        log.info("embedded database ready", data_dir=str(server.data_dir), psql=server.psql_command)
+    db = DbSettings(dsn=dsn, connect_timeout_s=settings.connect_timeout_s,
+                    statement_timeout_ms=settings.statement_timeout_ms)
+    with connect(db) as conn, translated("migrations"):
+        if migrate_now:
+            for migration in migrate.apply_pending(conn):
+                log.info("migration applied", version=migration.version, name=migration.name)
+        pending = [s.migration.name for s in migrate.status(conn) if s.applied_at is None]
+        if pending:
+            raise FatalError(f"schema not migrated ({len(pending)} pending): run `syncd migrate`")
+    yield db
+
+
+def _store(db: DbSettings) -> tuple[CourseStore, Callable[[], None]]:
+    conn = connect(db)
+    return CourseStore(lambda: _borrow(conn)), conn.close
+
+
+@contextmanager
+def _borrow(conn: Any) -> Iterator[Any]:
+    yield conn
+
+
+def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Reconciler:
+    return Reconciler(
+        root=settings.root, store=store, log=logs.get(),
+        options=ParseOptions(default_creator_mind=settings.creator_mind),
+        max_file_bytes=settings.max_file_bytes, write=write,
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
+    write = settings.persist and not args.dry_run
+    if not settings.persist:
+        logs.get().warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
+    with _database(settings, migrate_now=settings.migrate) as db:
+        store, close = _store(db)
+        try:
+            reconciler = _reconciler(settings, store, write=write)
+            summary = reconciler.reconcile_all(progress=_progress_bar())
+            if args.dry_run:
+                for result in reconciler.last_results:
+                    _print_plan(result)
+        finally:
+            close()
+    if summary.rejected:
+        print(f"{len(summary.rejected)} file(s) rejected:", file=sys.stderr)
+        for issue in summary.rejected:
+            print(f"  {issue.path}: {issue.reason}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_plan(result: Any) -> None:
+    plan = result.plan
+    if plan is None:
+        return
+    print(f"{result.course}: insert {len(plan.inserts)}, update {len(plan.updates)}, "
+          f"soft-delete {len(plan.deletes)}, unchanged {plan.unchanged}")
+    for write in plan.inserts:
+        print(f"  + {write.record.file_path or write.record.key}  [{write.record.content_type}]")
+    for write in plan.updates:
+        print(f"  ~ {write.record.file_path or write.record.key}  [{write.record.content_type}]")
+
+
+def _progress_bar() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, course: str) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {course[:30]:30}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_verify(settings: Settings, _args: argparse.Namespace) -> int:
+    from syncd.verify import verify
+
+    with _database(settings, migrate_now=settings.migrate) as db:
+        store, close = _store(db)
+        try:
+            drifts = verify(settings.root, store,
+                            ParseOptions(default_creator_mind=settings.creator_mind),
+                            settings.max_file_bytes)
+        finally:
+            close()
+    for drift in drifts:
+        print(drift)
+    if drifts:
+        print(f"{len(drifts)} drift(s) between {settings.root} and the database", file=sys.stderr)
+        return EXIT_DRIFT
+    print(f"in sync: {settings.root} and the database agree", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    log = logs.get()
+    if settings.database_url is not None:
+        dsn = settings.database_url.reveal()
+    else:
+        dsn = embedded.start(settings.data_dir).dsn
+    db = DbSettings(dsn=dsn, connect_timeout_s=settings.connect_timeout_s,
+                    statement_timeout_ms=settings.statement_timeout_ms)
+    with connect(db) as conn, translated("migrations"):
+        if not args.status:
+            applied = migrate.apply_pending(conn)
+            for migration in applied:
+                log.info("migration applied", version=migration.version, name=migration.name)
+            log.info("migrations up to date", applied=len(applied))
+        for state in migrate.status(conn):
+            when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "pending"
+            print(f"{state.migration.version}  {state.migration.name:40}  {when}")
+    return EXIT_OK
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd import daemon
+
+    with _database(settings, migrate_now=settings.migrate) as db:
+        return daemon.run(settings, db)
+
+
+def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
+    from syncd import report
+
+    with _database(settings, migrate_now=settings.migrate) as db, connect(db) as conn:
+        print(report.render(conn))
+    return EXIT_OK
+
+
+def cmd_embedded_stop(settings: Settings, _args: argparse.Namespace) -> int:
+    stopped = embedded.stop(settings.data_dir)
+    print("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running")
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "rescan": cmd_rescan,
+    "verify": cmd_verify,
+    "migrate": cmd_migrate,
+    "report": cmd_report,
+    "embedded-stop": cmd_embedded_stop,
+}
+
+__all__ = ["Secret", "main"]

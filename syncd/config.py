@@ -1,0 +1,162 @@
+"""Settings: built once from environment + flags, validated, frozen. Secrets stay out of
+every repr and every message (``redact``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import platformdirs
+
+from syncd.errors import ConfigError
+
+DEFAULT_ROOT = Path("outputs/courses")
+FALSE_WORDS = ("false", "0", "no", "off")
+TRUE_WORDS = ("true", "1", "yes", "on", "")
+
+
+class Secret:
+    """A string that never shows itself in a repr, str or f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("syncd")) / "postgres"
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = DEFAULT_ROOT
+    database_url: Secret | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    creator_mind: str | None = None
+    persist: bool = True
+    migrate: bool = False
+    max_file_bytes: int = 2 * 1024 * 1024
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+    connect_timeout_s: int = 5
+    statement_timeout_ms: int = 30_000
+    # daemon
+    quiet_ms: int = 500
+    max_delay_ms: int = 5_000
+    reconcile_interval_s: float = 600.0
+    polling: bool = False
+    shutdown_timeout_s: float = 20.0
+    breaker_failures: int = 3
+    breaker_reset_s: float = 5.0
+    heartbeat_s: float = 30.0
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that the log redactor can scrub them anywhere."""
+        found: list[str] = []
+        if self.database_url is not None:
+            found.extend(dsn_secrets(self.database_url.reveal()))
+        return found
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in FALSE_WORDS:
+        return False
+    if lowered in TRUE_WORDS:
+        return True
+    raise ConfigError(f"{name}: expected true/false, got {value!r}")
+
+
+def persist_from_env(env: Mapping[str, str]) -> bool:
+    """CREATOR_OS_DB_PERSIST: unset or true writes; false/0/no writes nothing."""
+    raw = env.get("CREATOR_OS_DB_PERSIST")
+    return True if raw is None else parse_bool("CREATOR_OS_DB_PERSIST", raw)
+
+
+def database_url_from_env(env: Mapping[str, str]) -> Secret | None:
+    raw = env.get("DATABASE_URL", "").strip()
+    return Secret(raw) if raw else None
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """Passwords inside a URL DSN or a key=value DSN."""
+    found = []
+    if "://" in dsn:
+        try:
+            password = urlsplit(dsn).password
+        except ValueError:
+            password = None
+        if password:
+            found.append(password)
+            from urllib.parse import unquote
+
+            found.append(unquote(password))
+    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn):
+        found.append(match.group(1).strip("'"))
+    return [s for s in dict.fromkeys(found) if s]
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password replaced by ***, safe to log."""
+    text = dsn
+    if "://" in dsn:
+        try:
+            parts = urlsplit(dsn)
+            if parts.password:
+                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+                text = urlunsplit(parts._replace(netloc=netloc))
+        except ValueError:
+            text = re.sub(r"//[^@/]*@", "//***@", dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def env_default(env: Mapping[str, str], name: str, fallback: str | None) -> str | None:
+    return env.get(name, fallback)
+
+
+def check(settings: Settings) -> Settings:
+    if settings.quiet_ms < 0 or settings.max_delay_ms < settings.quiet_ms:
+        raise ConfigError("--max-delay-ms must be at least --quiet-ms, both non-negative")
+    if settings.max_file_bytes <= 0:
+        raise ConfigError("--max-file-bytes must be positive")
+    if settings.log_format not in ("auto", "json", "console"):
+        raise ConfigError("--log-format must be auto, json or console")
+    if settings.creator_mind is not None and not re.match(
+        r"^[a-z0-9][a-z0-9_-]{0,99}$", settings.creator_mind
+    ):
+        raise ConfigError("SYNCD_CREATOR_MIND must be a mind slug (a-z, 0-9, _ and -)")
+    return settings
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

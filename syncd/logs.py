@@ -1,0 +1,71 @@
+"""structlog setup: readable console on a terminal, one JSON object per line otherwise.
+Every string in every event passes through the secret redactor."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from syncd.config import redact
+
+
+class Redactor:
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+        if not self.secrets:
+            return event
+        for key, value in list(event.items()):
+            event[key] = self._scrub(value)
+        return event
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value, self.secrets)
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, BaseException):
+            return redact(str(value), self.secrets)
+        return value
+
+
+def configure(
+    *, fmt: str = "auto", level: str = "info", secrets: list[str] | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    out = stream or sys.stderr
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if console
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            Redactor(secrets or []),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (pgserver, psycopg_pool, watchdog) log through the standard library:
+    # only their warnings reach our stream.
+    logging.basicConfig(level=logging.WARNING, stream=out, force=True)
+
+
+def get(name: str = "syncd") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,222 @@
+"""Pure: what one course folder says vs what the database holds → the writes to make.
+
+Matching an existing row to a record, in order: syncd's own row key, then the file
+path (identity of a file-backed row), then the legacy slug of a pre-syncd row with no
+file path (adopted in place), then, for the outline and modules, their position in the
+hierarchy. A matched row keeps its id and its slug forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from syncd.course import OUTLINE_KEY, Content, CourseSnapshot, FileIssue
+
+# Roles the content_minds CHECK allows: the creator owns the course, the persona is the
+# voice the lessons are written in, which CreatorOS records as their author.
+CREATOR_ROLE = "creator"
+PERSONA_ROLE = "author"
+
+
+@dataclass(frozen=True)
+class ExistingRow:
+    id: uuid.UUID
+    slug: str
+    file_path: str | None
+    content_type: str
+    sequence_order: int | None
+    parent_id: uuid.UUID | None
+    deleted: bool
+    row_key: str | None
+    row_hash: bytes | None
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    id: uuid.UUID
+    record: Content
+    slug: str
+    parent_id: uuid.UUID | None
+    row_hash: bytes
+    tags: tuple[str, ...]
+    minds: tuple[tuple[uuid.UUID, str], ...]
+
+
+@dataclass
+class Plan:
+    inserts: list[RowWrite] = field(default_factory=list)
+    updates: list[RowWrite] = field(default_factory=list)
+    deletes: list[uuid.UUID] = field(default_factory=list)
+    unchanged: int = 0
+    rejected: list[FileIssue] = field(default_factory=list)
+    ids: dict[str, uuid.UUID] = field(default_factory=dict)  # record key -> row id
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.inserts or self.updates or self.deletes)
+
+
+def plan_course(
+    snapshot: CourseSnapshot,
+    existing: Iterable[ExistingRow],
+    *,
+    creator_mind_id: uuid.UUID | None,
+    persona_mind_id: uuid.UUID | None,
+    foreign_slugs: frozenset[str] = frozenset(),
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> Plan:
+    """Writes that make the database hold exactly ``snapshot`` for this course.
+
+    ``foreign_slugs``: slugs already used by rows of other projects; a new file-backed
+    row whose slug is among them is rejected, the rest of the course still syncs."""
+    plan = Plan()
+    rows = list(existing)
+    matcher = _Matcher(rows)
+    # A rejected file keeps whatever row it already has: bad input never destroys data.
+    matcher.protect({issue.path for issue in snapshot.rejected})
+    ids = plan.ids
+    minds = _minds(creator_mind_id, persona_mind_id)
+    project_tags = snapshot.project.tags
+
+    for record in snapshot.contents:
+        row = matcher.claim(record)
+        slug = row.slug if row else record.slug
+        if row is None and slug in foreign_slugs:
+            if record.file_path is not None and record.key != OUTLINE_KEY:
+                plan.rejected.append(
+                    FileIssue(record.file_path, f"slug {slug!r} is already used by another project")
+                )
+                continue
+            slug = _fallback_slug(snapshot.course, record)
+        row_id = row.id if row else new_id()
+        ids[record.key] = row_id
+        parent_id = ids.get(record.parent_key) if record.parent_key else None
+        tags = _merge(project_tags, record.tags) if record.key == OUTLINE_KEY else record.tags
+        write = RowWrite(
+            id=row_id,
+            record=record,
+            slug=slug,
+            parent_id=parent_id,
+            row_hash=_row_hash(record, slug, parent_id, tags, minds),
+            tags=tags,
+            minds=minds,
+        )
+        if row is None:
+            plan.inserts.append(write)
+        elif row.deleted or row.row_hash != write.row_hash or row.row_key != record.key:
+            plan.updates.append(write)
+        else:
+            plan.unchanged += 1
+
+    course_prefix = f"{snapshot.course}/"
+    for row in rows:
+        managed = row.row_key is not None or (row.file_path or "").startswith(course_prefix)
+        if managed and not row.deleted and not matcher.is_claimed(row):
+            plan.deletes.append(row.id)
+    return plan
+
+
+class _Matcher:
+    def __init__(self, rows: list[ExistingRow]) -> None:
+        live_first = sorted(rows, key=lambda r: r.deleted)  # prefer a live row over a deleted twin
+        self.by_key: dict[str, ExistingRow] = {}
+        self.by_file: dict[str, ExistingRow] = {}
+        self.by_slug: dict[str, ExistingRow] = {}
+        self.by_position: dict[tuple[str, int | None], ExistingRow] = {}
+        for row in live_first:
+            if row.row_key:
+                self.by_key.setdefault(row.row_key, row)
+            if row.file_path:
+                self.by_file.setdefault(row.file_path, row)
+            self.by_slug.setdefault(row.slug, row)
+            if row.content_type in ("course_outline", "course_module"):
+                self.by_position.setdefault((row.content_type, row.sequence_order), row)
+        self.claimed: set[uuid.UUID] = set()
+
+    def claim(self, record: Content) -> ExistingRow | None:
+        candidates = [self.by_key.get(record.key)]
+        if record.key != OUTLINE_KEY and record.file_path:
+            candidates.append(self.by_file.get(record.file_path))
+        if record.legacy_slug:
+            legacy = self.by_slug.get(record.legacy_slug)
+            if legacy is not None and (legacy.file_path is None or legacy.row_key == record.key):
+                candidates.append(legacy)
+        if record.content_type in ("course_outline", "course_module"):
+            sequence = None if record.content_type == "course_outline" else record.sequence_order
+            candidates.append(self.by_position.get((record.content_type, sequence)))
+        for row in candidates:
+            if row is not None and row.id not in self.claimed and _compatible(row, record):
+                self.claimed.add(row.id)
+                return row
+        return None
+
+    def protect(self, file_paths: set[str]) -> None:
+        for path in file_paths:
+            row = self.by_file.get(path)
+            if row is not None:
+                self.claimed.add(row.id)
+
+    def is_claimed(self, row: ExistingRow) -> bool:
+        return row.id in self.claimed
+
+
+def _compatible(row: ExistingRow, record: Content) -> bool:
+    """A row keeps its kind: a module row is never reused as a lesson."""
+    return row.content_type == record.content_type or row.row_key == record.key
+
+
+def _fallback_slug(course: str, record: Content) -> str:
+    """Outline and module slugs follow the legacy convention; when another project
+    already holds one, the ``--`` form (which no other course can produce) is used."""
+    suffix = "outline" if record.key == OUTLINE_KEY else f"module-{record.sequence_order}"
+    return f"{course}--{suffix}"
+
+
+def _minds(
+    creator: uuid.UUID | None, persona: uuid.UUID | None
+) -> tuple[tuple[uuid.UUID, str], ...]:
+    minds: list[tuple[uuid.UUID, str]] = []
+    if creator is not None:
+        minds.append((creator, CREATOR_ROLE))
+    if persona is not None and persona != creator:
+        minds.append((persona, PERSONA_ROLE))
+    return tuple(minds)
+
+
+def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*first, *second)))
+
+
+def _row_hash(
+    record: Content,
+    slug: str,
+    parent_id: uuid.UUID | None,
+    tags: tuple[str, ...],
+    minds: tuple[tuple[uuid.UUID, str], ...],
+) -> bytes:
+    """Hash of every value syncd writes for this row: equal means no write at all."""
+    payload = json.dumps(
+        [
+            record.key,
+            record.content_type,
+            slug,
+            record.title,
+            record.content,
+            str(parent_id),
+            record.sequence_order,
+            record.file_path,
+            record.metadata,
+            record.fidelity_score,
+            record.status,
+            list(tags),
+            [[str(m), role] for m, role in minds],
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).digest()

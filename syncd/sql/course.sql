@@ -1,0 +1,165 @@
+-- Queries of the course writer, loaded by name (the text after "-- name:").
+
+-- name: lock_course
+SELECT pg_advisory_xact_lock(hashtextextended('syncd:course:' || %(course)s, 0));
+
+-- name: course_state
+SELECT fingerprint, status_before_archive, project_id FROM syncd.courses WHERE course = %(course)s;
+
+-- name: course_fingerprints
+SELECT c.course, c.fingerprint, p.status = 'archived' AS archived
+FROM syncd.courses c JOIN public.content_projects p ON p.id = c.project_id;
+
+-- name: insert_minds
+INSERT INTO public.minds (slug, display_name)
+SELECT * FROM unnest(%(slugs)s::text[], %(names)s::text[])
+ON CONFLICT (slug) DO NOTHING;
+
+-- name: mind_ids
+SELECT slug, id FROM public.minds WHERE slug = ANY(%(slugs)s::text[]);
+
+-- name: upsert_audience
+INSERT INTO public.audience_profiles AS a (slug, name, description, technical_level)
+VALUES (%(slug)s, %(name)s, %(description)s, %(technical_level)s)
+ON CONFLICT (slug) DO UPDATE
+SET name = EXCLUDED.name, description = EXCLUDED.description,
+    technical_level = EXCLUDED.technical_level
+WHERE (a.name, a.description, a.technical_level)
+      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.description, EXCLUDED.technical_level);
+
+-- name: audience_id
+SELECT id FROM public.audience_profiles WHERE slug = %(slug)s;
+
+-- name: upsert_project
+INSERT INTO public.content_projects AS p
+    (slug, name, description, project_type, project_metadata,
+     creator_mind_id, persona_mind_id, target_audience_id)
+VALUES (%(slug)s, %(name)s, %(description)s, %(project_type)s, %(metadata)s,
+        %(creator_mind_id)s, %(persona_mind_id)s, %(audience_id)s)
+ON CONFLICT (slug) DO UPDATE
+SET name = EXCLUDED.name, description = EXCLUDED.description,
+    project_type = EXCLUDED.project_type, project_metadata = EXCLUDED.project_metadata,
+    creator_mind_id = EXCLUDED.creator_mind_id, persona_mind_id = EXCLUDED.persona_mind_id,
+    target_audience_id = EXCLUDED.target_audience_id,
+    status = CASE WHEN p.status = 'archived'
+                  THEN coalesce(%(restore_status)s, 'in_progress') ELSE p.status END
+WHERE (p.name, p.description, p.project_type, p.project_metadata, p.creator_mind_id,
+       p.persona_mind_id, p.target_audience_id, p.status = 'archived')
+      IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.description, EXCLUDED.project_type, EXCLUDED.project_metadata,
+       EXCLUDED.creator_mind_id, EXCLUDED.persona_mind_id, EXCLUDED.target_audience_id, false)
+RETURNING id, (xmax = 0) AS inserted;
+
+-- name: project_id
+SELECT id FROM public.content_projects WHERE slug = %(slug)s;
+
+-- name: existing_rows
+SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
+       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, md5(c.content) AS content_md5
+FROM public.contents c
+LEFT JOIN syncd.rows r ON r.content_id = c.id
+WHERE c.project_id = %(project_id)s
+   OR (c.file_path IS NULL AND c.project_id IS NULL AND c.slug = ANY(%(legacy_slugs)s::text[]));
+
+-- name: foreign_slugs
+SELECT slug FROM public.contents
+WHERE slug = ANY(%(slugs)s::text[]) AND project_id IS DISTINCT FROM %(project_id)s;
+
+-- name: copy_contents
+COPY public.contents (id, project_id, content_type, parent_content_id, sequence_order, slug,
+                      title, content, metadata, fidelity_score, status, file_path, ai_generated)
+FROM STDIN;
+
+-- name: update_content
+UPDATE public.contents
+SET project_id = %(project_id)s, content_type = %(content_type)s,
+    parent_content_id = %(parent_id)s, sequence_order = %(sequence_order)s,
+    title = %(title)s, content = %(content)s, metadata = %(metadata)s,
+    fidelity_score = coalesce(%(fidelity_score)s, fidelity_score),
+    status = coalesce(%(status)s, status), file_path = %(file_path)s,
+    ai_generated = true, deleted_at = NULL
+WHERE id = %(id)s;
+
+-- name: soft_delete
+UPDATE public.contents SET deleted_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL;
+
+-- name: insert_tags
+INSERT INTO public.tags (name, tag_type) SELECT unnest(%(names)s::text[]), 'theme'
+ON CONFLICT (name) DO NOTHING;
+
+-- name: tag_ids
+SELECT name, id FROM public.tags WHERE name = ANY(%(names)s::text[]);
+
+-- name: prune_content_tags
+DELETE FROM public.content_tags t
+WHERE t.content_id = ANY(%(ids)s::uuid[])
+  AND NOT EXISTS (SELECT 1 FROM unnest(%(content_ids)s::uuid[], %(tag_ids)s::bigint[]) AS d(c, g)
+                  WHERE d.c = t.content_id AND d.g = t.tag_id);
+
+-- name: insert_content_tags
+INSERT INTO public.content_tags (content_id, tag_id)
+SELECT * FROM unnest(%(content_ids)s::uuid[], %(tag_ids)s::bigint[])
+ON CONFLICT DO NOTHING;
+
+-- name: prune_content_minds
+DELETE FROM public.content_minds m
+WHERE m.content_id = ANY(%(ids)s::uuid[])
+  AND NOT EXISTS (SELECT 1 FROM unnest(%(content_ids)s::uuid[], %(mind_ids)s::uuid[]) AS d(c, g)
+                  WHERE d.c = m.content_id AND d.g = m.mind_id);
+
+-- name: insert_content_minds
+INSERT INTO public.content_minds AS m (content_id, mind_id, role)
+SELECT * FROM unnest(%(content_ids)s::uuid[], %(mind_ids)s::uuid[], %(roles)s::text[])
+ON CONFLICT (content_id, mind_id) DO UPDATE SET role = EXCLUDED.role
+WHERE m.role IS DISTINCT FROM EXCLUDED.role;
+
+-- name: release_row_keys
+DELETE FROM syncd.rows
+WHERE project_id = %(project_id)s AND row_key = ANY(%(keys)s::text[])
+  AND NOT (content_id = ANY(%(ids)s::uuid[]));
+
+-- name: upsert_rows
+INSERT INTO syncd.rows (content_id, project_id, row_key, row_hash, source_hash, synced_at)
+SELECT d.*, now()
+FROM unnest(%(ids)s::uuid[], %(project_ids)s::uuid[], %(keys)s::text[], %(hashes)s::bytea[],
+            %(source_hashes)s::bytea[]) AS d
+ON CONFLICT (content_id) DO UPDATE
+SET project_id = EXCLUDED.project_id, row_key = EXCLUDED.row_key, row_hash = EXCLUDED.row_hash,
+    source_hash = EXCLUDED.source_hash, synced_at = EXCLUDED.synced_at;
+
+-- name: upsert_course
+INSERT INTO syncd.courses (course, project_id, fingerprint, status_before_archive, synced_at)
+VALUES (%(course)s, %(project_id)s, %(fingerprint)s, NULL, now())
+ON CONFLICT (course) DO UPDATE
+SET project_id = EXCLUDED.project_id, fingerprint = EXCLUDED.fingerprint,
+    status_before_archive = NULL, synced_at = EXCLUDED.synced_at;
+
+-- name: archive_course
+WITH course AS (
+    SELECT c.course, c.project_id, p.status
+    FROM syncd.courses c JOIN public.content_projects p ON p.id = c.project_id
+    WHERE c.course = %(course)s AND p.status <> 'archived'
+    FOR UPDATE OF c
+), archived AS (
+    UPDATE public.content_projects p SET status = 'archived'
+    FROM course WHERE p.id = course.project_id
+    RETURNING p.id
+), remembered AS (
+    UPDATE syncd.courses c
+    SET status_before_archive = course.status, fingerprint = NULL, synced_at = now()
+    FROM course WHERE c.course = course.course
+    RETURNING c.course
+)
+UPDATE public.contents t SET deleted_at = now()
+FROM course
+WHERE t.project_id = course.project_id AND t.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = t.id)
+RETURNING t.id;
+
+-- name: archived_count
+SELECT count(*) FROM syncd.courses c JOIN public.content_projects p ON p.id = c.project_id
+WHERE c.course = %(course)s AND p.status = 'archived';
+
+-- name: file_paths
+SELECT id, file_path FROM public.contents WHERE id = ANY(%(ids)s::uuid[]);

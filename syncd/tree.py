@@ -1,0 +1,130 @@
+"""Reading the course tree from disk: which folders are courses, and the bytes of the
+files of one course that feed a record. Symlinks are never followed."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from syncd.course import FileIssue
+from syncd.parser import is_course_folder, is_relevant
+
+DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_DEPTH = 12
+
+
+@dataclass(frozen=True)
+class TreeListing:
+    courses: list[str]
+    skipped: list[str]  # direct children that are not course folders (e.g. no-migration/)
+
+
+@dataclass
+class CourseFiles:
+    course: str
+    files: dict[str, bytes] = field(default_factory=dict)  # path relative to the course folder
+    unreadable: list[FileIssue] = field(default_factory=list)
+    exists: bool = True
+    top_names: set[str] = field(default_factory=set)  # entries directly in the folder
+
+
+def list_courses(root: Path) -> TreeListing:
+    """Course folders directly under ``root``. Raises OSError when the root is unreadable."""
+    courses, skipped = [], []
+    with os.scandir(root) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                names = os.listdir(entry.path)
+            except OSError:
+                skipped.append(entry.name)
+                continue
+            (courses if is_course_folder(names) else skipped).append(entry.name)
+    return TreeListing(courses, skipped)
+
+
+def read_course(root: Path, course: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> CourseFiles:
+    """The relevant files of one course. Files that cannot be read become FileIssues."""
+    result = CourseFiles(course)
+    folder = root / course
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            result.exists = False
+            return result
+    except FileNotFoundError:
+        result.exists = False
+        return result
+    try:
+        result.top_names = set(os.listdir(folder))
+    except OSError:
+        result.exists = False
+        return result
+    _walk(folder, PurePosixPath(), course, max_file_bytes, result, depth=0)
+    return result
+
+
+def _walk(
+    folder: Path, rel: PurePosixPath, course: str, limit: int, out: CourseFiles, depth: int
+) -> None:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        out.unreadable.append(FileIssue(f"{course}/{rel}", f"folder unreadable: {exc.strerror}"))
+        return
+    for entry in entries:
+        entry_rel = rel / entry.name
+        name = str(entry_rel)
+        shown = f"{course}/{name}"
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            out.unreadable.append(FileIssue(shown, "file name is not valid UTF-8"))
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+            is_link = entry.is_symlink()
+        except OSError:
+            continue
+        if is_dir:
+            if depth < MAX_DEPTH and _may_hold_relevant(entry_rel):
+                _walk(Path(entry.path), entry_rel, course, limit, out, depth + 1)
+            continue
+        if not is_relevant(name):
+            continue
+        if is_link:
+            out.unreadable.append(FileIssue(shown, "symbolic link: never followed"))
+            continue
+        data = _read(Path(entry.path), limit, shown, out)
+        if data is not None:
+            out.files[name] = data
+
+
+def _may_hold_relevant(rel: PurePosixPath) -> bool:
+    """Only descend into folders whose files can feed a record."""
+    return is_relevant(str(rel / "x.md"))
+
+
+def _read(path: Path, limit: int, shown: str, out: CourseFiles) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None  # deleted between listing and reading: the next event handles it
+    except OSError as exc:
+        out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}"))
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            out.unreadable.append(FileIssue(shown, "not a regular file"))
+            return None
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}"))
+            return None
+    if len(data) > limit:
+        out.unreadable.append(FileIssue(shown, f"larger than the size limit of {limit} bytes"))
+        return None
+    return data

@@ -1,0 +1,138 @@
+"""Real PostgreSQL for every test: one server per session (the pgserver wheel, or the
+server named by SYNCD_TEST_DSN, or the supabase/postgres image with
+SYNCD_TEST_CONTAINER=1), one fresh database per test cloned from a migrated template."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from syncd import migrate
+
+TEMPLATE = "syncd_template"
+
+
+@dataclass
+class Server:
+    admin_dsn: str
+    data_dir: Path | None = None  # set for the server this suite started itself
+
+    def dsn(self, dbname: str) -> str:
+        return make_conninfo(self.admin_dsn, dbname=dbname)
+
+    def create_database(self, template: str | None = None) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            suffix = f" TEMPLATE {template}" if template else ""
+            conn.execute(f"CREATE DATABASE {name}{suffix}")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _start_pgserver(tmp: Path) -> tuple[str, object]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+    return server.get_uri(), server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    if os.environ.get("SYNCD_TEST_DSN"):
+        yield Server(os.environ["SYNCD_TEST_DSN"])
+        return
+    if os.environ.get("SYNCD_TEST_CONTAINER") == "1":
+        from testcontainers.postgres import PostgresContainer
+
+        image = os.environ.get("SYNCD_TEST_IMAGE", "supabase/postgres:17.4.1.054")
+        with PostgresContainer(image, username="postgres", password="postgres",
+                               dbname="postgres", driver=None) as container:
+            yield Server(container.get_connection_url())
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="syncd-test-pg-"))
+    os.chmod(tmp, 0o755)
+    uri, handle = _start_pgserver(tmp)
+    try:
+        yield Server(uri, data_dir=tmp / "pgdata")
+    finally:
+        handle.cleanup()  # type: ignore[attr-defined]
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_template_lock = threading.Lock()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: Server) -> str:
+    with _template_lock:
+        with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        with psycopg.connect(pg_server.dsn(TEMPLATE)) as conn:
+            migrate.apply_pending(conn)
+    return TEMPLATE
+
+
+@pytest.fixture
+def empty_dsn(pg_server: Server) -> Iterator[str]:
+    name = pg_server.create_database()
+    yield pg_server.dsn(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def db_dsn(pg_server: Server, migrated_template: str) -> Iterator[str]:
+    """A fresh, fully migrated database for one test."""
+    name = pg_server.create_database(template=migrated_template)
+    yield pg_server.dsn(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def corpus_root() -> Path:
+    value = os.environ.get("SYNCD_CORPUS")
+    if not value:
+        pytest.skip("SYNCD_CORPUS is not set: the shared corpus tests need it")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.skip(f"SYNCD_CORPUS={value} is not a folder")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SYNCD_* / DATABASE_URL / kill switch from the caller's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("SYNCD_") and name not in ("SYNCD_CORPUS", "SYNCD_TEST_DSN",
+                                                     "SYNCD_TEST_CONTAINER", "SYNCD_TEST_IMAGE"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CREATOR_OS_DB_PERSIST", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """A test that leaves a non-daemon thread running fails: stopping is part of behaviour."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    for thread in leaked:
+        thread.join(timeout=5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads left running: {still}"
