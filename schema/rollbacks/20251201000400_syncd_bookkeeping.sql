@@ -1,0 +1,5 @@
+-- Rollback of 20251201000400_syncd_bookkeeping.sql: drops syncd's bookkeeping tables (syncd
+-- then treats every course as new). The schema syncd and its migration ledger stay.
+
+drop table if exists syncd.rows;
+drop table if exists syncd.courses;
