@@ -30,8 +30,12 @@ COMMANDS = ("run", "verify", "migrate", "report", "embedded-stop")
 
 
 def _flag(
-    parser: argparse.ArgumentParser, env: Mapping[str, str], flag: str, var: str | None,
-    help_text: str, **kwargs: Any,
+    parser: argparse.ArgumentParser,
+    env: Mapping[str, str],
+    flag: str,
+    var: str | None,
+    help_text: str,
+    **kwargs: Any,
 ) -> None:
     if var is not None:
         raw = env.get(var)
@@ -56,44 +60,166 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     )
     f = _flag
     f(parser, env, "--root", "SYNCD_ROOT", "course tree to sync", default=str(config.DEFAULT_ROOT))
-    f(parser, env, "--data-dir", "SYNCD_DATA_DIR", "embedded PostgreSQL data directory",
-      default=str(config.default_data_dir()))
-    f(parser, env, "--migrate", "SYNCD_MIGRATE",
-      "apply pending migrations first (always on for the embedded database)", action="store_true")
-    f(parser, env, "--creator-mind", "SYNCD_CREATOR_MIND",
-      "slug of the mind that owns synced courses (a brief's creator_mind: overrides it)",
-      default=None)
-    f(parser, env, "--max-file-bytes", "SYNCD_MAX_FILE_BYTES", "files larger than this are rejected",
-      type=int, default=2 * 1024 * 1024)
-    f(parser, env, "--log-format", "SYNCD_LOG_FORMAT", "auto, json or console",
-      default="auto", choices=("auto", "json", "console"))
-    f(parser, env, "--log-level", "SYNCD_LOG_LEVEL", "debug, info, warning or error", default="info")
-    f(parser, env, "--connect-timeout", "SYNCD_CONNECT_TIMEOUT", "seconds to wait for a connection",
-      type=int, default=5)
-    f(parser, env, "--statement-timeout-ms", "SYNCD_STATEMENT_TIMEOUT_MS",
-      "server-side statement timeout", type=int, default=30_000)
+    f(
+        parser,
+        env,
+        "--data-dir",
+        "SYNCD_DATA_DIR",
+        "embedded PostgreSQL data directory",
+        default=str(config.default_data_dir()),
+    )
+    f(
+        parser,
+        env,
+        "--migrate",
+        "SYNCD_MIGRATE",
+        "apply pending migrations first (always on for the embedded database)",
+        action="store_true",
+    )
+    f(
+        parser,
+        env,
+        "--creator-mind",
+        "SYNCD_CREATOR_MIND",
+        "slug of the mind that owns synced courses (a brief's creator_mind: overrides it)",
+        default=None,
+    )
+    f(
+        parser,
+        env,
+        "--max-file-bytes",
+        "SYNCD_MAX_FILE_BYTES",
+        "files larger than this are rejected",
+        type=int,
+        default=2 * 1024 * 1024,
+    )
+    f(
+        parser,
+        env,
+        "--log-format",
+        "SYNCD_LOG_FORMAT",
+        "auto, json or console",
+        default="auto",
+        choices=("auto", "json", "console"),
+    )
+    f(
+        parser,
+        env,
+        "--log-level",
+        "SYNCD_LOG_LEVEL",
+        "debug, info, warning or error",
+        default="info",
+    )
+    f(
+        parser,
+        env,
+        "--connect-timeout",
+        "SYNCD_CONNECT_TIMEOUT",
+        "seconds to wait for a connection",
+        type=int,
+        default=5,
+    )
+    f(
+        parser,
+        env,
+        "--statement-timeout-ms",
+        "SYNCD_STATEMENT_TIMEOUT_MS",
+        "server-side statement timeout",
+        type=int,
+        default=30_000,
+    )
     if command in ("run", "rescan"):
-        f(parser, {}, "--rescan", None, "reconcile the whole tree once and exit",
-          action="store_true")
-        f(parser, {}, "--dry-run", None, "with --rescan: print the plan, write nothing",
-          action="store_true")
-        f(parser, env, "--quiet-ms", "SYNCD_QUIET_MS", "debounce quiet period", type=int, default=500)
-        f(parser, env, "--max-delay-ms", "SYNCD_MAX_DELAY_MS", "debounce maximum delay",
-          type=int, default=5000)
-        f(parser, env, "--reconcile-interval", "SYNCD_RECONCILE_INTERVAL",
-          "seconds between safety reconciles, 0 = off", type=float, default=600.0)
-        f(parser, env, "--polling", "SYNCD_POLLING",
-          "use the polling observer (network and Docker Desktop mounts)", action="store_true")
-        f(parser, env, "--shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT",
-          "seconds to flush pending courses on SIGTERM", type=float, default=20.0)
-        f(parser, env, "--breaker-failures", "SYNCD_BREAKER_FAILURES",
-          "consecutive failures that open the circuit breaker", type=int, default=3)
-        f(parser, env, "--breaker-reset", "SYNCD_BREAKER_RESET",
-          "seconds the breaker stays open before a trial call", type=float, default=5.0)
-        f(parser, env, "--heartbeat", "SYNCD_HEARTBEAT", "seconds between heartbeat log lines",
-          type=float, default=30.0)
+        f(
+            parser,
+            {},
+            "--rescan",
+            None,
+            "reconcile the whole tree once and exit",
+            action="store_true",
+        )
+        f(
+            parser,
+            {},
+            "--dry-run",
+            None,
+            "with --rescan: print the plan, write nothing",
+            action="store_true",
+        )
+        f(
+            parser,
+            env,
+            "--quiet-ms",
+            "SYNCD_QUIET_MS",
+            "debounce quiet period",
+            type=int,
+            default=500,
+        )
+        f(
+            parser,
+            env,
+            "--max-delay-ms",
+            "SYNCD_MAX_DELAY_MS",
+            "debounce maximum delay",
+            type=int,
+            default=5000,
+        )
+        f(
+            parser,
+            env,
+            "--reconcile-interval",
+            "SYNCD_RECONCILE_INTERVAL",
+            "seconds between safety reconciles, 0 = off",
+            type=float,
+            default=600.0,
+        )
+        f(
+            parser,
+            env,
+            "--polling",
+            "SYNCD_POLLING",
+            "use the polling observer (network and Docker Desktop mounts)",
+            action="store_true",
+        )
+        f(
+            parser,
+            env,
+            "--shutdown-timeout",
+            "SYNCD_SHUTDOWN_TIMEOUT",
+            "seconds to flush pending courses on SIGTERM",
+            type=float,
+            default=20.0,
+        )
+        f(
+            parser,
+            env,
+            "--breaker-failures",
+            "SYNCD_BREAKER_FAILURES",
+            "consecutive failures that open the circuit breaker",
+            type=int,
+            default=3,
+        )
+        f(
+            parser,
+            env,
+            "--breaker-reset",
+            "SYNCD_BREAKER_RESET",
+            "seconds the breaker stays open before a trial call",
+            type=float,
+            default=5.0,
+        )
+        f(
+            parser,
+            env,
+            "--heartbeat",
+            "SYNCD_HEARTBEAT",
+            "seconds between heartbeat log lines",
+            type=float,
+            default=30.0,
+        )
     if command == "migrate":
-        parser.add_argument("--status", action="store_true", help="list applied and pending migrations")
+        parser.add_argument(
+            "--status", action="store_true", help="list applied and pending migrations"
+        )
     return parser
 
 
@@ -132,9 +258,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         database_url = config.database_url_from_env(env)
         secrets = config.dsn_secrets(database_url.reveal()) if database_url else []
+        fmt = env.get("SYNCD_LOG_FORMAT", "auto")
+        logs.configure(fmt=fmt if fmt in ("json", "console") else "auto", secrets=secrets)
         args = _build_parser(command, env).parse_args(argv)
         settings = _settings(args, env)
-        logs.configure(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets())
+        logs.configure(
+            fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets()
+        )
         if command == "run" and args.rescan:
             command = "rescan"
         return _COMMANDS[command](settings, args)
@@ -172,8 +302,11 @@ def _database(settings: Settings, *, migrate_now: bool) -> Iterator[DbSettings]:
         dsn = server.dsn
         migrate_now = True
         log.info("embedded database ready", data_dir=str(server.data_dir), psql=server.psql_command)
-    db = DbSettings(dsn=dsn, connect_timeout_s=settings.connect_timeout_s,
-                    statement_timeout_ms=settings.statement_timeout_ms)
+    db = DbSettings(
+        dsn=dsn,
+        connect_timeout_s=settings.connect_timeout_s,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
     with connect(db) as conn, translated("migrations"):
         if migrate_now:
             for migration in migrate.apply_pending(conn):
@@ -196,9 +329,12 @@ def _borrow(conn: Any) -> Iterator[Any]:
 
 def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Reconciler:
     return Reconciler(
-        root=settings.root, store=store, log=logs.get(),
+        root=settings.root,
+        store=store,
+        log=logs.get(),
         options=ParseOptions(default_creator_mind=settings.creator_mind),
-        max_file_bytes=settings.max_file_bytes, write=write,
+        max_file_bytes=settings.max_file_bytes,
+        write=write,
     )
 
 
@@ -230,8 +366,10 @@ def _print_plan(result: Any) -> None:
     plan = result.plan
     if plan is None:
         return
-    print(f"{result.course}: insert {len(plan.inserts)}, update {len(plan.updates)}, "
-          f"soft-delete {len(plan.deletes)}, unchanged {plan.unchanged}")
+    print(
+        f"{result.course}: insert {len(plan.inserts)}, update {len(plan.updates)}, "
+        f"soft-delete {len(plan.deletes)}, unchanged {plan.unchanged}"
+    )
     for write in plan.inserts:
         print(f"  + {write.record.file_path or write.record.key}  [{write.record.content_type}]")
     for write in plan.updates:
@@ -245,7 +383,9 @@ def _progress_bar() -> Any:
     def show(done: int, total: int, course: str) -> None:
         width = 30
         filled = int(width * done / max(total, 1))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {course[:30]:30}")
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {course[:30]:30}"
+        )
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -259,9 +399,12 @@ def cmd_verify(settings: Settings, _args: argparse.Namespace) -> int:
     with _database(settings, migrate_now=settings.migrate) as db:
         store, close = _store(db)
         try:
-            drifts = verify(settings.root, store,
-                            ParseOptions(default_creator_mind=settings.creator_mind),
-                            settings.max_file_bytes)
+            drifts = verify(
+                settings.root,
+                store,
+                ParseOptions(default_creator_mind=settings.creator_mind),
+                settings.max_file_bytes,
+            )
         finally:
             close()
     for drift in drifts:
@@ -279,8 +422,11 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         dsn = settings.database_url.reveal()
     else:
         dsn = embedded.start(settings.data_dir).dsn
-    db = DbSettings(dsn=dsn, connect_timeout_s=settings.connect_timeout_s,
-                    statement_timeout_ms=settings.statement_timeout_ms)
+    db = DbSettings(
+        dsn=dsn,
+        connect_timeout_s=settings.connect_timeout_s,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
     with connect(db) as conn, translated("migrations"):
         if not args.status:
             applied = migrate.apply_pending(conn)

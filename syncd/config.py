@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import platformdirs
 
@@ -111,8 +111,6 @@ def dsn_secrets(dsn: str) -> list[str]:
             password = None
         if password:
             found.append(password)
-            from urllib.parse import unquote
-
             found.append(unquote(password))
     for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn):
         found.append(match.group(1).strip("'"))

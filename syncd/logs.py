@@ -37,7 +37,10 @@ class Redactor:
 
 
 def configure(
-    *, fmt: str = "auto", level: str = "info", secrets: list[str] | None = None,
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    secrets: list[str] | None = None,
     stream: TextIO | None = None,
 ) -> None:
     out = stream or sys.stderr

@@ -18,8 +18,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from syncd.course import (
-    OUTLINE_KEY,
     JSON,
+    OUTLINE_KEY,
     Audience,
     Content,
     CourseSnapshot,
@@ -52,7 +52,7 @@ LESSON_NUMBER = re.compile(r"^(\d+)\.(\d+)(?!\d)")
 H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 BOLD_LABEL = re.compile(r"\*\*([^*\n]{1,60}?):?\*\*:?[ \t]*([^|\n]*)")
 MODULE_LABEL = re.compile(r"^m[óo]dulo(?:\s+(\d+))?$", re.IGNORECASE)
-NUMBERED_TITLE = re.compile(r"^\s*(\d+)\s*[-–—:.]\s*(.+)$")
+NUMBERED_TITLE = re.compile(r"^\s*(\d+)\s*[-\u2013\u2014:.]\s*(.+)$")  # -, en/em dash
 LAST_INT = re.compile(r"(\d+)(?!.*\d)")
 EDITOR_TEMP = re.compile(r"(~$|^#.*#$|\.sw[a-p]$|\.tmp$|\.bak$|\.orig$|\.part$|^4913$)")
 
@@ -134,7 +134,7 @@ def legacy_lesson_slug(course: str, module: int, lesson: int) -> str:
 def parse_course(
     course: str,
     files: Mapping[str, bytes],
-    options: ParseOptions = ParseOptions(),  # noqa: B008 - frozen, so a shared default is safe
+    options: ParseOptions = ParseOptions(),
     unreadable: Iterable[FileIssue] = (),
 ) -> CourseSnapshot:
     """Map the relevant files of one course folder (paths relative to the folder) to records."""
@@ -247,21 +247,26 @@ class _CourseParser:
         course_block = _mapping(curriculum.get("course"))
         meta_json = self.metadata_json()
 
-        title = _first_str(
-            curriculum.get("title"),
-            course_block.get("title"),
-            brief_fm.get("title"),
-            brief_fm.get("course_title"),
-            _labelled_block(brief_body, ("título do curso", "titulo do curso", "course title")),
-            meta_json.get("course_title"),
-        ) or self.course
+        title = (
+            _first_str(
+                curriculum.get("title"),
+                course_block.get("title"),
+                brief_fm.get("title"),
+                brief_fm.get("course_title"),
+                _labelled_block(brief_body, ("título do curso", "titulo do curso", "course title")),
+                meta_json.get("course_title"),
+            )
+            or self.course
+        )
 
         project = Project(
             slug=self.course,
             name=title,
             description=_first_str(
                 brief_fm.get("description"),
-                _labelled_block(brief_body, ("subtítulo/tagline", "tagline", "descrição", "subtítulo")),
+                _labelled_block(
+                    brief_body, ("subtítulo/tagline", "tagline", "descrição", "subtítulo")
+                ),
             )
             if brief
             else None,
@@ -370,7 +375,9 @@ class _CourseParser:
                 module, lesson = int(number.group(1)), int(number.group(2))
                 if max(module, lesson) > SMALLINT_MAX:
                     self.reject(
-                        ParseError(rel, f"lesson number {module}.{lesson} is larger than {SMALLINT_MAX}")
+                        ParseError(
+                            rel, f"lesson number {module}.{lesson} is larger than {SMALLINT_MAX}"
+                        )
                     )
                     continue
             md = self.try_markdown(rel)
@@ -415,8 +422,13 @@ class _CourseParser:
                 continue
             outputs.append(
                 self.file_content(
-                    rel, md, content_type="other", parent_key=OUTLINE_KEY,
-                    sequence_order=None, extra={"kind": folder}, legacy_slug=None,
+                    rel,
+                    md,
+                    content_type="other",
+                    parent_key=OUTLINE_KEY,
+                    sequence_order=None,
+                    extra={"kind": folder},
+                    legacy_slug=None,
                 )
             )
         return outputs
@@ -485,7 +497,9 @@ def _str_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list):
-        return [str(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool)]
+        return [
+            str(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool)
+        ]
     return []
 
 
@@ -596,7 +610,7 @@ def _labels(body: str) -> dict[str, str]:
     labels: dict[str, str] = {}
     for line in body.splitlines()[:40]:
         stripped = line.strip()
-        if stripped.startswith("## ") or stripped == "---" and labels:
+        if stripped.startswith("## ") or (stripped == "---" and labels):
             break
         if not stripped.startswith("**"):
             continue
@@ -623,7 +637,7 @@ def _module_title_hint(fm: dict[str, Any], labels: dict[str, str], module: int) 
 
 def _sections(body: str) -> Iterable[tuple[str, str]]:
     """(heading, text) for every ``## `` section of a brief."""
-    heading, lines = "", []
+    heading, lines = "", list[str]()
     for line in body.splitlines():
         if line.startswith("## "):
             if heading:
@@ -640,7 +654,12 @@ def _audience(
 ) -> Audience | None:
     for heading, text in _sections(brief_body):
         lowered = heading.lower()
-        if ("icp" in lowered or "público" in lowered or "publico" in lowered or "audience" in lowered) and text:
+        if (
+            "icp" in lowered
+            or "público" in lowered
+            or "publico" in lowered
+            or "audience" in lowered
+        ) and text:
             metadata = _mapping(curriculum.get("metadata")) or _mapping(
                 _mapping(curriculum.get("course")).get("metadata")
             )
@@ -681,4 +700,6 @@ def _brief_tags(body: str) -> list[str]:
     block = _labelled_block(body, ("tags (3-7 palavras-chave)", "tags"))
     if not block:
         return []
-    return [re.sub(r"^\s*(?:\d+[.)]|[-*])\s*", "", line) for line in block.splitlines() if line.strip()]
+    return [
+        re.sub(r"^\s*(?:\d+[.)]|[-*])\s*", "", line) for line in block.splitlines() if line.strip()
+    ]

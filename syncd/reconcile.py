@@ -93,10 +93,17 @@ class Reconciler:
             summary.archived += int(self.archive(course))
         summary.ms = (self.clock() - started) * 1000
         self.log.info(
-            "reconcile finished", courses=summary.courses, inserted=summary.inserted,
-            updated=summary.updated, deleted=summary.deleted, unchanged=summary.unchanged,
-            skipped=summary.skipped, archived=summary.archived, rejected=len(summary.rejected),
-            failed=len(summary.failed), ms=round(summary.ms, 1),
+            "reconcile finished",
+            courses=summary.courses,
+            inserted=summary.inserted,
+            updated=summary.updated,
+            deleted=summary.deleted,
+            unchanged=summary.unchanged,
+            skipped=summary.skipped,
+            archived=summary.archived,
+            rejected=len(summary.rejected),
+            failed=len(summary.failed),
+            ms=round(summary.ms, 1),
         )
         return summary
 
@@ -104,7 +111,9 @@ class Reconciler:
         try:
             listing = list_courses(self.root)
         except OSError as exc:
-            raise RootUnavailable(f"course root {self.root} is unreadable: {exc.strerror}") from None
+            raise RootUnavailable(
+                f"course root {self.root} is unreadable: {exc.strerror}"
+            ) from None
         for name in listing.skipped:
             if name not in self._skipped_logged:
                 self._skipped_logged.add(name)
@@ -127,16 +136,16 @@ class Reconciler:
             self._log_result(result, started)
             return result
         try:
-            snapshot = course_parser.parse_course(course, files.files, self.options, files.unreadable)
+            snapshot = course_parser.parse_course(
+                course, files.files, self.options, files.unreadable
+            )
         except ParseError as error:
             self.log.warning("file rejected", path=error.path, reason=error.reason)
             return CourseResult(course, rejected=[FileIssue(error.path, error.reason)])
         for issue in snapshot.repaired:
             self.log.warning("file repaired", path=issue.path, reason=issue.reason)
-        if self.write:
-            result = self.store.sync_course(snapshot)
-        else:
-            result = self.store.dry_run(snapshot)
+        write = self.store.sync_course if self.write else self.store.dry_run
+        result = write(snapshot)
         for issue in result.rejected:
             self.log.warning("file rejected", path=issue.path, reason=issue.reason)
         self._log_result(result, started)
@@ -146,9 +155,15 @@ class Reconciler:
     def _log_result(self, result: CourseResult, started: float) -> None:
         event = "course synced" if self.write else "course planned (nothing written)"
         self.log.info(
-            event, course=result.course, inserted=result.inserted, updated=result.updated,
-            deleted=result.deleted, unchanged=result.unchanged, rejected=len(result.rejected),
-            skipped=result.skipped, transactions=result.transactions,
+            event,
+            course=result.course,
+            inserted=result.inserted,
+            updated=result.updated,
+            deleted=result.deleted,
+            unchanged=result.unchanged,
+            rejected=len(result.rejected),
+            skipped=result.skipped,
+            transactions=result.transactions,
             ms=round((self.clock() - started) * 1000, 1),
         )
 

@@ -28,8 +28,14 @@ TRANSIENT_CODES = ("25006", "40001", "40P01", "55P03", "57014")  # read-only, se
 FATAL_CLASSES = ("28", "3D", "3F", "42")  # auth, no database, no schema, privileges/undefined
 REJECTED_CLASSES = ("22", "23", "54")  # bad data, constraint, limits
 FATAL_CODES_IN_57 = ("57P04",)  # database dropped
-FATAL_MESSAGES = ("password authentication failed", "no password supplied", "does not exist",
-                  "permission denied", "no pg_hba.conf entry", "authentication failed")
+FATAL_MESSAGES = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",
+    "permission denied",
+    "no pg_hba.conf entry",
+    "authentication failed",
+)
 
 
 def classify(exc: BaseException, where: str = "database") -> SyncdError:
@@ -167,7 +173,9 @@ class CourseStore:
         """The plan, computed from reads only."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            row = conn.execute(query("course.sql", "project_id"), {"slug": snapshot.project.slug}).fetchone()
+            row = conn.execute(
+                query("course.sql", "project_id"), {"slug": snapshot.project.slug}
+            ).fetchone()
             minds = self._mind_ids(conn, snapshot, create=False)
             plan = self._plan(conn, snapshot, row[0] if row else None, minds)
             conn.rollback()
@@ -178,13 +186,17 @@ class CourseStore:
         """Archive the project of a vanished course folder; soft-delete its rows."""
         with translated(f"course {course}"), self._connection() as conn, conn.transaction():
             conn.execute(query("course.sql", "lock_course"), {"course": course})
-            deleted = conn.execute(query("course.sql", "archive_course"), {"course": course}).fetchall()
+            deleted = conn.execute(
+                query("course.sql", "archive_course"), {"course": course}
+            ).fetchall()
         return len(deleted)
 
     def plan_for_verify(self, snapshot: CourseSnapshot) -> tuple[Plan, dict[uuid.UUID, str | None]]:
         """The plan a sync would make now, plus the md5 of every row's content."""
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            row = conn.execute(query("course.sql", "project_id"), {"slug": snapshot.project.slug}).fetchone()
+            row = conn.execute(
+                query("course.sql", "project_id"), {"slug": snapshot.project.slug}
+            ).fetchone()
             minds = self._mind_ids(conn, snapshot, create=False)
             project_id = row[0] if row else None
             md5s = {}
@@ -214,16 +226,26 @@ class CourseStore:
         audience_id = None
         if snapshot.project.audience is not None:
             a = snapshot.project.audience
-            sql.run("upsert_audience", slug=a.slug, name=a.name, description=a.description,
-                    technical_level=a.technical_level)
+            sql.run(
+                "upsert_audience",
+                slug=a.slug,
+                name=a.name,
+                description=a.description,
+                technical_level=a.technical_level,
+            )
             audience_id = sql.one("audience_id", slug=a.slug)[0]
         p = snapshot.project
         written = sql.one(
-            "upsert_project", slug=p.slug, name=p.name, description=p.description,
-            project_type=p.project_type, metadata=Jsonb(p.metadata),
+            "upsert_project",
+            slug=p.slug,
+            name=p.name,
+            description=p.description,
+            project_type=p.project_type,
+            metadata=Jsonb(p.metadata),
             creator_mind_id=minds.get(p.creator_mind.slug) if p.creator_mind else None,
             persona_mind_id=minds.get(p.persona_mind.slug) if p.persona_mind else None,
-            audience_id=audience_id, restore_status=state[1] if state else None,
+            audience_id=audience_id,
+            restore_status=state[1] if state else None,
         )
         result.project_written = written is not None
         project_id = written[0] if written else sql.one("project_id", slug=p.slug)[0]
@@ -232,43 +254,69 @@ class CourseStore:
         self._apply(sql, project_id, plan)
         self._count(result, plan)
         complete = not plan.rejected and not snapshot.rejected
-        sql.run("upsert_course", course=snapshot.course, project_id=project_id,
-                fingerprint=snapshot.fingerprint if complete else None)
+        sql.run(
+            "upsert_course",
+            course=snapshot.course,
+            project_id=project_id,
+            fingerprint=snapshot.fingerprint if complete else None,
+        )
 
-    def _mind_ids(self, conn: Conn, snapshot: CourseSnapshot, *, create: bool) -> dict[str, uuid.UUID]:
+    def _mind_ids(
+        self, conn: Conn, snapshot: CourseSnapshot, *, create: bool
+    ) -> dict[str, uuid.UUID]:
         minds = [m for m in (snapshot.project.creator_mind, snapshot.project.persona_mind) if m]
         if not minds:
             return {}
         sql = _Sql(conn)
         if create:
-            sql.run("insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds])
+            sql.run(
+                "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
+            )
         rows = sql.all("mind_ids", slugs=[m.slug for m in minds])
         return {slug: mind_id for slug, mind_id in rows}
 
     def _plan(
-        self, conn: Conn, snapshot: CourseSnapshot, project_id: uuid.UUID | None,
+        self,
+        conn: Conn,
+        snapshot: CourseSnapshot,
+        project_id: uuid.UUID | None,
         minds: dict[str, uuid.UUID],
     ) -> Plan:
         sql = _Sql(conn)
         legacy = [c.legacy_slug for c in snapshot.contents if c.legacy_slug]
         existing = [
             ExistingRow(
-                id=r[0], slug=r[1], file_path=r[2], content_type=r[3], sequence_order=r[4],
-                parent_id=r[5], deleted=r[6], row_key=r[7], row_hash=bytes(r[8]) if r[8] else None,
+                id=r[0],
+                slug=r[1],
+                file_path=r[2],
+                content_type=r[3],
+                sequence_order=r[4],
+                parent_id=r[5],
+                deleted=r[6],
+                row_key=r[7],
+                row_hash=bytes(r[8]) if r[8] else None,
             )
             for r in sql.all("existing_rows", project_id=project_id, legacy_slugs=legacy)
         ]
         p = snapshot.project
-        ids = {
-            "creator_mind_id": minds.get(p.creator_mind.slug) if p.creator_mind else None,
-            "persona_mind_id": minds.get(p.persona_mind.slug) if p.persona_mind else None,
-        }
-        plan = plan_course(snapshot, existing, **ids)
+        creator = minds.get(p.creator_mind.slug) if p.creator_mind else None
+        persona = minds.get(p.persona_mind.slug) if p.persona_mind else None
+        plan = plan_course(snapshot, existing, creator_mind_id=creator, persona_mind_id=persona)
         if plan.inserts:
-            taken = {r[0] for r in sql.all("foreign_slugs", slugs=[w.slug for w in plan.inserts],
-                                           project_id=project_id)}
+            taken = {
+                r[0]
+                for r in sql.all(
+                    "foreign_slugs", slugs=[w.slug for w in plan.inserts], project_id=project_id
+                )
+            }
             if taken:
-                plan = plan_course(snapshot, existing, foreign_slugs=frozenset(taken), **ids)
+                plan = plan_course(
+                    snapshot,
+                    existing,
+                    creator_mind_id=creator,
+                    persona_mind_id=persona,
+                    foreign_slugs=frozenset(taken),
+                )
         return plan
 
     def _apply(self, sql: _Sql, project_id: uuid.UUID, plan: Plan) -> None:
@@ -276,20 +324,43 @@ class CourseStore:
             with sql.conn.cursor().copy(query("course.sql", "copy_contents")) as copy:
                 for w in plan.inserts:
                     r = w.record
-                    copy.write_row((
-                        w.id, project_id, r.content_type, w.parent_id, r.sequence_order, w.slug,
-                        r.title, r.content, Jsonb(r.metadata), r.fidelity_score,
-                        r.status or "draft", r.file_path, True,
-                    ))
+                    copy.write_row(
+                        (
+                            w.id,
+                            project_id,
+                            r.content_type,
+                            w.parent_id,
+                            r.sequence_order,
+                            w.slug,
+                            r.title,
+                            r.content,
+                            Jsonb(r.metadata),
+                            r.fidelity_score,
+                            r.status or "draft",
+                            r.file_path,
+                            True,
+                        )
+                    )
         if plan.updates:
-            sql.many("update_content", [
-                {"id": w.id, "project_id": project_id, "content_type": w.record.content_type,
-                 "parent_id": w.parent_id, "sequence_order": w.record.sequence_order,
-                 "title": w.record.title, "content": w.record.content,
-                 "metadata": Jsonb(w.record.metadata), "fidelity_score": w.record.fidelity_score,
-                 "status": w.record.status, "file_path": w.record.file_path}
-                for w in plan.updates
-            ])
+            sql.many(
+                "update_content",
+                [
+                    {
+                        "id": w.id,
+                        "project_id": project_id,
+                        "content_type": w.record.content_type,
+                        "parent_id": w.parent_id,
+                        "sequence_order": w.record.sequence_order,
+                        "title": w.record.title,
+                        "content": w.record.content,
+                        "metadata": Jsonb(w.record.metadata),
+                        "fidelity_score": w.record.fidelity_score,
+                        "status": w.record.status,
+                        "file_path": w.record.file_path,
+                    }
+                    for w in plan.updates
+                ],
+            )
         if plan.deletes:
             sql.run("soft_delete", ids=plan.deletes)
         written = plan.inserts + plan.updates
@@ -299,9 +370,14 @@ class CourseStore:
         ids = [w.id for w in written]
         keys = [w.record.key for w in written]
         sql.run("release_row_keys", project_id=project_id, keys=keys, ids=ids)
-        sql.run("upsert_rows", ids=ids, project_ids=[project_id] * len(ids), keys=keys,
-                hashes=[w.row_hash for w in written],
-                source_hashes=[w.record.source_hash for w in written])
+        sql.run(
+            "upsert_rows",
+            ids=ids,
+            project_ids=[project_id] * len(ids),
+            keys=keys,
+            hashes=[w.row_hash for w in written],
+            source_hashes=[w.record.source_hash for w in written],
+        )
 
     def _junctions(self, sql: _Sql, written: list[RowWrite], *, is_new: bool) -> None:
         ids = [w.id for w in written]
@@ -313,16 +389,31 @@ class CourseStore:
         tag_pairs = [(w.id, tag_ids[t]) for w in written for t in w.tags if t in tag_ids]
         mind_rows = [(w.id, m, role) for w in written for m, role in w.minds]
         if not is_new:
-            sql.run("prune_content_tags", ids=ids, content_ids=[c for c, _ in tag_pairs],
-                    tag_ids=[t for _, t in tag_pairs])
-            sql.run("prune_content_minds", ids=ids, content_ids=[c for c, _, _ in mind_rows],
-                    mind_ids=[m for _, m, _ in mind_rows])
+            sql.run(
+                "prune_content_tags",
+                ids=ids,
+                content_ids=[c for c, _ in tag_pairs],
+                tag_ids=[t for _, t in tag_pairs],
+            )
+            sql.run(
+                "prune_content_minds",
+                ids=ids,
+                content_ids=[c for c, _, _ in mind_rows],
+                mind_ids=[m for _, m, _ in mind_rows],
+            )
         if tag_pairs:
-            sql.run("insert_content_tags", content_ids=[c for c, _ in tag_pairs],
-                    tag_ids=[t for _, t in tag_pairs])
+            sql.run(
+                "insert_content_tags",
+                content_ids=[c for c, _ in tag_pairs],
+                tag_ids=[t for _, t in tag_pairs],
+            )
         if mind_rows:
-            sql.run("insert_content_minds", content_ids=[c for c, _, _ in mind_rows],
-                    mind_ids=[m for _, m, _ in mind_rows], roles=[r for _, _, r in mind_rows])
+            sql.run(
+                "insert_content_minds",
+                content_ids=[c for c, _, _ in mind_rows],
+                mind_ids=[m for _, m, _ in mind_rows],
+                roles=[r for _, _, r in mind_rows],
+            )
 
     @staticmethod
     def _count(result: CourseResult, plan: Plan) -> None:

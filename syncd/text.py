@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import charset_normalizer
-import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
 from syncd.errors import ParseError
 
@@ -80,7 +81,7 @@ def load_yaml_documents(path: str, text: str) -> list[Any]:
 
 def split_frontmatter(path: str, text: str) -> tuple[dict[str, Any], str]:
     """(frontmatter mapping, body). No frontmatter gives an empty mapping."""
-    handler = frontmatter.YAMLHandler()
+    handler = YAMLHandler()
     probe = text.lstrip("\ufeff")
     if not handler.detect(probe):
         return {}, text
@@ -134,7 +135,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, int):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
         return _clean_str(value)
     if isinstance(value, bytes):

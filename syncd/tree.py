@@ -32,7 +32,8 @@ class CourseFiles:
 
 def list_courses(root: Path) -> TreeListing:
     """Course folders directly under ``root``. Raises OSError when the root is unreadable."""
-    courses, skipped = [], []
+    courses: list[str] = []
+    skipped: list[str] = []
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
@@ -46,7 +47,9 @@ def list_courses(root: Path) -> TreeListing:
     return TreeListing(courses, skipped)
 
 
-def read_course(root: Path, course: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> CourseFiles:
+def read_course(
+    root: Path, course: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> CourseFiles:
     """The relevant files of one course. Files that cannot be read become FileIssues."""
     result = CourseFiles(course)
     folder = root / course
@@ -67,7 +70,7 @@ def read_course(root: Path, course: str, max_file_bytes: int = DEFAULT_MAX_FILE_
 
 
 def _walk(
-    folder: Path, rel: PurePosixPath, course: str, limit: int, out: CourseFiles, depth: int
+    folder: Path, rel: PurePosixPath, course: str, limit: int, out: CourseFiles, *, depth: int
 ) -> None:
     try:
         entries = list(os.scandir(folder))
@@ -90,7 +93,7 @@ def _walk(
             continue
         if is_dir:
             if depth < MAX_DEPTH and _may_hold_relevant(entry_rel):
-                _walk(Path(entry.path), entry_rel, course, limit, out, depth + 1)
+                _walk(Path(entry.path), entry_rel, course, limit, out, depth=depth + 1)
             continue
         if not is_relevant(name):
             continue
@@ -109,7 +112,9 @@ def _may_hold_relevant(rel: PurePosixPath) -> bool:
 
 def _read(path: Path, limit: int, shown: str, out: CourseFiles) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
     except FileNotFoundError:
         return None  # deleted between listing and reading: the next event handles it
     except OSError as exc:

@@ -40,7 +40,9 @@ def verify(
         describe = {c.key: c.file_path or f"{course}:{c.key}" for c in snapshot.contents}
         for write in plan.inserts:
             if write.record.file_path not in rejected:
-                drifts.append(Drift("missing", describe[write.record.key], "no row in the database"))
+                drifts.append(
+                    Drift("missing", describe[write.record.key], "no row in the database")
+                )
         for write in plan.updates:
             drifts.append(Drift("stale", describe[write.record.key], "row differs from the file"))
         updated = {w.record.key for w in plan.updates}

@@ -61,8 +61,9 @@ def pg_server() -> Iterator[Server]:
         from testcontainers.postgres import PostgresContainer
 
         image = os.environ.get("SYNCD_TEST_IMAGE", "supabase/postgres:17.4.1.054")
-        with PostgresContainer(image, username="postgres", password="postgres",
-                               dbname="postgres", driver=None) as container:
+        with PostgresContainer(
+            image, username="postgres", password="postgres", dbname="postgres", driver=None
+        ) as container:
             yield Server(container.get_connection_url())
         return
     tmp = Path(tempfile.mkdtemp(prefix="syncd-test-pg-"))
@@ -119,8 +120,12 @@ def corpus_root() -> Path:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No SYNCD_* / DATABASE_URL / kill switch from the caller's shell leaks into a test."""
     for name in list(os.environ):
-        if name.startswith("SYNCD_") and name not in ("SYNCD_CORPUS", "SYNCD_TEST_DSN",
-                                                     "SYNCD_TEST_CONTAINER", "SYNCD_TEST_IMAGE"):
+        if name.startswith("SYNCD_") and name not in (
+            "SYNCD_CORPUS",
+            "SYNCD_TEST_DSN",
+            "SYNCD_TEST_CONTAINER",
+            "SYNCD_TEST_IMAGE",
+        ):
             monkeypatch.delenv(name)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("CREATOR_OS_DB_PERSIST", raising=False)

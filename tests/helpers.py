@@ -1,0 +1,81 @@
+"""Small helpers shared by tests: write course folders, run the CLI, read its JSON logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.cli import main
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    continue
+        return found
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == event]
+
+
+def run_cli(
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    dsn: str | None,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    full_env = {"SYNCD_LOG_FORMAT": "json"}
+    if dsn is not None:
+        full_env["DATABASE_URL"] = dsn
+    full_env.update(env or {})
+    capsys.readouterr()
+    code = main(argv, full_env)
+    out, err = capsys.readouterr()
+    return Run(code, out, err)
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def lesson_text(module: int, lesson: int, body: str = "") -> str:
+    return (
+        f"# Aula {module}.{lesson} - Lesson {module}.{lesson}\n\n"
+        f"**Módulo:** {module} - Module title {module}\n**Duração:** 10 minutos\n\n"
+        f"Body of lesson {module}.{lesson}. {body}\n"
+    )
+
+
+def make_course(root: Path, name: str, lessons: int = 3, per_module: int = 5) -> Path:
+    """A course with a curriculum and ``lessons`` lesson files, ``per_module`` per module."""
+    folder = root / name
+    modules = (lessons + per_module - 1) // per_module
+    curriculum = [f'title: "Course {name}"', "modules:"]
+    for m in range(1, modules + 1):
+        curriculum += [f"  - module_id: {m}", f'    module_title: "Module {m} of {name}"']
+    write(folder / "curriculum.yaml", "\n".join(curriculum) + "\n")
+    for i in range(lessons):
+        m, n = i // per_module + 1, i % per_module + 1
+        write(folder / "lessons" / f"{m}.{n}-lesson-{m}-{n}.md", lesson_text(m, n))
+    return folder
