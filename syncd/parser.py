@@ -296,8 +296,8 @@ class _CourseParser:
         )
 
         contents: list[Content] = [self.outline(title, curriculum_text)]
-        lessons, module_hints = self.lessons()
-        contents.extend(self.modules(curriculum, module_hints))
+        lessons, lesson_modules = self.lessons()
+        contents.extend(self.modules(curriculum, lesson_modules))
         contents.extend(lessons)
         contents.extend(self.other_outputs())
         return CourseSnapshot(
@@ -341,7 +341,9 @@ class _CourseParser:
             legacy_slug=outline_slug(self.course),
         )
 
-    def modules(self, curriculum: dict[str, Any], hints: dict[int, str]) -> list[Content]:
+    def modules(self, curriculum: dict[str, Any], hints: dict[int, str | None]) -> list[Content]:
+        """One module per number in the curriculum or in a lesson prefix; ``hints`` maps
+        the lessons' module numbers to the title their files suggest, if any."""
         from_curriculum = _curriculum_modules(curriculum)
         numbers = sorted(set(from_curriculum) | set(hints))
         modules = []
@@ -364,9 +366,9 @@ class _CourseParser:
             )
         return modules
 
-    def lessons(self) -> tuple[list[Content], dict[int, str]]:
+    def lessons(self) -> tuple[list[Content], dict[int, str | None]]:
         lessons: list[Content] = []
-        module_titles: dict[int, str] = {}
+        module_titles: dict[int, str | None] = {}
         for rel in sorted(r for r in self.files if r.startswith(f"{LESSONS}/")):
             name = PurePosixPath(rel).name
             number = LESSON_NUMBER.match(name)
@@ -384,10 +386,8 @@ class _CourseParser:
             if md is None:
                 continue
             labels = _labels(md.body)
-            if module is not None and module not in module_titles:
-                hint = _module_title_hint(md.frontmatter, labels, module)
-                if hint:
-                    module_titles[module] = hint
+            if module is not None and module_titles.get(module) is None:
+                module_titles[module] = _module_title_hint(md.frontmatter, labels, module)
             lessons.append(
                 self.file_content(
                     rel,
