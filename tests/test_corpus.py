@@ -34,7 +34,9 @@ def test_backfill_of_the_real_corpus(
         name = Path(path).name
         if name[0].isdigit():
             module = int(name.split(".", 1)[0])
-            assert (parent_type, parent_number, same_project) == ("course_module", module, True), path
+            assert (parent_type, parent_number, same_project) == ("course_module", module, True), (
+                path
+            )
             assert number is not None
         else:
             assert parent_type == "course_outline", path

@@ -18,15 +18,29 @@ def snapshot(files: dict[str, bytes] = FILES):  # type: ignore[no-untyped-def]
 def rows_from(plan: Plan) -> list[ExistingRow]:
     """What the database holds after ``plan`` was applied to an empty project."""
     return [
-        ExistingRow(w.id, w.slug, w.record.file_path, w.record.content_type, w.record.sequence_order,
-                    w.parent_id, False, w.record.key, w.row_hash)
+        ExistingRow(
+            w.id,
+            w.slug,
+            w.record.file_path,
+            w.record.content_type,
+            w.record.sequence_order,
+            w.parent_id,
+            False,
+            w.record.key,
+            w.row_hash,
+        )
         for w in plan.inserts
     ]
 
 
 def test_an_empty_database_gets_every_record_inserted_parents_first() -> None:
     plan = plan_course(snapshot(), [], creator_mind_id=None, persona_mind_id=None)
-    assert [w.record.content_type for w in plan.inserts] == ["course_outline", "course_module", "course_lesson", "course_lesson"]
+    assert [w.record.content_type for w in plan.inserts] == [
+        "course_outline",
+        "course_module",
+        "course_lesson",
+        "course_lesson",
+    ]
     outline, module, *lessons = plan.inserts
     assert module.parent_id == outline.id and all(w.parent_id == module.id for w in lessons)
 
@@ -39,8 +53,12 @@ def test_nothing_changed_means_nothing_to_write() -> None:
 
 def test_an_edit_updates_one_row_and_a_vanished_file_is_soft_deleted() -> None:
     existing = rows_from(plan_course(snapshot(), [], creator_mind_id=None, persona_mind_id=None))
-    plan = plan_course(snapshot({"lessons/1.1-a.md": b"# A edited"}), existing,
-                       creator_mind_id=None, persona_mind_id=None)
+    plan = plan_course(
+        snapshot({"lessons/1.1-a.md": b"# A edited"}),
+        existing,
+        creator_mind_id=None,
+        persona_mind_id=None,
+    )
     assert [w.record.file_path for w in plan.updates] == ["c/lessons/1.1-a.md"]
     assert plan.deletes == [next(r.id for r in existing if r.file_path == "c/lessons/1.2-b.md")]
 
@@ -48,7 +66,9 @@ def test_an_edit_updates_one_row_and_a_vanished_file_is_soft_deleted() -> None:
 def test_a_rejected_file_keeps_its_existing_row() -> None:
     existing = rows_from(plan_course(snapshot(), [], creator_mind_id=None, persona_mind_id=None))
     broken = snapshot({"lessons/1.1-a.md": b"# A", "lessons/1.2-b.md": b"---\n[1, 2]\n---\n"})
-    assert broken.rejected == (FileIssue("c/lessons/1.2-b.md", "frontmatter is a list, not a mapping"),)
+    assert broken.rejected == (
+        FileIssue("c/lessons/1.2-b.md", "frontmatter is a list, not a mapping"),
+    )
     plan = plan_course(broken, existing, creator_mind_id=None, persona_mind_id=None)
     assert plan.is_empty
 
@@ -61,7 +81,10 @@ def test_a_row_not_written_by_syncd_is_left_alone() -> None:
 
 def test_a_deleted_row_is_revived_when_its_file_returns() -> None:
     existing = rows_from(plan_course(snapshot(), [], creator_mind_id=None, persona_mind_id=None))
-    dead = [ExistingRow(**{**r.__dict__, "deleted": True}) if r.file_path == "c/lessons/1.2-b.md" else r for r in existing]
+    dead = [
+        ExistingRow(**{**r.__dict__, "deleted": True}) if r.file_path == "c/lessons/1.2-b.md" else r
+        for r in existing
+    ]
     plan = plan_course(snapshot(), dead, creator_mind_id=None, persona_mind_id=None)
     assert [w.record.file_path for w in plan.updates] == ["c/lessons/1.2-b.md"] and not plan.inserts
 
@@ -74,7 +97,9 @@ def test_a_minds_change_rewrites_every_row_of_the_course() -> None:
 
 def test_a_slug_taken_by_another_project_rejects_that_file_and_renames_the_outline() -> None:
     snap = snapshot()
-    taken = frozenset({"c-outline", next(c.slug for c in snap.contents if c.file_path == "c/lessons/1.1-a.md")})
+    taken = frozenset(
+        {"c-outline", next(c.slug for c in snap.contents if c.file_path == "c/lessons/1.1-a.md")}
+    )
     plan = plan_course(snap, [], creator_mind_id=None, persona_mind_id=None, foreign_slugs=taken)
     assert [r.path for r in plan.rejected] == ["c/lessons/1.1-a.md"]
     assert plan.inserts[0].slug == "c--outline"
