@@ -443,7 +443,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from syncd import daemon
 
     with _database(settings, migrate_now=settings.migrate) as db:
-        return daemon.run(settings, db)
+        code: int = daemon.run(settings, db)
+    return code
 
 
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:

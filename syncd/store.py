@@ -108,7 +108,12 @@ def connect(settings: DbSettings, **extra: Any) -> Conn:
         return conn
 
 
-def make_pool(settings: DbSettings) -> psycopg_pool.ConnectionPool[Conn]:
+def make_pool(
+    settings: DbSettings, check: Callable[[Conn], None] | None = None
+) -> psycopg_pool.ConnectionPool[Conn]:
+    """A pool whose connections are health-checked when handed out (``check``, by default
+    psycopg_pool's own) and which keeps trying to reconnect through an outage."""
+
     def configure(conn: Conn) -> None:
         conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
         conn.commit()
@@ -119,9 +124,9 @@ def make_pool(settings: DbSettings) -> psycopg_pool.ConnectionPool[Conn]:
         max_size=settings.pool_max,
         kwargs=connect_kwargs(settings),
         configure=configure,
-        check=psycopg_pool.ConnectionPool.check_connection,
+        check=check or psycopg_pool.ConnectionPool.check_connection,
         timeout=settings.connect_timeout_s * 2,
-        reconnect_timeout=0,  # never give up reconnecting: outages are waited out
+        reconnect_timeout=60,
         open=False,
         name="syncd",
     )

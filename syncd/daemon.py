@@ -1,0 +1,409 @@
+"""Wiring and the main loop of the long-running service.
+
+Threads:
+- watchdog's observer: events → ``Debouncer.mark`` (never blocks, never raises);
+- the writer (``Writer.run``): the first full reconcile, then due courses, one
+  transaction each, through tenacity retries and the circuit breaker;
+- the main thread (``Daemon.run``): signals, systemd notifications, heartbeat, periodic
+  reconciles, and supervision of the two others.
+
+Start order: watch (events buffer) → full reconcile → READY=1 → process events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from syncd import logs
+from syncd.breaker import CircuitBreaker, State
+from syncd.config import Settings
+from syncd.deadline import SocketDeadlines
+from syncd.debounce import Debouncer
+from syncd.errors import ConfigError, FatalError, RejectedError, TransientError
+from syncd.parser import ParseOptions
+from syncd.reconcile import Reconciler, RootUnavailable
+from syncd.store import CourseStore, DbSettings, make_pool, translated
+from syncd.systemd import Notifier
+from syncd.watcher import CourseEventHandler, OverflowDetector, start_observer
+
+EXIT_OK = 0
+EXIT_FATAL_DB = 4
+EXIT_WATCHER_DIED = 6
+EXIT_WRITER_DIED = 7
+
+WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+@dataclass
+class Writer:
+    """Drains the debouncer into the database. Runs on its own thread."""
+
+    reconciler: Reconciler
+    debouncer: Debouncer
+    breaker: CircuitBreaker
+    stop: threading.Event
+    log: Any
+    clock: Callable[[], float] = time.monotonic
+    retry_attempts: int = 3
+    reconcile_requested: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
+    fatal: BaseException | None = None
+    last_tick: float = 0.0
+    last_sync: float | None = None
+    last_sync_wall: str = "never"
+
+    def run(self) -> None:
+        self.reconcile_requested.set()  # the first job: a full reconcile
+        try:
+            while not self.stop.is_set():
+                self.last_tick = self.clock()
+                if self.reconcile_requested.is_set():
+                    self._reconcile()
+                    if not self.ready.is_set() and not self.reconcile_requested.is_set():
+                        self.ready.set()
+                if self.ready.is_set():
+                    for course in self.debouncer.take_due():
+                        if self.stop.is_set():
+                            self.debouncer.mark(course)
+                            break
+                        self._sync(course)
+                self._idle()
+        except FatalError as error:
+            self.fatal = error
+        except BaseException as error:  # a dead writer must stop the daemon loudly
+            self.fatal = error
+            self.log.exception("writer crashed")
+
+    def flush(self, deadline: float) -> list[str]:
+        """Shutdown: sync every pending course until ``deadline``; return the rest."""
+        left = self.debouncer.take_all()
+        while left and self.clock() < deadline and self.fatal is None:
+            course = left[0]
+            if not self.breaker.allow() or not self._sync(course, retry=False):
+                break
+            left.pop(0)
+        return left
+
+    def _idle(self) -> None:
+        """Wait for work without spinning: the next due course, a new event, the breaker
+        reset, or one second (so that the watchdog sees progress)."""
+        timeout = 1.0
+        if self.breaker.state is State.OPEN:
+            timeout = min(timeout, max(self.breaker.retry_at() - self.clock(), 0.05))
+        self.debouncer.wait(timeout)
+
+    def _reconcile(self) -> None:
+        if not self.breaker.allow():
+            return
+        try:
+            self._with_retries(self.reconciler.reconcile_all)
+        except RootUnavailable as error:
+            self.breaker.record_success()
+            self.log.error("course root unavailable", reason=str(error))
+            self.stop.wait(min(self.breaker.reset_timeout_s, 5.0))
+            return
+        except TransientError as error:
+            self._unavailable(error)
+            return
+        self.breaker.record_success()
+        self.reconcile_requested.clear()
+        self._synced()
+
+    def _sync(self, course: str, *, retry: bool = True) -> bool:
+        if not self.breaker.allow():
+            self.debouncer.defer(course, self.breaker.retry_at())
+            return False
+        try:
+            if retry:
+                self._with_retries(lambda: self.reconciler.sync_course(course))
+            else:
+                self.reconciler.sync_course(course)
+        except RootUnavailable as error:
+            self.breaker.record_success()
+            self.log.error("course root unavailable", course=course, reason=str(error))
+            self.debouncer.defer(course, self.clock() + 5.0)
+            return False
+        except TransientError as error:
+            self._unavailable(error)
+            self.debouncer.defer(course, self.breaker.retry_at())
+            return False
+        except RejectedError as error:
+            self.breaker.record_success()  # the database answered: it is up
+            self.log.error("course rejected", course=course, reason=error.reason)
+            return True
+        self.breaker.record_success()
+        self._synced()
+        return True
+
+    def _with_retries(self, call: Callable[[], Any]) -> Any:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError)
+            & tenacity.retry_if_not_exception_type(RootUnavailable),
+            stop=tenacity.stop_after_attempt(self.retry_attempts),
+            wait=tenacity.wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(call)
+
+    def _sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
+
+    def _unavailable(self, error: Exception) -> None:
+        self.breaker.record_failure()
+        self.log.warning(
+            "database unavailable", reason=str(error), breaker=self.breaker.state.value
+        )
+
+    def _synced(self) -> None:
+        self.last_sync = self.clock()
+        self.last_sync_wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        db: DbSettings,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.log = logs.get()
+        self.stop = threading.Event()
+        self.signal_received: str | None = None
+
+    def run(self) -> int:
+        s = self.settings
+        if not s.root.is_dir():
+            raise ConfigError(f"course root {s.root} is not a folder")
+        breaker = CircuitBreaker(
+            s.breaker_failures, s.breaker_reset_s, self.clock, on_change=self._breaker_changed
+        )
+        debouncer = Debouncer(s.quiet_ms / 1000, s.max_delay_ms / 1000, self.clock)
+        deadlines = SocketDeadlines(
+            on_expire=lambda secs: self.log.warning("database call timed out", seconds=secs)
+        )
+        pool = make_pool(self.db, check=self._checker(deadlines))
+        call_deadline = self.db.statement_timeout_ms / 1000 * 2 + self.db.connect_timeout_s
+        store = CourseStore(lambda: _guarded(pool, deadlines, call_deadline), self.clock)
+        reconciler = Reconciler(
+            root=s.root,
+            store=store,
+            log=self.log,
+            options=ParseOptions(default_creator_mind=s.creator_mind),
+            max_file_bytes=s.max_file_bytes,
+            write=s.persist,
+            clock=self.clock,
+        )
+        writer = Writer(reconciler, debouncer, breaker, self.stop, self.log, self.clock)
+        handler = CourseEventHandler(s.root, debouncer.mark, self.log)
+        overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
+        for name in WATCHDOG_LOGGERS:
+            logging.getLogger(name).addHandler(overflow)
+
+        self._install_signals()
+        self.log.info(
+            "daemon started",
+            root=str(s.root),
+            write=s.persist,
+            polling=s.polling,
+            quiet_ms=s.quiet_ms,
+            max_delay_ms=s.max_delay_ms,
+            pid=os.getpid(),
+        )
+        if not s.persist:
+            self.log.warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
+        pool.open(wait=False)
+        observer = start_observer(s.root, handler, polling=s.polling)
+        thread = threading.Thread(target=writer.run, name="syncd-writer")
+        thread.start()
+        self._observer = observer
+        code = EXIT_OK
+        try:
+            code = self._supervise(writer, thread, debouncer, breaker, handler)
+        finally:
+            code = self._shutdown(
+                code,
+                writer=writer,
+                thread=thread,
+                debouncer=debouncer,
+                pool=pool,
+                deadlines=deadlines,
+            )
+            for name in WATCHDOG_LOGGERS:
+                logging.getLogger(name).removeHandler(overflow)
+        return code
+
+    # -- the main loop ------------------------------------------------------------------
+
+    def _supervise(
+        self,
+        writer: Writer,
+        thread: threading.Thread,
+        debouncer: Debouncer,
+        breaker: CircuitBreaker,
+        handler: CourseEventHandler,
+    ) -> int:
+        s = self.settings
+        tick = min(1.0, self.notifier.watchdog_interval_s or 1.0)
+        now = self.clock()
+        next_heartbeat = now + s.heartbeat_s
+        next_reconcile = now + s.reconcile_interval_s if s.reconcile_interval_s > 0 else None
+        ready_sent = False
+        observer_restarts = 0
+        while not self.stop.wait(tick):
+            now = self.clock()
+            if writer.fatal is not None:
+                return self._writer_failed(writer)
+            if not thread.is_alive():
+                self.log.error("writer thread stopped unexpectedly")
+                return EXIT_WRITER_DIED
+            observer = self._observer
+            if not observer.is_alive():
+                observer_restarts += 1
+                self.log.error("watcher died", restarts=observer_restarts)
+                if observer_restarts > 3:
+                    return EXIT_WATCHER_DIED
+                observer = self._observer = self._restart_observer(observer, handler)
+                writer.reconcile_requested.set()
+                debouncer.wake()
+            if writer.ready.is_set() and not ready_sent:
+                ready_sent = True
+                self.notifier.ready(self._status(writer, debouncer, breaker))
+                self.log.info("daemon ready", pending=debouncer.pending())
+            progressing = now - writer.last_tick < max(5.0, tick * 5)
+            if observer.is_alive() and progressing:
+                self.notifier.watchdog()
+            self.notifier.status(self._status(writer, debouncer, breaker))
+            if next_reconcile is not None and now >= next_reconcile:
+                writer.reconcile_requested.set()
+                debouncer.wake()
+                next_reconcile = now + s.reconcile_interval_s
+            if now >= next_heartbeat:
+                next_heartbeat = now + s.heartbeat_s
+                self.log.info(
+                    "heartbeat",
+                    pending=debouncer.pending(),
+                    breaker=breaker.state.value,
+                    lag_s=round(debouncer.oldest_age(), 3),
+                    last_sync=writer.last_sync_wall,
+                    observer_alive=observer.is_alive(),
+                )
+        return EXIT_OK
+
+    def _shutdown(
+        self,
+        code: int,
+        *,
+        writer: Writer,
+        thread: threading.Thread,
+        debouncer: Debouncer,
+        pool: Any,
+        deadlines: SocketDeadlines,
+    ) -> int:
+        observer = self._observer
+        self.notifier.stopping()
+        self.stop.set()
+        debouncer.wake()
+        self.log.info("daemon stopping", signal=self.signal_received, pending=debouncer.pending())
+        observer.stop()
+        thread.join(timeout=self.settings.shutdown_timeout_s)
+        left: list[str] = []
+        if (
+            code == EXIT_OK
+            and writer.fatal is None
+            and writer.ready.is_set()
+            and not thread.is_alive()
+        ):
+            left = writer.flush(self.clock() + self.settings.shutdown_timeout_s)
+        elif code == EXIT_OK and writer.fatal is None:
+            left = debouncer.take_all()
+        if left:
+            self.log.warning(
+                "shutdown with unsynced courses (the next start reconciles them)", courses=left
+            )
+        observer.join(timeout=5)
+        pool.close(timeout=5)
+        deadlines.close()
+        if code == EXIT_OK and writer.fatal is not None:
+            code = self._writer_failed(writer)
+        self.log.info("daemon stopped", exit_code=code, unsynced=len(left))
+        return code
+
+    def _writer_failed(self, writer: Writer) -> int:
+        error = writer.fatal
+        if isinstance(error, FatalError):
+            self.log.error("database refused syncd", reason=str(error))
+            return EXIT_FATAL_DB
+        self.log.error("writer thread crashed", error=repr(error))
+        return EXIT_WRITER_DIED
+
+    def _restart_observer(self, old: Any, handler: CourseEventHandler) -> Any:
+        with contextlib.suppress(Exception):  # the old observer is already broken
+            old.stop()
+        return start_observer(self.settings.root, handler, polling=self.settings.polling)
+
+    def _overflowed(self, writer: Writer, debouncer: Debouncer) -> None:
+        self.log.warning("watch queue overflowed: events were lost, full reconcile scheduled")
+        writer.reconcile_requested.set()
+        debouncer.wake()
+
+    def _breaker_changed(self, old: State, new: State) -> None:
+        if new is State.OPEN:
+            self.log.warning("breaker opened", previous=old.value)
+        elif new is State.HALF_OPEN:
+            self.log.info("breaker half-open", previous=old.value)
+        else:
+            self.log.info("breaker closed", previous=old.value)
+
+    def _status(self, writer: Writer, debouncer: Debouncer, breaker: CircuitBreaker) -> str:
+        return (
+            f"pending={debouncer.pending()} breaker={breaker.state.value} "
+            f"last_sync={writer.last_sync_wall}"
+        )
+
+    def _checker(self, deadlines: SocketDeadlines) -> Callable[[Any], None]:
+        seconds = float(self.db.connect_timeout_s)
+
+        def check(conn: Any) -> None:
+            with deadlines.guard(conn, seconds):
+                conn.execute("SELECT 1")
+                conn.rollback()
+
+        return check
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum: int, _frame: Any) -> None:
+            self.signal_received = signal.Signals(signum).name
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+@contextmanager
+def _guarded(pool: Any, deadlines: SocketDeadlines, seconds: float) -> Iterator[Any]:
+    with translated("connection pool"), pool.connection() as conn, deadlines.guard(conn, seconds):
+        yield conn
+
+
+def run(settings: Settings, db: DbSettings) -> int:
+    return Daemon(settings, db).run()

@@ -1,0 +1,98 @@
+"""Per-course coalescing: a course becomes due after a quiet period without new events,
+or after a maximum delay since its first pending event, whichever comes first.
+
+Pending work is a set of courses, so memory does not grow with the number of events.
+The clock is passed in; ``wait`` is the only method that blocks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class Debouncer:
+    def __init__(
+        self, quiet_s: float, max_delay_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.quiet_s = quiet_s
+        self.max_delay_s = max_delay_s
+        self._clock = clock
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._not_before: dict[str, float] = {}
+        self._cond = threading.Condition()
+
+    def mark(self, course: str) -> None:
+        """An event touched ``course`` (safe to call from any thread)."""
+        now = self._clock()
+        with self._cond:
+            self._first.setdefault(course, now)
+            self._last[course] = now
+            self._cond.notify_all()
+
+    def defer(self, course: str, until: float) -> None:
+        """Keep ``course`` pending, not due before ``until`` (the store is unavailable)."""
+        now = self._clock()
+        with self._cond:
+            self._first.setdefault(course, now)
+            self._last.setdefault(course, now)
+            self._not_before[course] = max(until, self._not_before.get(course, until))
+
+    def due_at(self, course: str) -> float:
+        with self._cond:
+            return self._due_at(course)
+
+    def _due_at(self, course: str) -> float:
+        due = min(self._last[course] + self.quiet_s, self._first[course] + self.max_delay_s)
+        return max(due, self._not_before.get(course, due))
+
+    def take_due(self) -> list[str]:
+        """Remove and return every course that is due now, oldest first."""
+        now = self._clock()
+        with self._cond:
+            due = sorted(
+                (c for c in self._first if self._due_at(c) <= now), key=lambda c: self._first[c]
+            )
+            for course in due:
+                self._forget(course)
+            return due
+
+    def take_all(self) -> list[str]:
+        """Everything pending, due or not (shutdown flush)."""
+        with self._cond:
+            courses = sorted(self._first, key=lambda c: self._first[c])
+            for course in courses:
+                self._forget(course)
+            return courses
+
+    def next_due(self) -> float | None:
+        with self._cond:
+            return min((self._due_at(c) for c in self._first), default=None)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._first)
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest pending event (the sync lag), 0 when idle."""
+        now = self._clock()
+        with self._cond:
+            return max((now - t for t in self._first.values()), default=0.0)
+
+    def wait(self, timeout: float) -> None:
+        """Block until a course may be due, a new mark arrives, or ``timeout`` passes."""
+        with self._cond:
+            upcoming = min((self._due_at(c) for c in self._first), default=None)
+            delay = timeout if upcoming is None else min(timeout, upcoming - self._clock())
+            if delay > 0:
+                self._cond.wait(delay)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _forget(self, course: str) -> None:
+        self._first.pop(course, None)
+        self._last.pop(course, None)
+        self._not_before.pop(course, None)

@@ -1,0 +1,96 @@
+"""The watchdog side: map filesystem events to courses and hand them to a callback.
+
+The handler runs on watchdog's thread, where an exception would silently kill the
+observer: it only converts, filters and enqueues, and never raises."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from watchdog.events import (
+    FileClosedNoWriteEvent,
+    FileOpenedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from syncd.errors import ConfigError
+from syncd.parser import is_relevant
+
+IGNORED_EVENTS = (FileOpenedEvent, FileClosedNoWriteEvent)
+
+
+def course_of(root: str, path: str | bytes) -> tuple[str, str] | None:
+    """(course, path inside the course) for a path under ``root``; None otherwise."""
+    text = os.fsdecode(path)
+    try:
+        rel = PurePosixPath(os.path.relpath(text, root))
+    except ValueError:
+        return None
+    parts = rel.parts
+    if not parts or parts[0] in (".", "..") or parts[0].startswith("."):
+        return None
+    return parts[0], str(PurePosixPath(*parts[1:])) if len(parts) > 1 else ""
+
+
+class CourseEventHandler(FileSystemEventHandler):
+    def __init__(self, root: Path, on_course: Callable[[str], None], log: Any) -> None:
+        self.root = str(root.absolute())
+        self.on_course = on_course
+        self.log = log
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            if isinstance(event, IGNORED_EVENTS):
+                return
+            for path in (event.src_path, getattr(event, "dest_path", "")):
+                if path:
+                    self._route(path, event.is_directory)
+        except Exception as exc:  # never let an exception kill the observer thread
+            self.log.error("watch event dropped", error=repr(exc))
+
+    def _route(self, path: str | bytes, is_directory: bool) -> None:
+        found = course_of(self.root, path)
+        if found is None:
+            return
+        course, inner = found
+        if inner == "" and not is_directory:
+            return  # a loose file directly under the root is not a course
+        if inner == "" or is_directory or is_relevant(inner):
+            self.on_course(course)
+
+
+class OverflowDetector(logging.Handler):
+    """watchdog reports a kernel queue overflow only through its logger: events were lost,
+    so a full reconcile is needed."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.on_overflow()
+
+
+def start_observer(root: Path, handler: CourseEventHandler, *, polling: bool) -> Any:
+    observer: Any = PollingObserver(timeout=1.0) if polling else Observer()
+    try:
+        observer.schedule(handler, str(root), recursive=True)
+        observer.start()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EMFILE):
+            raise ConfigError(
+                f"cannot watch {root}: the inotify watch limit is reached ({exc.strerror}). "
+                "Raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=524288) "
+                "or run with --polling"
+            ) from None
+        raise ConfigError(f"cannot watch {root}: {exc.strerror or exc}") from None
+    return observer
