@@ -66,8 +66,23 @@ def configure(
         cache_logger_on_first_use=False,
     )
     # Libraries (pgserver, psycopg_pool, watchdog) log through the standard library:
-    # only their warnings reach our stream.
-    logging.basicConfig(level=logging.WARNING, stream=out, force=True)
+    # their warnings go through structlog too, so every line has one format and is redacted.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _ToStructlog):
+            root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(logging.WARNING)
+
+
+class _ToStructlog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(
+                record.levelno, "library log", library=record.name, message=record.getMessage()
+            )
+        except Exception:  # a log line must never break the caller
+            self.handleError(record)
 
 
 def get(name: str = "syncd") -> Any:

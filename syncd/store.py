@@ -126,7 +126,9 @@ def make_pool(
         configure=configure,
         check=check or psycopg_pool.ConnectionPool.check_connection,
         timeout=settings.connect_timeout_s * 2,
-        reconnect_timeout=60,
+        # give up a reconnect attempt quickly: the next checkout starts a fresh one, so the
+        # pool is back within seconds of the database instead of after a long back-off
+        reconnect_timeout=max(2.0, settings.connect_timeout_s * 2.0),
         open=False,
         name="syncd",
     )

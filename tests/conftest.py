@@ -125,6 +125,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "SYNCD_TEST_DSN",
             "SYNCD_TEST_CONTAINER",
             "SYNCD_TEST_IMAGE",
+            "SYNCD_SCHEMA_DIR",
         ):
             monkeypatch.delenv(name)
     monkeypatch.delenv("DATABASE_URL", raising=False)

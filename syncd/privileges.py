@@ -1,0 +1,86 @@
+"""What the database role syncd writes as must be allowed to do, and a check for it.
+
+``REQUIRED`` mirrors the grants of the ``syncd_writer`` role (migration
+``20251201000600_syncd_writer_role.sql``): exactly what the writer's statements in
+``syncd/sql/course.sql`` and the migration status check need. Besides these privileges the
+role must bypass row-level security: syncd writes every creator's rows, and ``COPY ... FROM``
+is refused on a table with RLS otherwise.
+
+Keys name the object: ``schema <name>``, ``sequence <schema>.<name>`` or, for tables,
+just ``<schema>.<name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+__all__ = ["BYPASSRLS", "REQUIRED", "missing_privileges"]
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "schema public": ("USAGE",),
+    "schema syncd": ("USAGE",),
+    "public.content_projects": ("SELECT", "INSERT", "UPDATE"),
+    "public.contents": ("SELECT", "INSERT", "UPDATE"),  # INSERT also covers COPY ... FROM
+    "public.audience_profiles": ("SELECT", "INSERT", "UPDATE"),
+    "public.minds": ("SELECT", "INSERT", "UPDATE"),
+    "public.content_minds": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "public.content_tags": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "public.tags": ("SELECT", "INSERT"),
+    "sequence public.tags_id_seq": ("USAGE",),
+    "syncd.courses": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "syncd.rows": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "syncd.schema_migrations": ("SELECT",),
+}
+
+BYPASSRLS = "BYPASSRLS (the writer must see every creator's rows)"
+
+# Objects are looked up in the catalogs by name, not with to_regclass() or a ::regclass
+# cast: those refuse a schema the current user has no USAGE on, and that is one of the
+# things to report, not a reason to fail.
+_SCHEMA_OID = "select oid from pg_catalog.pg_namespace where nspname = %s"
+_RELATION_OID = """
+select c.oid from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = %s and c.relname = %s and c.relkind = any(%s::"char"[])
+"""
+_TABLE_KINDS = ["r", "p", "v", "m", "f"]
+_SEQUENCE_KINDS = ["S"]
+
+
+def missing_privileges(conn: psycopg.Connection[Any]) -> list[str]:
+    """What the current user (``current_user``, so ``SET ROLE`` counts) lacks of
+    ``REQUIRED`` and BYPASSRLS, as readable items such as ``"INSERT on public.contents"``;
+    empty when nothing is missing. Reads only, inside the caller's transaction (none is
+    committed or rolled back here)."""
+    cur = conn.cursor(row_factory=tuple_row)
+    missing: list[str] = []
+    for obj, privileges in REQUIRED.items():
+        kind, _, name = obj.rpartition(" ")
+        if kind == "schema":
+            row = cur.execute(_SCHEMA_OID, (name,)).fetchone()
+            check = "select pg_catalog.has_schema_privilege(%s::oid, %s)"
+        else:
+            schema, _, relation = name.partition(".")
+            kinds = _SEQUENCE_KINDS if kind == "sequence" else _TABLE_KINDS
+            row = cur.execute(_RELATION_OID, (schema, relation, kinds)).fetchone()
+            check = (
+                "select pg_catalog.has_sequence_privilege(%s::oid, %s)"
+                if kind == "sequence"
+                else "select pg_catalog.has_table_privilege(%s::oid, %s)"
+            )
+        if row is None:
+            missing.append(f"{obj} (does not exist)")
+            continue
+        for privilege in privileges:
+            held = cur.execute(check, (row[0], privilege)).fetchone()
+            if not (held and held[0]):
+                missing.append(f"{privilege} on {obj}")
+    row = cur.execute(
+        "select rolbypassrls or rolsuper from pg_catalog.pg_roles where rolname = current_user"
+    ).fetchone()
+    if not (row and row[0]):
+        missing.append(BYPASSRLS)
+    return missing

@@ -1,0 +1,89 @@
+"""A TCP proxy in front of PostgreSQL that a test can make deaf or heal: outages
+without mocks (the way psycopg's own test suite simulates them)."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+
+
+class Proxy:
+    def __init__(self, target: str | tuple[str, int]) -> None:
+        self.target = target  # a unix socket path or (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._deaf = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def deafen(self) -> None:
+        """Keep accepting connections but never answer again, on old and new ones."""
+        self._deaf.set()
+
+    def heal(self) -> None:
+        """Answer again; connections that were deaf are cut so that clients reconnect."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for client, upstream in pairs:
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        self._deaf.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.heal()
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if isinstance(self.target, str):
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            else:
+                upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                upstream.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+            self._spawn(self._pump, client, upstream)
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while not self._closed.is_set():
+                ready, _, _ = select.select([client, upstream], [], [], 0.2)
+                if self._deaf.is_set():
+                    continue  # swallow nothing, answer nothing: the peer just waits
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is client else client).sendall(data)
+        except OSError:
+            return
+        finally:
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.close()

@@ -1,0 +1,256 @@
+"""`syncd` as a long-running process: a real watcher, a real PostgreSQL, real signals."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.daemon_harness import REPO, DaemonProcess
+from tests.helpers import lesson_text, make_course, write
+from tests.proxy import Proxy
+
+
+def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params or None).fetchall()
+
+
+def live_lessons(dsn: str, course: str) -> int:
+    return rows(
+        dsn,
+        """select count(*) from contents c join content_projects p on p.id = c.project_id
+        where p.slug = %s and c.content_type = 'course_lesson' and c.deleted_at is null""",
+        course,
+    )[0][0]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """How editors and generators save: a temp file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.tmp{os.getpid()}"
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Any]:
+    started: list[DaemonProcess] = []
+
+    def _start(
+        root: Path, dsn: str, *args: str, env: dict[str, str] | None = None
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(root, dsn, *args, env=env)
+        started.append(daemon)
+        return daemon
+
+    yield _start
+    for daemon in started:
+        daemon.kill()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "courses"
+    make_course(folder, "existing", lessons=2)
+    return folder
+
+
+def test_a_burst_of_twenty_atomic_saves_lands_in_one_transaction(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    daemon = start(root, db_dsn)
+    daemon.wait_event("daemon ready")
+    course = root / "burst"
+    write(
+        course / "curriculum.yaml",
+        'title: "Burst"\nmodules:\n  - module_id: 1\n    module_title: "One"\n',
+    )
+    for n in range(1, 21):
+        atomic_write(course / "lessons" / f"1.{n}-lesson.md", lesson_text(1, n))
+    daemon.wait_for(
+        lambda: live_lessons(db_dsn, "burst") == 20, what="20 burst lessons in the database"
+    )
+    time.sleep(1.5)  # a second sync of the same burst would show up by now
+    synced = [e for e in daemon.named("course synced") if e["course"] == "burst"]
+    assert len(synced) == 1 and synced[0]["transactions"] == 1 and synced[0]["inserted"] == 22
+    assert rows(
+        db_dsn,
+        """select count(distinct c.xmin::text) from contents c
+        join content_projects p on p.id = c.project_id where p.slug = 'burst'""",
+    ) == [(1,)]
+    assert daemon.terminate() == 0
+
+
+def test_edits_deletes_and_moved_in_folders_are_synced(
+    start: Any, root: Path, tmp_path: Path, db_dsn: str
+) -> None:
+    daemon = start(root, db_dsn)
+    daemon.wait_event("daemon ready")
+    edited = root / "existing/lessons/1.1-lesson-1-1.md"
+    atomic_write(edited, lesson_text(1, 1, "An edit."))
+    (root / "existing/lessons/1.2-lesson-1-2.md").unlink()
+    daemon.wait_for(
+        lambda: (
+            rows(db_dsn, "select count(*) from contents where content like %s", "%An edit.%")
+            == [(1,)]
+        ),
+        what="the edited lesson updated",
+    )
+    daemon.wait_for(
+        lambda: (
+            rows(
+                db_dsn,
+                "select deleted_at is not null from contents where file_path = %s",
+                "existing/lessons/1.2-lesson-1-2.md",
+            )
+            == [(True,)]
+        ),
+        what="the deleted lesson soft-deleted",
+    )
+
+    outside = make_course(tmp_path / "elsewhere", "moved-in", lessons=3)
+    os.rename(outside, root / "moved-in")
+    daemon.wait_for(
+        lambda: live_lessons(db_dsn, "moved-in") == 3, what="the moved-in course synced"
+    )
+    atomic_write(root / "moved-in/lessons/2.1-after-move.md", lesson_text(2, 1))
+    daemon.wait_for(
+        lambda: live_lessons(db_dsn, "moved-in") == 4, what="a lesson written inside it synced"
+    )
+    assert daemon.terminate() == 0
+
+
+def test_sigterm_flushes_pending_changes_and_exits_zero(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    daemon = start(root, db_dsn, "--quiet-ms", "20000", "--max-delay-ms", "60000")
+    daemon.wait_event("daemon ready")
+    atomic_write(root / "existing/lessons/1.3-pending.md", lesson_text(1, 3))
+    daemon.wait_for(
+        lambda: any(e.get("pending", 0) >= 1 for e in daemon.named("heartbeat")),
+        what="the change to be pending",
+    )
+    assert live_lessons(db_dsn, "existing") == 2
+    assert daemon.terminate() == 0
+    assert live_lessons(db_dsn, "existing") == 3
+    assert daemon.named("daemon stopped")[0]["unsynced"] == 0
+
+
+def test_systemd_gets_ready_after_the_first_reconcile_then_watchdog_pings_and_stopping(
+    start: Any, root: Path, db_dsn: str, tmp_path: Path
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(0.2)
+    received: list[tuple[float, str]] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        while not done.is_set():
+            try:
+                received.append((time.monotonic(), sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    try:
+        daemon = start(root, db_dsn, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000"})
+        daemon.wait_for(lambda: any("READY=1" in m for _, m in received), what="READY=1")
+        # READY comes only once the first reconcile has written the tree
+        ready_at = next(t for t, m in received if "READY=1" in m)
+        assert daemon.named("reconcile finished") and live_lessons(db_dsn, "existing") == 2
+        daemon.wait_for(
+            lambda: sum("WATCHDOG=1" in m for t, m in received if t > ready_at) >= 2,
+            what="two WATCHDOG=1 pings",
+        )
+        assert any(m.startswith("STATUS=pending=") and "breaker=closed" in m for _, m in received)
+        assert daemon.terminate() == 0
+        time.sleep(0.3)
+        assert received[-1][1] == "STOPPING=1" or any(m == "STOPPING=1" for _, m in received)
+    finally:
+        done.set()
+        listener.join()
+        sock.close()
+
+
+def test_a_database_outage_opens_the_breaker_idles_and_converges_when_it_returns(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    info = conninfo_to_dict(db_dsn)
+    host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
+    target: str | tuple[str, int] = (
+        f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+    )
+    proxy = Proxy(target)
+    through_proxy = make_conninfo(db_dsn, host="127.0.0.1", port=proxy.port)
+    try:
+        daemon = start(
+            root,
+            through_proxy,
+            "--quiet-ms",
+            "200",
+            "--breaker-reset",
+            "1",
+            "--breaker-failures",
+            "2",
+            "--statement-timeout-ms",
+            "1000",
+            "--connect-timeout",
+            "1",
+        )
+        daemon.wait_event("daemon ready")
+        proxy.deafen()
+        for n in range(1, 101):
+            atomic_write(root / "existing/lessons" / f"3.{n}-outage.md", lesson_text(3, n))
+        daemon.wait_event("breaker opened", timeout=60)
+        cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
+        time.sleep(5)
+        cpu_share = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        assert cpu_share < 0.05, f"daemon used {cpu_share:.1%} CPU while the database was away"
+        assert daemon.proc.poll() is None
+        assert live_lessons(db_dsn, "existing") == 2
+
+        proxy.heal()
+        healed = time.monotonic()
+        verify_env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("SYNCD_") or k == "SYNCD_SCHEMA_DIR"
+            },
+            "DATABASE_URL": db_dsn,
+            "SYNCD_LOG_FORMAT": "json",
+        }
+        while True:
+            verify = subprocess.run(
+                [sys.executable, "-m", "syncd", "verify", "--root", str(root)],
+                cwd=REPO,
+                env=verify_env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if verify.returncode == 0 or time.monotonic() - healed > 10:
+                break
+            time.sleep(0.5)
+        assert verify.returncode == 0, (
+            f"not converged 10 s after the database returned:\n{verify.stdout}"
+        )
+        assert live_lessons(db_dsn, "existing") == 102
+        assert daemon.named("breaker closed")
+        assert daemon.terminate() == 0
+    finally:
+        proxy.close()
