@@ -1,0 +1,31 @@
+# syncd image: docker build -t syncd . ; run with the course tree mounted read-only:
+#   docker run -v /srv/creatoros/outputs/courses:/courses:ro -e DATABASE_URL=... syncd
+
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+# Dependencies first (a layer that changes only with pyproject.toml): install the
+# project from its metadata with an empty package, then the real code on top.
+COPY pyproject.toml README.md ./
+RUN mkdir -p syncd schema && touch syncd/__init__.py \
+    && /opt/venv/bin/pip install --no-cache-dir . \
+    && rm -rf syncd
+COPY syncd ./syncd
+COPY schema ./schema
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall .
+
+FROM python:3.11-slim
+RUN groupadd --system --gid 10001 syncd \
+    && useradd --system --uid 10001 --gid syncd --home-dir /var/lib/syncd --create-home --shell /usr/sbin/nologin syncd
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    SYNCD_ROOT=/courses \
+    SYNCD_DATA_DIR=/var/lib/syncd/postgres \
+    SYNCD_LOG_FORMAT=json \
+    PYTHONUNBUFFERED=1
+VOLUME ["/courses", "/var/lib/syncd"]
+USER 10001:10001
+WORKDIR /var/lib/syncd
+ENTRYPOINT ["syncd"]
+CMD ["run"]

@@ -1,0 +1,193 @@
+"""Pure units of the daemon, driven by a fake clock: debouncer, breaker, sd_notify, event routing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from syncd.breaker import CircuitBreaker, State
+from syncd.debounce import Debouncer
+from syncd.systemd import Notifier
+from syncd.watcher import CourseEventHandler, OverflowDetector, course_of
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_course_is_due_after_a_quiet_period_without_events() -> None:
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock)
+    debouncer.mark("a")
+    clock.now += 0.4
+    debouncer.mark("a")
+    clock.now += 0.4
+    assert debouncer.take_due() == []
+    clock.now += 0.1
+    assert debouncer.take_due() == ["a"]
+    assert debouncer.pending() == 0
+
+
+def test_a_course_that_never_stops_changing_is_due_after_the_maximum_delay() -> None:
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock)
+    for _ in range(19):  # an event every 0.25 s: the quiet period never comes
+        debouncer.mark("busy")
+        clock.now += 0.25
+    assert debouncer.take_due() == []
+    debouncer.mark("busy")
+    clock.now += 0.25  # 5 s after the first event
+    assert debouncer.take_due() == ["busy"]
+
+
+def test_pending_work_is_a_set_of_courses_whatever_the_number_of_events() -> None:
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=Clock())
+    for i in range(10_000):
+        debouncer.mark(f"course-{i % 3}")
+    assert debouncer.pending() == 3
+
+
+def test_a_deferred_course_waits_for_its_retry_time() -> None:
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock)
+    debouncer.defer("a", until=clock.now + 10)
+    clock.now += 6
+    assert debouncer.take_due() == []
+    clock.now += 4
+    assert debouncer.take_due() == ["a"]
+
+
+def test_the_breaker_opens_after_consecutive_failures_and_closes_after_a_good_trial() -> None:
+    clock = Clock()
+    changes: list[tuple[State, State]] = []
+    breaker = CircuitBreaker(
+        3, reset_timeout_s=5.0, clock=clock, on_change=lambda a, b: changes.append((a, b))
+    )
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+    assert breaker.state is State.CLOSED
+    breaker.record_failure()
+    assert breaker.state is State.OPEN and not breaker.allow()
+    clock.now += 5
+    assert breaker.allow() and breaker.state is State.HALF_OPEN
+    assert not breaker.allow(), "only one trial call while half-open"
+    breaker.record_success()
+    assert changes == [
+        (State.CLOSED, State.OPEN),
+        (State.OPEN, State.HALF_OPEN),
+        (State.HALF_OPEN, State.CLOSED),
+    ]
+
+
+def test_a_failed_trial_reopens_the_breaker_for_another_reset_period() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(1, reset_timeout_s=5.0, clock=clock)
+    breaker.record_failure()
+    clock.now += 5
+    assert breaker.allow()
+    breaker.record_failure()
+    assert breaker.state is State.OPEN and breaker.retry_at() == clock.now + 5
+
+
+def test_the_breaker_lock_is_not_held_while_the_caller_works() -> None:
+    breaker = CircuitBreaker(3, 5.0)
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow_call() -> None:
+        assert breaker.allow()
+        inside.set()
+        release.wait(5)
+        breaker.record_success()
+
+    worker = threading.Thread(target=slow_call)
+    worker.start()
+    inside.wait(5)
+    assert breaker.allow(), "a second caller is not blocked by the first one's call"
+    release.set()
+    worker.join()
+
+
+def test_sd_notify_sends_datagrams_and_is_silent_outside_systemd(tmp_path: Path) -> None:
+    assert Notifier({}).ready() is False
+    address = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        notifier = Notifier({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"})
+        assert notifier.watchdog_interval_s == 15.0
+        notifier.ready("pending=0")
+        notifier.watchdog()
+        notifier.stopping()
+        assert [sock.recv(100) for _ in range(3)] == [
+            b"READY=1\nSTATUS=pending=0",
+            b"WATCHDOG=1",
+            b"STOPPING=1",
+        ]
+    assert Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}).watchdog() is False
+
+
+def test_events_are_routed_to_their_course_and_noise_is_dropped(tmp_path: Path) -> None:
+    marked: list[str] = []
+    handler = CourseEventHandler(tmp_path, marked.append, logging.getLogger("test"))
+    from watchdog.events import (
+        DirCreatedEvent,
+        FileClosedNoWriteEvent,
+        FileCreatedEvent,
+        FileModifiedEvent,
+        FileMovedEvent,
+    )
+
+    root = str(tmp_path)
+    handler.dispatch(FileModifiedEvent(f"{root}/a/lessons/1.1-x.md"))
+    handler.dispatch(FileCreatedEvent(f"{root}/a/lessons/.1.1-x.md.swp"))
+    handler.dispatch(FileCreatedEvent(f"{root}/a/sources/raw.md"))
+    handler.dispatch(FileClosedNoWriteEvent(f"{root}/b/lessons/1.1-x.md"))
+    handler.dispatch(FileMovedEvent(f"{root}/c/lessons/.tmp1", f"{root}/c/lessons/1.2-y.md"))
+    handler.dispatch(DirCreatedEvent(f"{root}/d"))
+    handler.dispatch(FileCreatedEvent(f"{root}/loose-file.md"))
+    handler.dispatch(FileMovedEvent(f"{root}/e/lessons/1.1-z.md", "/elsewhere/1.1-z.md"))
+    assert marked == ["a", "c", "d", "e"]
+    assert course_of(root, "/elsewhere/x.md") is None
+
+
+def test_the_handler_never_raises_into_the_observer_thread(tmp_path: Path) -> None:
+    def broken(_course: str) -> None:
+        raise RuntimeError("queue is gone")
+
+    class Log:
+        def __init__(self) -> None:
+            self.errors: list[str] = []
+
+        def error(self, event: str, **_: object) -> None:
+            self.errors.append(event)
+
+    log = Log()
+    from watchdog.events import FileModifiedEvent
+
+    CourseEventHandler(tmp_path, broken, log).dispatch(
+        FileModifiedEvent(f"{tmp_path}/a/lessons/1.1-x.md")
+    )
+    assert log.errors == ["watch event dropped"]
+
+
+@pytest.mark.parametrize("message", ["Inotify queue overflowed; filesystem events were lost"])
+def test_a_watch_queue_overflow_asks_for_a_full_reconcile(message: str) -> None:
+    calls: list[int] = []
+    logger = logging.getLogger("watchdog.observers.inotify_c")
+    detector = OverflowDetector(lambda: calls.append(1))
+    logger.addHandler(detector)
+    try:
+        logger.warning(message)
+        logger.warning("something else")
+    finally:
+        logger.removeHandler(detector)
+    assert calls == [1]
