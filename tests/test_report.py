@@ -1,0 +1,55 @@
+"""`syncd report`: the operator's monitoring queries as readable tables."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import run_cli
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
+
+
+def test_report_shows_writes_hierarchy_quality_rls_and_attribution(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    shutil.copytree(EXAMPLES, root)
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    with psycopg.connect(db_dsn) as conn:  # one broken hierarchy row for the report to find
+        conn.execute(
+            "update contents set parent_content_id = null where file_path like '%%1.1-por-que-python.md'"
+        )
+    report = run_cli(capsys, ["report"], db_dsn)
+    assert report.code == 0
+    out = report.stdout
+    for title in (
+        "Writes in the last 24 hours",
+        "Hierarchy problems",
+        "Data quality of live lessons",
+        "Row-level security",
+        "Mind attribution",
+    ):
+        assert f"== {title}" in out
+    lines = out.splitlines()
+    assert any(line.startswith("course_lesson") and line.split()[1] == "7" for line in lines)
+    assert any(
+        line.startswith("lesson without a module or outline parent") and line.split()[-1] == "1"
+        for line in lines
+    )
+    rls = [line.split() for line in lines if line.startswith(("content", "audience_profiles"))]
+    assert {row[0]: row[1] for row in rls if row[1] in ("True", "False")} == {
+        t: "True"
+        for t in (
+            "audience_profiles",
+            "content_minds",
+            "content_projects",
+            "content_tags",
+            "contents",
+        )
+    }
+    python_quality = next(line.split() for line in lines if line.startswith("python-em-30-dias"))
+    assert python_quality[1:3] == ["4", "0"]  # 4 lessons, none empty
