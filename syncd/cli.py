@@ -223,8 +223,13 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     return parser
 
 
+def _opt(args: argparse.Namespace, name: str, default: Any) -> Any:
+    """A daemon option, or its default for commands that do not take it."""
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    get = vars(args).get
     return config.check(
         Settings(
             root=Path(args.root),
@@ -238,14 +243,14 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             log_level=args.log_level,
             connect_timeout_s=int(args.connect_timeout),
             statement_timeout_ms=int(args.statement_timeout_ms),
-            quiet_ms=int(get("quiet_ms") or 500),
-            max_delay_ms=int(get("max_delay_ms") or 5000),
-            reconcile_interval_s=float(get("reconcile_interval", 600.0)),
-            polling=bool(get("polling")),
-            shutdown_timeout_s=float(get("shutdown_timeout") or 20.0),
-            breaker_failures=int(get("breaker_failures") or 3),
-            breaker_reset_s=float(get("breaker_reset") or 5.0),
-            heartbeat_s=float(get("heartbeat") or 30.0),
+            quiet_ms=int(_opt(args, "quiet_ms", 500)),
+            max_delay_ms=int(_opt(args, "max_delay_ms", 5000)),
+            reconcile_interval_s=float(_opt(args, "reconcile_interval", 600.0)),
+            polling=bool(_opt(args, "polling", False)),
+            shutdown_timeout_s=float(_opt(args, "shutdown_timeout", 20.0)),
+            breaker_failures=int(_opt(args, "breaker_failures", 3)),
+            breaker_reset_s=float(_opt(args, "breaker_reset", 5.0)),
+            heartbeat_s=float(_opt(args, "heartbeat", 30.0)),
         )
     )
 

@@ -53,3 +53,26 @@ def test_report_shows_writes_hierarchy_quality_rls_and_attribution(
     }
     python_quality = next(line.split() for line in lines if line.startswith("python-em-30-dias"))
     assert python_quality[1:3] == ["4", "0"]  # 4 lessons, none empty
+
+
+def test_the_readme_outline_query_prints_outline_modules_and_lessons_in_order(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    query = readme.split("```sql\n", 1)[1].split("```", 1)[0]
+    root = tmp_path / "courses"
+    shutil.copytree(EXAMPLES, root)
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    with psycopg.connect(db_dsn) as conn:
+        outline = [line for (line,) in conn.execute(query)]
+    assert outline == [
+        "Python em 30 Dias: do Zero à Primeira Automação",
+        "    1. Fundamentos",
+        "        1. Aula 1.1 - Por que Python?",
+        "        2. Instalando tudo em 10 minutos",
+        "    2. Automação na prática",
+        "        1. Aula 2.1 - Lendo planilhas",
+        "    Bônus: atalhos do editor que economizam horas",
+        "    Cheatsheet de Python",
+        "    quiz-modulo-1",
+    ]
