@@ -89,5 +89,8 @@ class CourseSnapshot:
     contents: tuple[Content, ...]
     fingerprint: bytes
     rejected: tuple[FileIssue, ...] = ()
+    # Parts whose source file was rejected: their existing rows are kept as they are
+    # ("project", "outline", "modules"), so bad input never overwrites good data.
+    protected: frozenset[str] = frozenset()
     repaired: tuple[FileIssue, ...] = ()
     source_hashes: dict[str, bytes] = field(default_factory=dict)

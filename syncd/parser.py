@@ -171,6 +171,7 @@ class _CourseParser:
         self.options = options
         self.rejected: list[FileIssue] = []
         self.repaired: list[FileIssue] = []
+        self.protected: set[str] = set()
 
     def root_path(self, rel: str) -> str:
         return f"{self.course}/{rel}"
@@ -218,6 +219,7 @@ class _CourseParser:
             return merged, decoded.text
         except ParseError as error:
             self.reject(error)
+            self.protected.update(("project", "outline", "modules"))
             return {}, None
 
     def metadata_json(self) -> dict[str, Any]:
@@ -226,14 +228,16 @@ class _CourseParser:
         try:
             data = json.loads(decode(METADATA_JSON, self.files[METADATA_JSON]).text)
         except (ValueError, RecursionError) as exc:
-            self.reject(ParseError(METADATA_JSON, f"invalid JSON: {exc}"))
-            return {}
-        except ParseError as error:
-            self.reject(error)
-            return {}
-        if not isinstance(data, dict):
-            self.reject(ParseError(METADATA_JSON, "not a JSON object"))
-            return {}
+            error = ParseError(METADATA_JSON, f"invalid JSON: {exc}")
+        except ParseError as exc:
+            error = exc
+        else:
+            if isinstance(data, dict):
+                return data
+            error = ParseError(METADATA_JSON, "not a JSON object")
+        self.reject(error)
+        self.protected.add("project")
+        return {}
         return data
 
     # -- the course ---------------------------------------------------------------
@@ -241,6 +245,8 @@ class _CourseParser:
     def parse(self) -> CourseSnapshot:
         brief_rel = _find_brief(self.files)
         brief = self.try_markdown(brief_rel)
+        if brief_rel is not None and brief is None:
+            self.protected.add("project")
         brief_fm = brief.frontmatter if brief else {}
         brief_body = brief.body if brief else ""
         curriculum, curriculum_text = self.curriculum()
@@ -306,6 +312,7 @@ class _CourseParser:
             contents=tuple(contents),
             fingerprint=fingerprint(self.files, self.options),
             rejected=tuple(self.rejected),
+            protected=frozenset(self.protected),
             repaired=tuple(self.repaired),
             source_hashes={
                 self.root_path(rel): hashlib.sha256(raw).digest() for rel, raw in self.files.items()
@@ -320,6 +327,8 @@ class _CourseParser:
 
     def outline(self, title: str, curriculum_text: str | None) -> Content:
         outline_md = self.try_markdown(OUTLINE if OUTLINE in self.files else None)
+        if OUTLINE in self.files and outline_md is None:
+            self.protected.add("outline")
         if outline_md is not None:
             text: str | None = outline_md.text
             rel: str | None = OUTLINE

@@ -84,6 +84,10 @@ def plan_course(
 
     for record in snapshot.contents:
         row = matcher.claim(record)
+        if row is not None and _protected(record, snapshot.protected):
+            ids[record.key] = row.id  # its source was rejected: keep the row as it is
+            plan.unchanged += 1
+            continue
         slug = row.slug if row else record.slug
         if row is None and slug in foreign_slugs:
             if record.file_path is not None and record.key != OUTLINE_KEY:
@@ -115,7 +119,8 @@ def plan_course(
     course_prefix = f"{snapshot.course}/"
     for row in rows:
         managed = row.row_key is not None or (row.file_path or "").startswith(course_prefix)
-        if managed and not row.deleted and not matcher.is_claimed(row):
+        kept = row.content_type == "course_module" and "modules" in snapshot.protected
+        if managed and not kept and not row.deleted and not matcher.is_claimed(row):
             plan.deletes.append(row.id)
     return plan
 
@@ -162,6 +167,12 @@ class _Matcher:
 
     def is_claimed(self, row: ExistingRow) -> bool:
         return row.id in self.claimed
+
+
+def _protected(record: Content, protected: frozenset[str]) -> bool:
+    if record.key == OUTLINE_KEY:
+        return "outline" in protected
+    return record.content_type == "course_module" and "modules" in protected
 
 
 def _compatible(row: ExistingRow, record: Content) -> bool:

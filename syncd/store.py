@@ -180,11 +180,8 @@ class CourseStore:
         """The plan, computed from reads only."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            row = conn.execute(
-                query("course.sql", "project_id"), {"slug": snapshot.project.slug}
-            ).fetchone()
-            minds = self._mind_ids(conn, snapshot, create=False)
-            plan = self._plan(conn, snapshot, row[0] if row else None, minds)
+            project_id, minds = self._read_project(conn, snapshot)
+            plan = self._plan(conn, snapshot, project_id, minds)
             conn.rollback()
         self._count(result, plan)
         return result
@@ -201,11 +198,7 @@ class CourseStore:
     def plan_for_verify(self, snapshot: CourseSnapshot) -> tuple[Plan, dict[uuid.UUID, str | None]]:
         """The plan a sync would make now, plus the md5 of every row's content."""
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            row = conn.execute(
-                query("course.sql", "project_id"), {"slug": snapshot.project.slug}
-            ).fetchone()
-            minds = self._mind_ids(conn, snapshot, create=False)
-            project_id = row[0] if row else None
+            project_id, minds = self._read_project(conn, snapshot)
             md5s = {}
             if project_id is not None:
                 for r in conn.execute(
@@ -216,6 +209,16 @@ class CourseStore:
             plan = self._plan(conn, snapshot, project_id, minds)
             conn.rollback()
         return plan, md5s
+
+    def _read_project(
+        self, conn: Conn, snapshot: CourseSnapshot
+    ) -> tuple[uuid.UUID | None, tuple[uuid.UUID | None, uuid.UUID | None]]:
+        """(project id, (creator, persona)) as a sync would use them, from reads only."""
+        row = _Sql(conn).one("project_minds", slug=snapshot.project.slug)
+        if row is not None and "project" in snapshot.protected:
+            return row[0], (row[1], row[2])
+        minds = _project_minds(snapshot, self._mind_ids(conn, snapshot, create=False))
+        return (row[0] if row else None), minds
 
     def file_paths(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         with translated("read file paths"), self._connection() as conn:
@@ -230,6 +233,11 @@ class CourseStore:
         sql.run("lock_course", course=snapshot.course)
         state = sql.one("course_state", course=snapshot.course)
         minds = self._mind_ids(conn, snapshot, create=True)
+        p = snapshot.project
+        kept = sql.one("project_minds", slug=p.slug) if "project" in snapshot.protected else None
+        if kept is not None:  # the brief was rejected: the project row stays as it is
+            self._finish(sql, snapshot, kept[0], (kept[1], kept[2]), result)
+            return
         audience_id = None
         if snapshot.project.audience is not None:
             a = snapshot.project.audience
@@ -241,7 +249,6 @@ class CourseStore:
                 technical_level=a.technical_level,
             )
             audience_id = sql.one("audience_id", slug=a.slug)[0]
-        p = snapshot.project
         written = sql.one(
             "upsert_project",
             slug=p.slug,
@@ -256,7 +263,17 @@ class CourseStore:
         )
         result.project_written = written is not None
         project_id = written[0] if written else sql.one("project_id", slug=p.slug)[0]
+        self._finish(sql, snapshot, project_id, _project_minds(snapshot, minds), result)
 
+    def _finish(
+        self,
+        sql: _Sql,
+        snapshot: CourseSnapshot,
+        project_id: uuid.UUID,
+        minds: tuple[uuid.UUID | None, uuid.UUID | None],
+        result: CourseResult,
+    ) -> None:
+        conn = sql.conn
         plan = self._plan(conn, snapshot, project_id, minds)
         self._apply(sql, project_id, plan)
         self._count(result, plan)
@@ -287,8 +304,9 @@ class CourseStore:
         conn: Conn,
         snapshot: CourseSnapshot,
         project_id: uuid.UUID | None,
-        minds: dict[str, uuid.UUID],
+        minds: tuple[uuid.UUID | None, uuid.UUID | None],
     ) -> Plan:
+        """The plan for this course; ``minds`` = (creator, persona) ids of the project."""
         sql = _Sql(conn)
         legacy = [c.legacy_slug for c in snapshot.contents if c.legacy_slug]
         existing = [
@@ -305,9 +323,7 @@ class CourseStore:
             )
             for r in sql.all("existing_rows", project_id=project_id, legacy_slugs=legacy)
         ]
-        p = snapshot.project
-        creator = minds.get(p.creator_mind.slug) if p.creator_mind else None
-        persona = minds.get(p.persona_mind.slug) if p.persona_mind else None
+        creator, persona = minds
         plan = plan_course(snapshot, existing, creator_mind_id=creator, persona_mind_id=persona)
         if plan.inserts:
             taken = {
@@ -428,6 +444,15 @@ class CourseStore:
         result.inserted, result.updated = len(plan.inserts), len(plan.updates)
         result.deleted, result.unchanged = len(plan.deletes), plan.unchanged
         result.rejected.extend(plan.rejected)
+
+
+def _project_minds(
+    snapshot: CourseSnapshot, ids: dict[str, uuid.UUID]
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    p = snapshot.project
+    creator = ids.get(p.creator_mind.slug) if p.creator_mind else None
+    persona = ids.get(p.persona_mind.slug) if p.persona_mind else None
+    return creator, persona
 
 
 class _Sql:

@@ -103,3 +103,20 @@ def test_a_slug_taken_by_another_project_rejects_that_file_and_renames_the_outli
     plan = plan_course(snap, [], creator_mind_id=None, persona_mind_id=None, foreign_slugs=taken)
     assert [r.path for r in plan.rejected] == ["c/lessons/1.1-a.md"]
     assert plan.inserts[0].slug == "c--outline"
+
+
+def test_a_rejected_curriculum_keeps_the_outline_and_module_rows_as_they_are() -> None:
+    files = {
+        "curriculum.yaml": b"modules:\n  - module_id: 1\n    module_title: Real title\n",
+        **FILES,
+    }
+    existing = rows_from(
+        plan_course(snapshot(files), [], creator_mind_id=None, persona_mind_id=None)
+    )
+    broken = snapshot(
+        {**files, "curriculum.yaml": b"modules: [unclosed", "lessons/2.1-c.md": b"# C"}
+    )
+    assert broken.protected == {"project", "outline", "modules"}
+    plan = plan_course(broken, existing, creator_mind_id=None, persona_mind_id=None)
+    assert [w.record.key for w in plan.inserts] == ["module:2", "file:c/lessons/2.1-c.md"]
+    assert not plan.updates and not plan.deletes

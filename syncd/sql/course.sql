@@ -53,6 +53,9 @@ RETURNING id, (xmax = 0) AS inserted;
 -- name: project_id
 SELECT id FROM public.content_projects WHERE slug = %(slug)s;
 
+-- name: project_minds
+SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE slug = %(slug)s;
+
 -- name: existing_rows
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
        c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, md5(c.content) AS content_md5
