@@ -162,7 +162,7 @@ class _Matcher:
     def protect(self, file_paths: set[str]) -> None:
         for path in file_paths:
             row = self.by_file.get(path)
-            if row is not None:
+            if row is not None and row.content_type != "course_outline":  # see _protected
                 self.claimed.add(row.id)
 
     def is_claimed(self, row: ExistingRow) -> bool:
