@@ -92,5 +92,6 @@ class CourseSnapshot:
     # Parts whose source file was rejected: their existing rows are kept as they are
     # ("project", "outline", "modules"), so bad input never overwrites good data.
     protected: frozenset[str] = frozenset()
+    ignored: tuple[FileIssue, ...] = ()  # invalid field values dropped from an accepted file
     repaired: tuple[FileIssue, ...] = ()
     source_hashes: dict[str, bytes] = field(default_factory=dict)

@@ -172,6 +172,7 @@ class _CourseParser:
         self.rejected: list[FileIssue] = []
         self.repaired: list[FileIssue] = []
         self.protected: set[str] = set()
+        self.ignored: list[FileIssue] = []
 
     def root_path(self, rel: str) -> str:
         return f"{self.course}/{rel}"
@@ -182,6 +183,8 @@ class _CourseParser:
     # -- reading one file -------------------------------------------------------
 
     def markdown(self, rel: str) -> _Markdown:
+        if not self.files[rel]:
+            raise ParseError(rel, "empty file (a generator may still be writing it)")
         decoded = decode(rel, self.files[rel])
         meta, body = split_frontmatter(rel, decoded.text)
         if decoded.repaired:
@@ -313,6 +316,7 @@ class _CourseParser:
             fingerprint=fingerprint(self.files, self.options),
             rejected=tuple(self.rejected),
             protected=frozenset(self.protected),
+            ignored=tuple(self.ignored),
             repaired=tuple(self.repaired),
             source_hashes={
                 self.root_path(rel): hashlib.sha256(raw).digest() for rel, raw in self.files.items()
@@ -422,6 +426,8 @@ class _CourseParser:
                 md = self.try_markdown(rel)
             else:  # YAML outputs are stored as text; their structure is not interpreted
                 try:
+                    if not self.files[rel]:
+                        raise ParseError(rel, "empty file (a generator may still be writing it)")
                     decoded = decode(rel, self.files[rel])
                 except ParseError as error:
                     self.reject(error)
@@ -459,6 +465,22 @@ class _CourseParser:
             metadata["encoding"] = md.encoding
             metadata["text_repaired"] = True
         heading = H1.search(md.body)
+        fidelity = fm.get("fidelity_score", fm.get("fidelity"))
+        if fidelity is not None and _fidelity(fidelity) is None:
+            self.ignored.append(
+                FileIssue(
+                    self.root_path(rel),
+                    f"fidelity {str(fidelity)[:40]!r} is not a number from 0 to 1",
+                )
+            )
+        status = fm.get("status")
+        if status is not None and status not in CONTENT_STATUSES:
+            self.ignored.append(
+                FileIssue(
+                    self.root_path(rel),
+                    f"status {str(status)[:40]!r} is not one of {', '.join(CONTENT_STATUSES)}",
+                )
+            )
         return Content(
             key=file_key(self.root_path(rel)),
             content_type=content_type,
@@ -472,8 +494,8 @@ class _CourseParser:
             file_path=self.root_path(rel),
             metadata=metadata,
             source_hash=hashlib.sha256(self.files[rel]).digest(),
-            fidelity_score=_fidelity(fm.get("fidelity_score", fm.get("fidelity"))),
-            status=fm["status"] if fm.get("status") in CONTENT_STATUSES else None,
+            fidelity_score=_fidelity(fidelity),
+            status=status if status in CONTENT_STATUSES else None,
             tags=_dedupe(_str_list(fm.get("tags"))),
             legacy_slug=legacy_slug,
         )

@@ -144,6 +144,8 @@ class Reconciler:
             return CourseResult(course, rejected=[FileIssue(error.path, error.reason)])
         for issue in snapshot.repaired:
             self.log.warning("file repaired", path=issue.path, reason=issue.reason)
+        for issue in snapshot.ignored:
+            self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         write = self.store.sync_course if self.write else self.store.dry_run
         result = write(snapshot)
         for issue in result.rejected:

@@ -80,15 +80,15 @@ def load_yaml_documents(path: str, text: str) -> list[Any]:
 
 
 def split_frontmatter(path: str, text: str) -> tuple[dict[str, Any], str]:
-    """(frontmatter mapping, body). No frontmatter gives an empty mapping."""
+    """(frontmatter mapping, body without a BOM). No frontmatter gives an empty mapping."""
     handler = YAMLHandler()
     probe = text.lstrip("\ufeff")
     if not handler.detect(probe):
-        return {}, text
+        return {}, probe
     try:
         block, body = handler.split(probe)
     except ValueError:
-        return {}, text
+        return {}, probe
     try:
         data = handler.load(block)
     except yaml.YAMLError as exc:
