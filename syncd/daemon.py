@@ -233,6 +233,7 @@ class Daemon:
         thread = threading.Thread(target=writer.run, name="syncd-writer")
         thread.start()
         self._observer = observer
+        self._root_identity = _identity(s.root)
         code = EXIT_OK
         try:
             code = self._supervise(writer, thread, debouncer, breaker, handler)
@@ -273,15 +274,15 @@ class Daemon:
             if not thread.is_alive():
                 self.log.error("writer thread stopped unexpectedly")
                 return EXIT_WRITER_DIED
+            root_present = self._check_root(writer, debouncer, handler)
             observer = self._observer
-            if not observer.is_alive():
+            if root_present and not observer.is_alive():
                 observer_restarts += 1
                 self.log.error("watcher died", restarts=observer_restarts)
                 if observer_restarts > 3:
                     return EXIT_WATCHER_DIED
-                observer = self._observer = self._restart_observer(observer, handler)
-                writer.reconcile_requested.set()
-                debouncer.wake()
+                self._rewatch(writer, debouncer, handler)
+                observer = self._observer
             if writer.ready.is_set() and not ready_sent:
                 ready_sent = True
                 self.notifier.ready(self._status(writer, debouncer, breaker))
@@ -353,10 +354,40 @@ class Daemon:
         self.log.error("writer thread crashed", error=repr(error))
         return EXIT_WRITER_DIED
 
-    def _restart_observer(self, old: Any, handler: CourseEventHandler) -> Any:
-        with contextlib.suppress(Exception):  # the old observer is already broken
-            old.stop()
-        return start_observer(self.settings.root, handler, polling=self.settings.polling)
+    def _check_root(
+        self, writer: Writer, debouncer: Debouncer, handler: CourseEventHandler
+    ) -> bool:
+        """Notice the course root disappearing (deleted, renamed, unmounted) and coming
+        back: watch it again and reconcile. Returns whether it is there now."""
+        identity = _identity(self.settings.root)
+        if identity == self._root_identity:
+            return identity is not None
+        self._root_identity = identity
+        if identity is None:
+            self.log.error(
+                "course root unavailable",
+                root=str(self.settings.root),
+                reason="missing: nothing is archived until it is back",
+            )
+            return False
+        self.log.warning(
+            "course root is back or replaced: watching it again", root=str(self.settings.root)
+        )
+        self._rewatch(writer, debouncer, handler)
+        return True
+
+    def _rewatch(self, writer: Writer, debouncer: Debouncer, handler: CourseEventHandler) -> None:
+        """Replace the observer, then reconcile what happened while nobody watched."""
+        with contextlib.suppress(Exception):  # the old observer may already be broken
+            self._observer.stop()
+        try:
+            self._observer = start_observer(
+                self.settings.root, handler, polling=self.settings.polling
+            )
+        except ConfigError as error:
+            self.log.error("watcher could not start", reason=str(error))
+        writer.reconcile_requested.set()
+        debouncer.wake()
 
     def _overflowed(self, writer: Writer, debouncer: Debouncer) -> None:
         self.log.warning("watch queue overflowed: events were lost, full reconcile scheduled")
@@ -399,10 +430,25 @@ class Daemon:
         signal.signal(signal.SIGINT, handle)
 
 
+def _identity(path: Any) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 @contextmanager
 def _guarded(pool: Any, deadlines: SocketDeadlines, seconds: float) -> Iterator[Any]:
+    """A pooled connection under a deadline. After a transient error the connection is
+    closed, so the pool replaces it: a session stuck read-only (failover) or half-dead
+    never comes back."""
     with translated("connection pool"), pool.connection() as conn, deadlines.guard(conn, seconds):
-        yield conn
+        try:
+            yield conn
+        except TransientError:
+            conn.close()
+            raise
 
 
 def run(settings: Settings, db: DbSettings) -> int:

@@ -127,6 +127,11 @@ class Reconciler:
         started = self.clock()
         files = read_course(self.root, course, self.max_file_bytes)
         if not files.exists or not course_parser.is_course_folder(files.top_names):
+            if course in self._known and not self.list_courses():
+                raise RootUnavailable(
+                    f"course root {self.root} holds no course: refusing to archive {course} "
+                    "(is the tree mounted?)"
+                )
             self.archive(course)
             return CourseResult(course)
         fingerprint = course_parser.fingerprint(files.files, self.options)

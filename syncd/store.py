@@ -288,7 +288,15 @@ class CourseStore:
     def _mind_ids(
         self, conn: Conn, snapshot: CourseSnapshot, *, create: bool
     ) -> dict[str, uuid.UUID]:
-        minds = [m for m in (snapshot.project.creator_mind, snapshot.project.persona_mind) if m]
+        # sorted, so that two transactions never lock the same minds in opposite orders
+        minds = sorted(
+            {
+                m.slug: m
+                for m in (snapshot.project.creator_mind, snapshot.project.persona_mind)
+                if m
+            }.values(),
+            key=lambda m: m.slug,
+        )
         if not minds:
             return {}
         sql = _Sql(conn)
