@@ -15,6 +15,7 @@ from syncd import config, embedded, logs, migrate
 from syncd.config import Secret, Settings
 from syncd.errors import ConfigError, FatalError, SyncdError, TransientError
 from syncd.parser import ParseOptions
+from syncd.privileges import missing_privileges
 from syncd.reconcile import Reconciler, RootUnavailable
 from syncd.store import CourseStore, DbSettings, connect, translated
 
@@ -296,7 +297,9 @@ def _fail(code: int, what: str, error: Exception, secrets: list[str]) -> int:
 
 
 @contextmanager
-def _database(settings: Settings, *, migrate_now: bool) -> Iterator[DbSettings]:
+def _database(
+    settings: Settings, *, migrate_now: bool, writes: bool = True
+) -> Iterator[DbSettings]:
     """Where to connect, migrations applied when asked (always for the embedded server)."""
     log = logs.get()
     if settings.database_url is not None:
@@ -319,6 +322,15 @@ def _database(settings: Settings, *, migrate_now: bool) -> Iterator[DbSettings]:
         pending = [s.migration.name for s in migrate.status(conn) if s.applied_at is None]
         if pending:
             raise FatalError(f"schema not migrated ({len(pending)} pending): run `syncd migrate`")
+        if writes:
+            missing = missing_privileges(conn)
+            conn.rollback()
+            if missing:
+                raise FatalError(
+                    "the database role lacks what syncd needs: "
+                    + "; ".join(missing)
+                    + " (grant the syncd_writer role, see README: Security)"
+                )
     yield db
 
 
@@ -350,7 +362,7 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
     write = settings.persist and not args.dry_run
     if not settings.persist:
         logs.get().warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
-    with _database(settings, migrate_now=settings.migrate) as db:
+    with _database(settings, migrate_now=settings.migrate, writes=write) as db:
         store, close = _store(db)
         try:
             reconciler = _reconciler(settings, store, write=write)
@@ -401,7 +413,7 @@ def _progress_bar() -> Any:
 def cmd_verify(settings: Settings, _args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
-    with _database(settings, migrate_now=settings.migrate) as db:
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db:
         store, close = _store(db)
         try:
             drifts = verify(
@@ -447,7 +459,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from syncd import daemon
 
-    with _database(settings, migrate_now=settings.migrate) as db:
+    with _database(settings, migrate_now=settings.migrate, writes=settings.persist) as db:
         code: int = daemon.run(settings, db)
     return code
 
@@ -455,7 +467,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     from syncd import report
 
-    with _database(settings, migrate_now=settings.migrate) as db, connect(db) as conn:
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
         print(report.render(conn))
     return EXIT_OK
 

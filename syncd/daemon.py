@@ -443,10 +443,12 @@ def _guarded(pool: Any, deadlines: SocketDeadlines, seconds: float) -> Iterator[
     """A pooled connection under a deadline. After a transient error the connection is
     closed, so the pool replaces it: a session stuck read-only (failover) or half-dead
     never comes back."""
-    with translated("connection pool"), pool.connection() as conn, deadlines.guard(conn, seconds):
+    with translated("database"), pool.connection() as conn, deadlines.guard(conn, seconds):
         try:
             yield conn
-        except TransientError:
+        except RejectedError:
+            raise  # the data was refused; the connection is fine
+        except BaseException:
             conn.close()
             raise
 

@@ -84,7 +84,7 @@ class DbSettings:
     dsn: str
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 30_000
-    pool_max: int = 4
+    pool_max: int = 2  # one writer thread, plus one spare for the health check
 
 
 def connect_kwargs(settings: DbSettings) -> dict[str, Any]:

@@ -79,3 +79,13 @@ def make_course(root: Path, name: str, lessons: int = 3, per_module: int = 5) ->
         m, n = i // per_module + 1, i % per_module + 1
         write(folder / "lessons" / f"{m}.{n}-lesson-{m}-{n}.md", lesson_text(m, n))
     return folder
+
+
+def make_tree(root: Path, lessons: int, per_course: int = 20) -> list[str]:
+    """A generated tree of ``lessons`` lessons in courses of ``per_course``."""
+    courses = []
+    for index in range((lessons + per_course - 1) // per_course):
+        name = f"gen-{index:05d}"
+        make_course(root, name, lessons=min(per_course, lessons - index * per_course))
+        courses.append(name)
+    return courses
