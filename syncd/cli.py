@@ -17,7 +17,7 @@ from syncd.errors import ConfigError, FatalError, SyncdError, TransientError
 from syncd.parser import ParseOptions
 from syncd.privileges import missing_privileges
 from syncd.reconcile import Reconciler, RootUnavailable
-from syncd.store import CourseStore, DbSettings, connect, translated
+from syncd.store import CourseStore, DbSettings, connect, make_pool, translated
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -119,6 +119,15 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "seconds to wait for a connection",
         type=int,
         default=5,
+    )
+    f(
+        parser,
+        env,
+        "--workers",
+        "SYNCD_WORKERS",
+        "courses written concurrently by a full reconcile (one connection each)",
+        type=int,
+        default=4,
     )
     f(
         parser,
@@ -243,6 +252,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             log_format=args.log_format,
             log_level=args.log_level,
             connect_timeout_s=int(args.connect_timeout),
+            workers=int(args.workers),
             statement_timeout_ms=int(args.statement_timeout_ms),
             quiet_ms=int(_opt(args, "quiet_ms", 500)),
             max_delay_ms=int(_opt(args, "max_delay_ms", 5000)),
@@ -334,14 +344,17 @@ def _database(
     yield db
 
 
-def _store(db: DbSettings) -> tuple[CourseStore, Callable[[], None]]:
-    conn = connect(db)
-    return CourseStore(lambda: _borrow(conn)), conn.close
+def _store(db: DbSettings, workers: int = 1) -> tuple[CourseStore, Callable[[], None]]:
+    """A store on a pool of ``workers`` connections (no per-checkout health check: a
+    one-shot command that loses its database fails with exit 3 and is simply rerun)."""
+    pool = make_pool(db, workers=workers, check=_no_check)
+    with translated("connect"):
+        pool.open(wait=True, timeout=db.connect_timeout_s * 2)
+    return CourseStore(pool.connection), pool.close
 
 
-@contextmanager
-def _borrow(conn: Any) -> Iterator[Any]:
-    yield conn
+def _no_check(_conn: Any) -> None:
+    return None
 
 
 def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Reconciler:
@@ -349,6 +362,7 @@ def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Recon
         root=settings.root,
         store=store,
         log=logs.get(),
+        workers=settings.workers,
         options=ParseOptions(default_creator_mind=settings.creator_mind),
         max_file_bytes=settings.max_file_bytes,
         write=write,
@@ -363,9 +377,10 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.persist:
         logs.get().warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
     with _database(settings, migrate_now=settings.migrate, writes=write) as db:
-        store, close = _store(db)
+        store, close = _store(db, settings.workers)
         try:
             reconciler = _reconciler(settings, store, write=write)
+            reconciler.keep_plans = bool(args.dry_run)
             summary = reconciler.reconcile_all(progress=_progress_bar())
             if args.dry_run:
                 for result in reconciler.last_results:

@@ -58,6 +58,7 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     connect_timeout_s: int = 5
+    workers: int = 4  # courses written concurrently by a full reconcile
     statement_timeout_ms: int = 30_000
     # daemon
     quiet_ms: int = 500
@@ -145,6 +146,8 @@ def env_default(env: Mapping[str, str], name: str, fallback: str | None) -> str 
 def check(settings: Settings) -> Settings:
     if settings.quiet_ms < 0 or settings.max_delay_ms < settings.quiet_ms:
         raise ConfigError("--max-delay-ms must be at least --quiet-ms, both non-negative")
+    if not 1 <= settings.workers <= 64:
+        raise ConfigError("--workers must be between 1 and 64")
     if settings.max_file_bytes <= 0:
         raise ConfigError("--max-file-bytes must be positive")
     if settings.log_format not in ("auto", "json", "console"):

@@ -42,6 +42,7 @@ EXIT_FATAL_DB = 4
 EXIT_WATCHER_DIED = 6
 EXIT_WRITER_DIED = 7
 
+IDLE_CHECK_S = 10.0  # a pooled connection idle this long is checked before use
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
 
@@ -198,7 +199,7 @@ class Daemon:
         deadlines = SocketDeadlines(
             on_expire=lambda secs: self.log.warning("database call timed out", seconds=secs)
         )
-        pool = make_pool(self.db, check=self._checker(deadlines))
+        pool = make_pool(self.db, workers=s.workers, check=self._checker(deadlines))
         call_deadline = self.db.statement_timeout_ms / 1000 * 2 + self.db.connect_timeout_s
         store = CourseStore(lambda: _guarded(pool, deadlines, call_deadline), self.clock)
         reconciler = Reconciler(
@@ -209,6 +210,7 @@ class Daemon:
             max_file_bytes=s.max_file_bytes,
             write=s.persist,
             clock=self.clock,
+            workers=s.workers,
         )
         writer = Writer(reconciler, debouncer, breaker, self.stop, self.log, self.clock)
         handler = CourseEventHandler(s.root, debouncer.mark, self.log)
@@ -409,12 +411,19 @@ class Daemon:
         )
 
     def _checker(self, deadlines: SocketDeadlines) -> Callable[[Any], None]:
+        """The pool's health check: a round trip under a deadline, but only for a
+        connection that sat idle long enough to have been dropped on the way (a busy
+        connection proves itself with every sync and would pay one more round trip)."""
         seconds = float(self.db.connect_timeout_s)
+        last_checked: dict[int, float] = {}
 
         def check(conn: Any) -> None:
-            with deadlines.guard(conn, seconds):
-                conn.execute("SELECT 1")
-                conn.rollback()
+            now = self.clock()
+            if now - last_checked.get(id(conn), -IDLE_CHECK_S) >= IDLE_CHECK_S:
+                with deadlines.guard(conn, seconds):
+                    conn.execute("SELECT 1")
+                    conn.rollback()
+            last_checked[id(conn)] = now
 
         return check
 

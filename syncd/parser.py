@@ -78,10 +78,10 @@ def is_valid_course_slug(name: str) -> bool:
 def is_relevant(rel: str) -> bool:
     """Does this path (relative to the course folder) feed a record? Everything else,
     hidden files, editor temp files and ``sources/`` included, is ignored."""
-    parts = PurePosixPath(rel).parts
-    if not parts:
-        return False
+    parts = rel.split("/")  # hot path: plain string work, no PurePosixPath
     name = parts[-1]
+    if not name:
+        return False
     if rel == METADATA_JSON:
         return True
     if any(p.startswith(".") for p in parts) or EDITOR_TEMP.search(name):
@@ -145,9 +145,14 @@ def parse_course(
     return parser.parse()
 
 
+def options_salt(options: ParseOptions) -> str:
+    """What besides the files decides the records: a change re-syncs every course."""
+    return f"v{PARSER_VERSION}|{options.default_creator_mind}"
+
+
 def fingerprint(files: Mapping[str, bytes], options: ParseOptions) -> bytes:
     """One hash over every relevant file and the options: equal means nothing to do."""
-    digest = hashlib.sha256(f"v{PARSER_VERSION}|{options.default_creator_mind}".encode())
+    digest = hashlib.sha256(options_salt(options).encode())
     for rel in sorted(files):
         if is_relevant(rel):
             digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")

@@ -7,17 +7,19 @@ the database rejects is logged and skipped."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from syncd import parser as course_parser
-from syncd.course import FileIssue
+from syncd.course import CourseSnapshot, FileIssue
 from syncd.errors import ParseError, RejectedError, TransientError
 from syncd.parser import ParseOptions
-from syncd.store import CourseResult, CourseStore
-from syncd.tree import list_courses, read_course
+from syncd.store import CourseResult, CourseStore, Known
+from syncd.tree import list_courses, read_scanned, scan_course
 
 
 class Progress(Protocol):
@@ -47,6 +49,12 @@ class Summary:
         self.rejected.extend(result.rejected)
 
 
+def _done(result: CourseResult) -> Future[CourseResult]:
+    future: Future[CourseResult] = Future()
+    future.set_result(result)
+    return future
+
+
 class RootUnavailable(TransientError):
     """The course root is missing, unreadable or suspiciously empty: nothing is archived."""
 
@@ -59,19 +67,24 @@ class Reconciler:
     log: Any
     max_file_bytes: int = 2 * 1024 * 1024
     write: bool = True  # False: dry run / kill switch; plan from reads, write nothing
+    workers: int = 1  # courses written concurrently during a full reconcile
     clock: Callable[[], float] = time.monotonic
+    keep_plans: bool = False  # --dry-run prints them; otherwise they are dropped at once
     last_results: list[CourseResult] = field(default_factory=list)
-    _known: dict[str, tuple[bytes | None, bool]] = field(default_factory=dict)
+    _known: dict[str, Known] = field(default_factory=dict)
+    _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     _skipped_logged: set[str] = field(default_factory=set)
 
     # -- whole tree -------------------------------------------------------------------
 
     def reconcile_all(self, progress: Progress | None = None) -> Summary:
+        """Every course once. Files are read and parsed here while up to ``workers``
+        threads write earlier courses, each in its own transaction."""
         started = self.clock()
         self.log.info("reconcile started", root=str(self.root), write=self.write)
         courses = self.list_courses()
         self._known = self.store.fingerprints()
-        live_known = [c for c, (_, archived) in self._known.items() if not archived]
+        live_known = [c for c, known in self._known.items() if not known.archived]
         if not courses and live_known:
             raise RootUnavailable(
                 f"course root {self.root} holds no course while the database has "
@@ -79,16 +92,40 @@ class Reconciler:
             )
         summary = Summary()
         self.last_results = []
-        for done, course in enumerate(courses, start=1):
+        pending: deque[tuple[str, Future[CourseResult]]] = deque()
+        done = 0
+
+        def collect(block_until: int) -> None:
+            nonlocal done
+            while len(pending) > block_until:
+                course, future = pending.popleft()
+                try:
+                    result = future.result()
+                    if self.keep_plans:
+                        self.last_results.append(result)
+                    summary.add(result)
+                except RejectedError as error:
+                    summary.failed.append(course)
+                    self.log.error("course rejected", course=course, reason=error.reason)
+                done += 1
+                if progress is not None:
+                    progress(done, len(courses), course)
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="syncd-rw") as pool:
             try:
-                result = self.sync_course(course)
-                self.last_results.append(result)
-                summary.add(result)
-            except RejectedError as error:
-                summary.failed.append(course)
-                self.log.error("course rejected", course=course, reason=error.reason)
-            if progress is not None:
-                progress(done, len(courses), course)
+                for course in courses:
+                    prepared = self.prepare(course)
+                    if isinstance(prepared, CourseResult):
+                        pending.append((course, _done(prepared)))
+                    else:
+                        pending.append((course, pool.submit(self.commit, *prepared)))
+                    collect(block_until=2 * self.workers)
+                collect(block_until=0)
+            except BaseException:
+                for _, future in pending:
+                    future.cancel()
+                raise
+        self.save_touched()
         for course in sorted(set(live_known) - set(courses)):
             summary.archived += int(self.archive(course))
         summary.ms = (self.clock() - started) * 1000
@@ -124,9 +161,22 @@ class Reconciler:
 
     def sync_course(self, course: str) -> CourseResult:
         """Sync one course folder; archive its project when the folder is gone."""
+        prepared = self.prepare(course)
+        if isinstance(prepared, CourseResult):
+            self.save_touched()
+            return prepared
+        return self.commit(*prepared)
+
+    def prepare(self, course: str) -> CourseResult | tuple[CourseSnapshot, bytes, bytes, float]:
+        """Read and parse one course: a finished result when there is nothing to write
+        (unchanged, archived, rejected), else (snapshot, fingerprints, start time).
+
+        Unchanged is decided cheaply first: the files' stat hash equal to the one stored
+        means nothing is read at all; else the files are read and their content hash
+        compared."""
         started = self.clock()
-        files = read_course(self.root, course, self.max_file_bytes)
-        if not files.exists or not course_parser.is_course_folder(files.top_names):
+        scan = scan_course(self.root, course)
+        if not scan.exists or not course_parser.is_course_folder(scan.top_names):
             if course in self._known and not self.list_courses():
                 raise RootUnavailable(
                     f"course root {self.root} holds no course: refusing to archive {course} "
@@ -134,12 +184,17 @@ class Reconciler:
                 )
             self.archive(course)
             return CourseResult(course)
-        fingerprint = course_parser.fingerprint(files.files, self.options)
         known = self._known.get(course)
-        if known is not None and known[0] == fingerprint and not known[1]:
-            result = CourseResult(course, skipped=True)
-            self._log_result(result, started)
-            return result
+        synced = known is not None and known.fingerprint is not None and not known.archived
+        stat_fingerprint = scan.stat_fingerprint(course_parser.options_salt(self.options))
+        if synced and known is not None and known.stat_fingerprint == stat_fingerprint:
+            return self._skipped(course, started)
+        files = read_scanned(scan, self.max_file_bytes)
+        fingerprint = course_parser.fingerprint(files.files, self.options)
+        if synced and known is not None and known.fingerprint == fingerprint:
+            self._touched.append((course, fingerprint, stat_fingerprint))
+            self._known[course] = known._replace(stat_fingerprint=stat_fingerprint)
+            return self._skipped(course, started)
         try:
             snapshot = course_parser.parse_course(
                 course, files.files, self.options, files.unreadable
@@ -151,12 +206,40 @@ class Reconciler:
             self.log.warning("file repaired", path=issue.path, reason=issue.reason)
         for issue in snapshot.ignored:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
-        write = self.store.sync_course if self.write else self.store.dry_run
-        result = write(snapshot)
+        return snapshot, fingerprint, stat_fingerprint, started
+
+    def _skipped(self, course: str, started: float) -> CourseResult:
+        result = CourseResult(course, skipped=True)
+        self._log_result(result, started)
+        return result
+
+    def save_touched(self) -> None:
+        """Remember the new stat of courses whose files were touched but not changed."""
+        touched, self._touched = self._touched, []
+        if touched and self.write:
+            self.store.save_stat_fingerprints(touched)
+
+    def commit(
+        self,
+        snapshot: CourseSnapshot,
+        fingerprint: bytes,
+        stat_fingerprint: bytes,
+        started: float,
+    ) -> CourseResult:
+        """Write one parsed course (or plan it, with the kill switch on). Thread-safe."""
+        if self.write:
+            result = self.store.sync_course(snapshot, stat_fingerprint)
+        else:
+            result = self.store.dry_run(snapshot)
+        if not self.keep_plans:
+            result.plan = None  # it holds every row's text: memory must not grow with the tree
         for issue in result.rejected:
             self.log.warning("file rejected", path=issue.path, reason=issue.reason)
         self._log_result(result, started)
-        self._known[course] = (fingerprint if not result.rejected else None, False)
+        complete = not result.rejected
+        self._known[snapshot.course] = Known(
+            fingerprint if complete else None, False, stat_fingerprint if complete else None
+        )
         return result
 
     def _log_result(self, result: CourseResult, started: float) -> None:
@@ -176,13 +259,13 @@ class Reconciler:
 
     def archive(self, course: str) -> int:
         known = self._known.get(course)
-        if known is None or known[1]:
+        if known is None or known.archived:
             return 0
         if not self.write:
             self.log.info("course would be archived (nothing written)", course=course)
             return 0
         deleted = self.store.archive_course(course)
-        self._known[course] = (None, True)
+        self._known[course] = Known(None, True, None)
         self.log.info("course archived", course=course, deleted=deleted)
         return 1
 

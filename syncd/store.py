@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import psycopg_pool
@@ -84,7 +84,7 @@ class DbSettings:
     dsn: str
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 30_000
-    pool_max: int = 2  # one writer thread, plus one spare for the health check
+    pool_max: int = 2  # at least one writer thread plus a spare
 
 
 def connect_kwargs(settings: DbSettings) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def connect(settings: DbSettings, **extra: Any) -> Conn:
 
 
 def make_pool(
-    settings: DbSettings, check: Callable[[Conn], None] | None = None
+    settings: DbSettings, *, workers: int = 1, check: Callable[[Conn], None] | None = None
 ) -> psycopg_pool.ConnectionPool[Conn]:
     """A pool whose connections are health-checked when handed out (``check``, by default
     psycopg_pool's own) and which keeps trying to reconnect through an outage."""
@@ -121,7 +121,7 @@ def make_pool(
     return psycopg_pool.ConnectionPool(
         settings.dsn,
         min_size=1,
-        max_size=settings.pool_max,
+        max_size=max(settings.pool_max, workers + 1),
         kwargs=connect_kwargs(settings),
         configure=configure,
         check=check or psycopg_pool.ConnectionPool.check_connection,
@@ -146,33 +146,91 @@ class CourseResult:
     transactions: int = 0
     rejected: list[FileIssue] = field(default_factory=list)
     plan: Plan | None = None
+    project_id: uuid.UUID | None = None
 
     @property
     def wrote(self) -> bool:
         return bool(self.inserted or self.updated or self.deleted or self.project_written)
 
 
+class Known(NamedTuple):
+    """What syncd last wrote of a course (syncd.courses)."""
+
+    fingerprint: bytes | None  # of the relevant files' contents; None: not fully synced
+    archived: bool
+    stat_fingerprint: bytes | None  # of their (path, size, mtime, ctime, inode)
+
+
+class _SlugTaken(Exception):
+    """A new row's slug is held by another project: plan again with a slug check."""
+
+
 class CourseStore:
     """Reads and writes one course at a time, each in one transaction under a
-    per-course advisory lock. ``connection`` yields a connection (pool or single)."""
+    per-course advisory lock. ``connection`` yields a connection (pool or single).
+
+    A sync costs two round trips in pipeline mode: one that locks the course, upserts
+    minds, audience and project and reads the course's rows; one that sends every write
+    and the commit. Slugs are checked against other projects only when an insert trips
+    the unique index (rare), in a second attempt."""
 
     def __init__(self, connection: Callable[[], Any], clock: Callable[[], float] = time.monotonic):
         self._connection = connection
         self._clock = clock
 
-    def fingerprints(self) -> dict[str, tuple[bytes | None, bool]]:
-        """course → (fingerprint, archived) for every course syncd has written."""
+    def fingerprints(self) -> dict[str, Known]:
+        """course → what syncd last wrote of it, for every course syncd has written."""
         with translated("read fingerprints"), self._connection() as conn:
             rows = conn.execute(query("course.sql", "course_fingerprints")).fetchall()
             conn.rollback()
-        return {course: (bytes(fp) if fp else None, archived) for course, fp, archived in rows}
+        return {
+            course: Known(bytes(fp) if fp else None, archived, bytes(st) if st else None)
+            for course, fp, archived, st in rows
+        }
 
-    def sync_course(self, snapshot: CourseSnapshot) -> CourseResult:
+    def save_stat_fingerprints(self, items: list[tuple[str, bytes, bytes]]) -> None:
+        """(course, content fingerprint, stat fingerprint) of courses found unchanged."""
+        if not items:
+            return
+        with translated("save fingerprints"), self._connection() as conn, conn.transaction():
+            _Sql(conn).run(
+                "save_stat_fingerprints",
+                courses=[c for c, _, _ in items],
+                fingerprints=[f for _, f, _ in items],
+                stats=[s for _, _, s in items],
+            )
+
+    def sync_course(
+        self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None = None
+    ) -> CourseResult:
+        """Write one course; ``stat_fingerprint`` (of the files it was read from) lets the
+        next rescan skip reading them if they are untouched."""
+        try:
+            return self._sync(snapshot, stat_fingerprint, check_slugs=False)
+        except _SlugTaken:
+            return self._sync(snapshot, stat_fingerprint, check_slugs=True)
+
+    def _sync(
+        self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None, *, check_slugs: bool
+    ) -> CourseResult:
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
             conn.row_factory = tuple_row
-            with conn.transaction():
-                self._write(conn, snapshot, result)
+            try:
+                with conn.pipeline(), conn.transaction():
+                    self._write(_Sql(conn), snapshot, result, check_slugs=check_slugs)
+                    complete = not result.rejected
+                    _Sql(conn).queue(
+                        "upsert_course",
+                        course=snapshot.course,
+                        project_id=result.project_id,
+                        fingerprint=snapshot.fingerprint if complete else None,
+                        stat_fingerprint=stat_fingerprint if complete else None,
+                    )
+            except psycopg.errors.UniqueViolation:
+                if check_slugs:
+                    raise
+                raise _SlugTaken from None
             result.transactions = 1
         return result
 
@@ -180,8 +238,13 @@ class CourseStore:
         """The plan, computed from reads only."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            project_id, minds = self._read_project(conn, snapshot)
-            plan = self._plan(conn, snapshot, project_id, minds)
+            sql = _Sql(conn)
+            project = sql.one("project_minds", slug=snapshot.project.slug)
+            minds = _planned_minds(sql, snapshot, project)
+            rows = self._existing(sql, snapshot, with_md5=False)
+            plan = self._plan(
+                sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
+            )
             conn.rollback()
         self._count(result, plan)
         return result
@@ -198,27 +261,16 @@ class CourseStore:
     def plan_for_verify(self, snapshot: CourseSnapshot) -> tuple[Plan, dict[uuid.UUID, str | None]]:
         """The plan a sync would make now, plus the md5 of every row's content."""
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            project_id, minds = self._read_project(conn, snapshot)
-            md5s = {}
-            if project_id is not None:
-                for r in conn.execute(
-                    query("course.sql", "existing_rows"),
-                    {"project_id": project_id, "legacy_slugs": []},
-                ):
-                    md5s[r[0]] = r[9]
-            plan = self._plan(conn, snapshot, project_id, minds)
+            sql = _Sql(conn)
+            project = sql.one("project_minds", slug=snapshot.project.slug)
+            minds = _planned_minds(sql, snapshot, project)
+            rows = self._existing(sql, snapshot, with_md5=True)
+            md5s = {r[0]: r[9] for r in rows}
+            plan = self._plan(
+                sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
+            )
             conn.rollback()
         return plan, md5s
-
-    def _read_project(
-        self, conn: Conn, snapshot: CourseSnapshot
-    ) -> tuple[uuid.UUID | None, tuple[uuid.UUID | None, uuid.UUID | None]]:
-        """(project id, (creator, persona)) as a sync would use them, from reads only."""
-        row = _Sql(conn).one("project_minds", slug=snapshot.project.slug)
-        if row is not None and "project" in snapshot.protected:
-            return row[0], (row[1], row[2])
-        minds = _project_minds(snapshot, self._mind_ids(conn, snapshot, create=False))
-        return (row[0] if row else None), minds
 
     def file_paths(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         with translated("read file paths"), self._connection() as conn:
@@ -228,95 +280,83 @@ class CourseStore:
 
     # -- the transaction ------------------------------------------------------------
 
-    def _write(self, conn: Conn, snapshot: CourseSnapshot, result: CourseResult) -> None:
-        sql = _Sql(conn)
-        sql.run("lock_course", course=snapshot.course)
-        state = sql.one("course_state", course=snapshot.course)
-        minds = self._mind_ids(conn, snapshot, create=True)
+    def _write(
+        self, sql: _Sql, snapshot: CourseSnapshot, result: CourseResult, *, check_slugs: bool
+    ) -> None:
         p = snapshot.project
-        kept = sql.one("project_minds", slug=p.slug) if "project" in snapshot.protected else None
-        if kept is not None:  # the brief was rejected: the project row stays as it is
-            self._finish(sql, snapshot, kept[0], (kept[1], kept[2]), result)
-            return
-        audience_id = None
-        if snapshot.project.audience is not None:
-            a = snapshot.project.audience
-            sql.run(
+        sql.queue("lock_course", course=snapshot.course)
+        minds = sorted(
+            {m.slug: m for m in (p.creator_mind, p.persona_mind) if m}.values(),
+            key=lambda m: m.slug,
+        )  # one lock order for every transaction
+        if minds:
+            sql.queue(
+                "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
+            )
+        upsert = None
+        if "project" not in snapshot.protected:
+            upsert = self._queue_project(sql, snapshot)
+        project = sql.queue("project_minds", slug=p.slug)
+        rows = self._queue_existing(sql, snapshot, with_md5=False)
+        found = project.fetchone()  # the first round trip ends here
+        if found is None:  # a protected (rejected) brief of a course never synced before
+            upsert = self._queue_project(sql, snapshot)
+            found = sql.one("project_minds", slug=p.slug)
+            rows = self._queue_existing(sql, snapshot, with_md5=False)
+        result.project_written = upsert is not None and upsert.fetchone() is not None
+        project_id, creator, persona = found
+        plan = self._plan(
+            sql, snapshot, rows.fetchall(), project_id, (creator, persona), check_slugs=check_slugs
+        )
+        self._apply(sql, project_id, plan)
+        self._count(result, plan)
+        result.project_id = project_id
+
+    def _queue_project(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
+        p, a = snapshot.project, snapshot.project.audience
+        if a is not None:
+            sql.queue(
                 "upsert_audience",
                 slug=a.slug,
                 name=a.name,
                 description=a.description,
                 technical_level=a.technical_level,
             )
-            audience_id = sql.one("audience_id", slug=a.slug)[0]
-        written = sql.one(
+        return sql.queue(
             "upsert_project",
             slug=p.slug,
             name=p.name,
             description=p.description,
             project_type=p.project_type,
             metadata=Jsonb(p.metadata),
-            creator_mind_id=minds.get(p.creator_mind.slug) if p.creator_mind else None,
-            persona_mind_id=minds.get(p.persona_mind.slug) if p.persona_mind else None,
-            audience_id=audience_id,
-            restore_status=state[1] if state else None,
-        )
-        result.project_written = written is not None
-        project_id = written[0] if written else sql.one("project_id", slug=p.slug)[0]
-        self._finish(sql, snapshot, project_id, _project_minds(snapshot, minds), result)
-
-    def _finish(
-        self,
-        sql: _Sql,
-        snapshot: CourseSnapshot,
-        project_id: uuid.UUID,
-        minds: tuple[uuid.UUID | None, uuid.UUID | None],
-        result: CourseResult,
-    ) -> None:
-        conn = sql.conn
-        plan = self._plan(conn, snapshot, project_id, minds)
-        self._apply(sql, project_id, plan)
-        self._count(result, plan)
-        complete = not plan.rejected and not snapshot.rejected
-        sql.run(
-            "upsert_course",
             course=snapshot.course,
-            project_id=project_id,
-            fingerprint=snapshot.fingerprint if complete else None,
+            creator=p.creator_mind.slug if p.creator_mind else None,
+            persona=p.persona_mind.slug if p.persona_mind else None,
+            audience=a.slug if a else None,
         )
 
-    def _mind_ids(
-        self, conn: Conn, snapshot: CourseSnapshot, *, create: bool
-    ) -> dict[str, uuid.UUID]:
-        # sorted, so that two transactions never lock the same minds in opposite orders
-        minds = sorted(
-            {
-                m.slug: m
-                for m in (snapshot.project.creator_mind, snapshot.project.persona_mind)
-                if m
-            }.values(),
-            key=lambda m: m.slug,
+    def _queue_existing(self, sql: _Sql, snapshot: CourseSnapshot, *, with_md5: bool) -> Any:
+        return sql.queue(
+            "existing_rows_md5" if with_md5 else "existing_rows",
+            slug=snapshot.project.slug,
+            legacy_slugs=[c.legacy_slug for c in snapshot.contents if c.legacy_slug],
         )
-        if not minds:
-            return {}
-        sql = _Sql(conn)
-        if create:
-            sql.run(
-                "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
-            )
-        rows = sql.all("mind_ids", slugs=[m.slug for m in minds])
-        return {slug: mind_id for slug, mind_id in rows}
+
+    def _existing(self, sql: _Sql, snapshot: CourseSnapshot, *, with_md5: bool) -> list[Any]:
+        rows: list[Any] = self._queue_existing(sql, snapshot, with_md5=with_md5).fetchall()
+        return rows
 
     def _plan(
         self,
-        conn: Conn,
+        sql: _Sql,
         snapshot: CourseSnapshot,
+        rows: list[Any],
         project_id: uuid.UUID | None,
         minds: tuple[uuid.UUID | None, uuid.UUID | None],
+        *,
+        check_slugs: bool,
     ) -> Plan:
         """The plan for this course; ``minds`` = (creator, persona) ids of the project."""
-        sql = _Sql(conn)
-        legacy = [c.legacy_slug for c in snapshot.contents if c.legacy_slug]
         existing = [
             ExistingRow(
                 id=r[0],
@@ -329,11 +369,11 @@ class CourseStore:
                 row_key=r[7],
                 row_hash=bytes(r[8]) if r[8] else None,
             )
-            for r in sql.all("existing_rows", project_id=project_id, legacy_slugs=legacy)
+            for r in rows
         ]
         creator, persona = minds
         plan = plan_course(snapshot, existing, creator_mind_id=creator, persona_mind_id=persona)
-        if plan.inserts:
+        if check_slugs and plan.inserts:
             taken = {
                 r[0]
                 for r in sql.all(
@@ -351,27 +391,24 @@ class CourseStore:
         return plan
 
     def _apply(self, sql: _Sql, project_id: uuid.UUID, plan: Plan) -> None:
+        """Queue every write of the plan (the pipeline sends them with the commit)."""
         if plan.inserts:
-            with sql.conn.cursor().copy(query("course.sql", "copy_contents")) as copy:
-                for w in plan.inserts:
-                    r = w.record
-                    copy.write_row(
-                        (
-                            w.id,
-                            project_id,
-                            r.content_type,
-                            w.parent_id,
-                            r.sequence_order,
-                            w.slug,
-                            r.title,
-                            r.content,
-                            Jsonb(r.metadata),
-                            r.fidelity_score,
-                            r.status or "draft",
-                            r.file_path,
-                            True,
-                        )
-                    )
+            ins = plan.inserts
+            sql.queue(
+                "insert_contents",
+                project_id=project_id,
+                ids=[w.id for w in ins],
+                types=[w.record.content_type for w in ins],
+                parents=[w.parent_id for w in ins],
+                orders=[w.record.sequence_order for w in ins],
+                slugs=[w.slug for w in ins],
+                titles=[w.record.title for w in ins],
+                contents=[w.record.content for w in ins],
+                metadata=[Jsonb(w.record.metadata) for w in ins],
+                fidelity=[w.record.fidelity_score for w in ins],
+                statuses=[w.record.status for w in ins],
+                paths=[w.record.file_path for w in ins],
+            )
         if plan.updates:
             sql.many(
                 "update_content",
@@ -393,18 +430,18 @@ class CourseStore:
                 ],
             )
         if plan.deletes:
-            sql.run("soft_delete", ids=plan.deletes)
+            sql.queue("soft_delete", ids=plan.deletes)
         written = plan.inserts + plan.updates
         if not written:
             return
-        self._junctions(sql, written, is_new=len(plan.updates) == 0)
+        self._junctions(sql, written, is_new=not plan.updates)
         ids = [w.id for w in written]
         keys = [w.record.key for w in written]
-        sql.run("release_row_keys", project_id=project_id, keys=keys, ids=ids)
-        sql.run(
+        sql.queue("release_row_keys", project_id=project_id, keys=keys, ids=ids)
+        sql.queue(
             "upsert_rows",
             ids=ids,
-            project_ids=[project_id] * len(ids),
+            project_id=project_id,
             keys=keys,
             hashes=[w.row_hash for w in written],
             source_hashes=[w.record.source_hash for w in written],
@@ -412,34 +449,32 @@ class CourseStore:
 
     def _junctions(self, sql: _Sql, written: list[RowWrite], *, is_new: bool) -> None:
         ids = [w.id for w in written]
-        names = sorted({t for w in written for t in w.tags})
-        tag_ids: dict[str, int] = {}
-        if names:
-            sql.run("insert_tags", names=names)
-            tag_ids = dict(sql.all("tag_ids", names=names))
-        tag_pairs = [(w.id, tag_ids[t]) for w in written for t in w.tags if t in tag_ids]
+        names = sorted({t for w in written for t in w.tags})  # sorted: one lock order
+        tag_pairs = [(w.id, t) for w in written for t in w.tags]
         mind_rows = [(w.id, m, role) for w in written for m, role in w.minds]
+        if names:
+            sql.queue("insert_tags", names=names)
         if not is_new:
-            sql.run(
+            sql.queue(
                 "prune_content_tags",
                 ids=ids,
                 content_ids=[c for c, _ in tag_pairs],
-                tag_ids=[t for _, t in tag_pairs],
+                names=[t for _, t in tag_pairs],
             )
-            sql.run(
+            sql.queue(
                 "prune_content_minds",
                 ids=ids,
                 content_ids=[c for c, _, _ in mind_rows],
                 mind_ids=[m for _, m, _ in mind_rows],
             )
         if tag_pairs:
-            sql.run(
+            sql.queue(
                 "insert_content_tags",
                 content_ids=[c for c, _ in tag_pairs],
-                tag_ids=[t for _, t in tag_pairs],
+                names=[t for _, t in tag_pairs],
             )
         if mind_rows:
-            sql.run(
+            sql.queue(
                 "insert_content_minds",
                 content_ids=[c for c, _, _ in mind_rows],
                 mind_ids=[m for _, m, _ in mind_rows],
@@ -454,10 +489,15 @@ class CourseStore:
         result.rejected.extend(plan.rejected)
 
 
-def _project_minds(
-    snapshot: CourseSnapshot, ids: dict[str, uuid.UUID]
+def _planned_minds(
+    sql: _Sql, snapshot: CourseSnapshot, project: Any
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """(creator, persona) ids a sync would give the course's rows, from reads only."""
+    if project is not None and "project" in snapshot.protected:
+        return project[1], project[2]
     p = snapshot.project
+    slugs = [m.slug for m in (p.creator_mind, p.persona_mind) if m]
+    ids = dict(sql.all("mind_ids", slugs=slugs)) if slugs else {}
     creator = ids.get(p.creator_mind.slug) if p.creator_mind else None
     persona = ids.get(p.persona_mind.slug) if p.persona_mind else None
     return creator, persona
@@ -471,6 +511,10 @@ class _Sql:
 
     def run(self, name: str, /, **params: Any) -> None:
         self.conn.execute(query("course.sql", name), params)
+
+    def queue(self, name: str, /, **params: Any) -> Any:
+        """Execute; in pipeline mode the result is read only when fetched."""
+        return self.conn.execute(query("course.sql", name), params)
 
     def one(self, name: str, /, **params: Any) -> Any:
         return self.conn.execute(query("course.sql", name), params).fetchone()

@@ -18,6 +18,8 @@ from syncd.errors import ParseError
 LEGACY_ENCODINGS = ["cp1252", "mac_roman", "iso8859_15", "cp850"]
 # A decoded text with more control characters than this share is binary, not prose.
 MAX_CONTROL_SHARE = 0.05
+# libyaml's C loader is ten times faster than the pure-Python one, with the same safety.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # YAML aliases can make a small file expand into an enormous structure ("billion laughs").
 MAX_YAML_NODES = 50_000
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
@@ -69,7 +71,7 @@ def _control_share(text: str) -> float:
 def load_yaml_documents(path: str, text: str) -> list[Any]:
     """All YAML documents of a file (some curricula hold a metadata document first)."""
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=SAFE_LOADER) if doc is not None]
     except yaml.YAMLError as exc:
         raise ParseError(path, f"invalid YAML: {_first_line(exc)}") from None
     except RecursionError:
@@ -90,7 +92,7 @@ def split_frontmatter(path: str, text: str) -> tuple[dict[str, Any], str]:
     except ValueError:
         return {}, probe
     try:
-        data = handler.load(block)
+        data = handler.load(block, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ParseError(path, f"invalid frontmatter YAML: {_first_line(exc)}") from None
     except RecursionError:

@@ -3,10 +3,11 @@ files of one course that feed a record. Symlinks are never followed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from syncd.course import FileIssue
 from syncd.parser import is_course_folder, is_relevant
@@ -30,6 +31,28 @@ class CourseFiles:
     top_names: set[str] = field(default_factory=set)  # entries directly in the folder
 
 
+@dataclass
+class CourseScan:
+    """The relevant files of one course, listed and stat()ed but not read."""
+
+    course: str
+    paths: dict[str, str] = field(default_factory=dict)  # relative path -> absolute path
+    stats: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+    unreadable: list[FileIssue] = field(default_factory=list)
+    exists: bool = True
+    top_names: set[str] = field(default_factory=set)
+
+    def stat_fingerprint(self, salt: str) -> bytes:
+        """Hash of every file's (path, size, mtime, ctime, inode). Any write changes a
+        file's ctime, which no tool can set back, so an equal hash means equal files."""
+        digest = hashlib.sha256(salt.encode())
+        for item in sorted(self.stats):
+            digest.update(repr(item).encode("utf-8", "surrogateescape"))
+        for issue in sorted(self.unreadable, key=lambda i: i.path):
+            digest.update(f"{issue.path}|{issue.reason}".encode("utf-8", "surrogateescape"))
+        return digest.digest()
+
+
 def list_courses(root: Path) -> TreeListing:
     """Course folders directly under ``root``. Raises OSError when the root is unreadable."""
     courses: list[str] = []
@@ -51,35 +74,44 @@ def read_course(
     root: Path, course: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 ) -> CourseFiles:
     """The relevant files of one course. Files that cannot be read become FileIssues."""
-    result = CourseFiles(course)
+    return read_scanned(scan_course(root, course), max_file_bytes)
+
+
+def scan_course(root: Path, course: str) -> CourseScan:
+    """List the relevant files of one course and stat them, without reading them."""
+    result = CourseScan(course)
     folder = root / course
     try:
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
             result.exists = False
             return result
-    except FileNotFoundError:
-        result.exists = False
-        return result
-    try:
         result.top_names = set(os.listdir(folder))
     except OSError:
         result.exists = False
         return result
-    _walk(folder, PurePosixPath(), course, max_file_bytes, result, depth=0)
+    _walk(str(folder), "", course, result, depth=0)
     return result
 
 
-def _walk(
-    folder: Path, rel: PurePosixPath, course: str, limit: int, out: CourseFiles, *, depth: int
-) -> None:
+def read_scanned(scan: CourseScan, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> CourseFiles:
+    out = CourseFiles(
+        scan.course, unreadable=list(scan.unreadable), exists=scan.exists, top_names=scan.top_names
+    )
+    for rel, path in scan.paths.items():
+        data = _read(path, max_file_bytes, f"{scan.course}/{rel}", out)
+        if data is not None:
+            out.files[rel] = data
+    return out
+
+
+def _walk(folder: str, rel: str, course: str, out: CourseScan, *, depth: int) -> None:
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
         out.unreadable.append(FileIssue(f"{course}/{rel}", f"folder unreadable: {exc.strerror}"))
         return
     for entry in entries:
-        entry_rel = rel / entry.name
-        name = str(entry_rel)
+        name = f"{rel}/{entry.name}" if rel else entry.name
         shown = f"{course}/{name}"
         try:
             name.encode("utf-8")
@@ -92,25 +124,28 @@ def _walk(
         except OSError:
             continue
         if is_dir:
-            if depth < MAX_DEPTH and _may_hold_relevant(entry_rel):
-                _walk(Path(entry.path), entry_rel, course, limit, out, depth=depth + 1)
+            if depth < MAX_DEPTH and _may_hold_relevant(name):
+                _walk(entry.path, name, course, out, depth=depth + 1)
             continue
         if not is_relevant(name):
             continue
         if is_link:
             out.unreadable.append(FileIssue(shown, "symbolic link: never followed"))
             continue
-        data = _read(Path(entry.path), limit, shown, out)
-        if data is not None:
-            out.files[name] = data
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # gone already: the next event handles it
+        out.paths[name] = entry.path
+        out.stats.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
 
-def _may_hold_relevant(rel: PurePosixPath) -> bool:
+def _may_hold_relevant(rel: str) -> bool:
     """Only descend into folders whose files can feed a record."""
-    return is_relevant(str(rel / "x.md"))
+    return is_relevant(f"{rel}/x.md")
 
 
-def _read(path: Path, limit: int, shown: str, out: CourseFiles) -> bytes | None:
+def _read(path: str, limit: int, shown: str, out: CourseFiles) -> bytes | None:
     try:
         fd = os.open(
             path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)

@@ -56,7 +56,7 @@ def verify(
         if gone_ids:
             for row_id, path in store.file_paths(gone_ids).items():
                 drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))
-    for course, (_, archived) in sorted(store.fingerprints().items()):
-        if course not in courses and not archived:
+    for course, known in sorted(store.fingerprints().items()):
+        if course not in courses and not known.archived:
             drifts.append(Drift("course-gone", course, "project not archived but folder is gone"))
     return drifts

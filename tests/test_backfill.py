@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -446,3 +447,29 @@ def test_a_role_without_the_writer_privileges_is_refused_at_start_naming_them(
     reason = run.named("database refused syncd")[0]["reason"]
     assert "INSERT on public.contents" in reason and "BYPASSRLS" in reason
     assert rows(db_dsn, "select count(*) from contents") == [(0,)]
+
+
+def test_unchanged_files_are_not_reread_but_an_edit_hidden_behind_an_old_mtime_is_caught(
+    capsys: pytest.CaptureFixture[str], examples: Path, db_dsn: str
+) -> None:
+    assert rescan(capsys, examples, db_dsn).code == 0
+    stats = dict(rows(db_dsn, "select course, stat_fingerprint from syncd.courses"))
+    assert all(stats.values())
+    for path in (examples / "python-em-30-dias").rglob("*.md"):
+        path.touch()  # new mtime, same bytes: read again, nothing written, new stat kept
+    touched = rescan(capsys, examples, db_dsn)
+    total = touched.named("reconcile finished")[0]
+    assert (total["inserted"], total["updated"], total["skipped"]) == (0, 0, 2)
+    after = dict(rows(db_dsn, "select course, stat_fingerprint from syncd.courses"))
+    assert after["python-em-30-dias"] != stats["python-em-30-dias"]
+    assert after["escrita-criativa"] == stats["escrita-criativa"]
+
+    lesson = examples / "python-em-30-dias/lessons/2.1-lendo-planilhas.md"
+    old = lesson.stat()
+    lesson.write_text(
+        lesson.read_text(encoding="utf-8").replace("somar", "SOMAR"), encoding="utf-8"
+    )
+    os.utime(lesson, ns=(old.st_atime_ns, old.st_mtime_ns))  # same size and mtime: only ctime moved
+    edited = rescan(capsys, examples, db_dsn)
+    assert edited.named("reconcile finished")[0]["updated"] == 1
+    assert verify(capsys, examples, db_dsn).code == 0

@@ -176,7 +176,8 @@ def test_an_immediate_server_crash_mid_transaction_never_shows_a_partial_course(
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 writing = conn.execute("""select count(*) from pg_stat_activity
-                    where application_name = 'syncd' and query ilike 'copy%%'""").fetchone()
+                    where application_name = 'syncd' and state = 'active'
+                      and query ilike '%%insert into public.contents%%'""").fetchone()
                 if writing and writing[0]:
                     break
                 time.sleep(0.005)

@@ -3,11 +3,8 @@
 -- name: lock_course
 SELECT pg_advisory_xact_lock(hashtextextended('syncd:course:' || %(course)s, 0));
 
--- name: course_state
-SELECT fingerprint, status_before_archive, project_id FROM syncd.courses WHERE course = %(course)s;
-
 -- name: course_fingerprints
-SELECT c.course, c.fingerprint, p.status = 'archived' AS archived
+SELECT c.course, c.fingerprint, p.status = 'archived' AS archived, c.stat_fingerprint
 FROM syncd.courses c JOIN public.content_projects p ON p.id = c.project_id;
 
 -- name: insert_minds
@@ -27,51 +24,68 @@ SET name = EXCLUDED.name, description = EXCLUDED.description,
 WHERE (a.name, a.description, a.technical_level)
       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.description, EXCLUDED.technical_level);
 
--- name: audience_id
-SELECT id FROM public.audience_profiles WHERE slug = %(slug)s;
-
 -- name: upsert_project
+-- Mind and audience ids by slug, and the status to restore when an archived folder
+-- returns, are looked up inside the statement: no round trip waits for them.
 INSERT INTO public.content_projects AS p
     (slug, name, description, project_type, project_metadata,
      creator_mind_id, persona_mind_id, target_audience_id)
 VALUES (%(slug)s, %(name)s, %(description)s, %(project_type)s, %(metadata)s,
-        %(creator_mind_id)s, %(persona_mind_id)s, %(audience_id)s)
+        (SELECT id FROM public.minds WHERE slug = %(creator)s),
+        (SELECT id FROM public.minds WHERE slug = %(persona)s),
+        (SELECT id FROM public.audience_profiles WHERE slug = %(audience)s))
 ON CONFLICT (slug) DO UPDATE
 SET name = EXCLUDED.name, description = EXCLUDED.description,
     project_type = EXCLUDED.project_type, project_metadata = EXCLUDED.project_metadata,
     creator_mind_id = EXCLUDED.creator_mind_id, persona_mind_id = EXCLUDED.persona_mind_id,
     target_audience_id = EXCLUDED.target_audience_id,
     status = CASE WHEN p.status = 'archived'
-                  THEN coalesce(%(restore_status)s, 'in_progress') ELSE p.status END
+                  THEN coalesce((SELECT status_before_archive FROM syncd.courses
+                                 WHERE course = %(course)s), 'in_progress')
+                  ELSE p.status END
 WHERE (p.name, p.description, p.project_type, p.project_metadata, p.creator_mind_id,
        p.persona_mind_id, p.target_audience_id, p.status = 'archived')
       IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.description, EXCLUDED.project_type, EXCLUDED.project_metadata,
        EXCLUDED.creator_mind_id, EXCLUDED.persona_mind_id, EXCLUDED.target_audience_id, false)
-RETURNING id, (xmax = 0) AS inserted;
-
--- name: project_id
-SELECT id FROM public.content_projects WHERE slug = %(slug)s;
+RETURNING id;
 
 -- name: project_minds
 SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE slug = %(slug)s;
 
 -- name: existing_rows
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
+       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash
+FROM public.contents c
+LEFT JOIN syncd.rows r ON r.content_id = c.id
+WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
+   OR (c.file_path IS NULL AND c.project_id IS NULL AND c.slug = ANY(%(legacy_slugs)s::text[]));
+
+-- name: existing_rows_md5
+SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
        c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, md5(c.content) AS content_md5
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
-WHERE c.project_id = %(project_id)s
+WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
    OR (c.file_path IS NULL AND c.project_id IS NULL AND c.slug = ANY(%(legacy_slugs)s::text[]));
 
 -- name: foreign_slugs
 SELECT slug FROM public.contents
 WHERE slug = ANY(%(slugs)s::text[]) AND project_id IS DISTINCT FROM %(project_id)s;
 
--- name: copy_contents
-COPY public.contents (id, project_id, content_type, parent_content_id, sequence_order, slug,
-                      title, content, metadata, fidelity_score, status, file_path, ai_generated)
-FROM STDIN;
+-- name: insert_contents
+-- every new row of the course in one statement (foreign keys are checked at its end, so
+-- parents and children may come in any order)
+INSERT INTO public.contents (id, project_id, content_type, parent_content_id, sequence_order,
+                             slug, title, content, metadata, fidelity_score, status, file_path,
+                             ai_generated)
+SELECT d.id, %(project_id)s, d.content_type, d.parent_id, d.sequence_order, d.slug, d.title,
+       d.content, d.metadata, d.fidelity_score, coalesce(d.status, 'draft'), d.file_path, true
+FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(parents)s::uuid[], %(orders)s::smallint[],
+            %(slugs)s::text[], %(titles)s::text[], %(contents)s::text[], %(metadata)s::jsonb[],
+            %(fidelity)s::numeric[], %(statuses)s::text[], %(paths)s::text[])
+     AS d(id, content_type, parent_id, sequence_order, slug, title, content, metadata,
+          fidelity_score, status, file_path);
 
 -- name: update_content
 UPDATE public.contents
@@ -91,18 +105,17 @@ WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL;
 INSERT INTO public.tags (name, tag_type) SELECT unnest(%(names)s::text[]), 'theme'
 ON CONFLICT (name) DO NOTHING;
 
--- name: tag_ids
-SELECT name, id FROM public.tags WHERE name = ANY(%(names)s::text[]);
-
 -- name: prune_content_tags
 DELETE FROM public.content_tags t
 WHERE t.content_id = ANY(%(ids)s::uuid[])
-  AND NOT EXISTS (SELECT 1 FROM unnest(%(content_ids)s::uuid[], %(tag_ids)s::bigint[]) AS d(c, g)
-                  WHERE d.c = t.content_id AND d.g = t.tag_id);
+  AND NOT EXISTS (SELECT 1 FROM unnest(%(content_ids)s::uuid[], %(names)s::text[]) AS d(c, n)
+                  JOIN public.tags g ON g.name = d.n
+                  WHERE d.c = t.content_id AND g.id = t.tag_id);
 
 -- name: insert_content_tags
 INSERT INTO public.content_tags (content_id, tag_id)
-SELECT * FROM unnest(%(content_ids)s::uuid[], %(tag_ids)s::bigint[])
+SELECT d.c, g.id FROM unnest(%(content_ids)s::uuid[], %(names)s::text[]) AS d(c, n)
+JOIN public.tags g ON g.name = d.n
 ON CONFLICT DO NOTHING;
 
 -- name: prune_content_minds
@@ -125,18 +138,26 @@ WHERE project_id = %(project_id)s AND row_key = ANY(%(keys)s::text[])
 -- name: upsert_rows
 INSERT INTO syncd.rows (content_id, project_id, row_key, row_hash, source_hash, synced_at)
 SELECT d.*, now()
-FROM unnest(%(ids)s::uuid[], %(project_ids)s::uuid[], %(keys)s::text[], %(hashes)s::bytea[],
-            %(source_hashes)s::bytea[]) AS d
+FROM unnest(%(ids)s::uuid[], array_fill(%(project_id)s::uuid, ARRAY[cardinality(%(ids)s::uuid[])]),
+            %(keys)s::text[], %(hashes)s::bytea[], %(source_hashes)s::bytea[]) AS d
 ON CONFLICT (content_id) DO UPDATE
 SET project_id = EXCLUDED.project_id, row_key = EXCLUDED.row_key, row_hash = EXCLUDED.row_hash,
     source_hash = EXCLUDED.source_hash, synced_at = EXCLUDED.synced_at;
 
 -- name: upsert_course
-INSERT INTO syncd.courses (course, project_id, fingerprint, status_before_archive, synced_at)
-VALUES (%(course)s, %(project_id)s, %(fingerprint)s, NULL, now())
+INSERT INTO syncd.courses (course, project_id, fingerprint, stat_fingerprint,
+                           status_before_archive, synced_at)
+VALUES (%(course)s, %(project_id)s, %(fingerprint)s, %(stat_fingerprint)s, NULL, now())
 ON CONFLICT (course) DO UPDATE
 SET project_id = EXCLUDED.project_id, fingerprint = EXCLUDED.fingerprint,
-    status_before_archive = NULL, synced_at = EXCLUDED.synced_at;
+    stat_fingerprint = EXCLUDED.stat_fingerprint, status_before_archive = NULL,
+    synced_at = EXCLUDED.synced_at;
+
+-- name: save_stat_fingerprints
+-- files touched but unchanged: remember their new stat so the next rescan skips reading them
+UPDATE syncd.courses c SET stat_fingerprint = d.stat
+FROM unnest(%(courses)s::text[], %(fingerprints)s::bytea[], %(stats)s::bytea[]) AS d(course, fp, stat)
+WHERE c.course = d.course AND c.fingerprint = d.fp;
 
 -- name: archive_course
 WITH course AS (
@@ -150,7 +171,8 @@ WITH course AS (
     RETURNING p.id
 ), remembered AS (
     UPDATE syncd.courses c
-    SET status_before_archive = course.status, fingerprint = NULL, synced_at = now()
+    SET status_before_archive = course.status, fingerprint = NULL, stat_fingerprint = NULL,
+        synced_at = now()
     FROM course WHERE c.course = course.course
     RETURNING c.course
 )
@@ -159,10 +181,6 @@ FROM course
 WHERE t.project_id = course.project_id AND t.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = t.id)
 RETURNING t.id;
-
--- name: archived_count
-SELECT count(*) FROM syncd.courses c JOIN public.content_projects p ON p.id = c.project_id
-WHERE c.course = %(course)s AND p.status = 'archived';
 
 -- name: file_paths
 SELECT id, file_path FROM public.contents WHERE id = ANY(%(ids)s::uuid[]);

@@ -1,0 +1,1 @@
+alter table syncd.courses drop column if exists stat_fingerprint;
