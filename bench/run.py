@@ -1,0 +1,639 @@
+"""syncd benchmark: ``python -m bench.run [--quick] [--only NAME ...] [--out FILE]``.
+
+Starts its own PostgreSQL (the pgserver wheel: a default, durable server with fsync on),
+generates course trees (bench/gen.py), and measures syncd against its targets. Every
+figure is the median of several runs; every comparison is between figures measured in
+this invocation, on this server. Prints a markdown table (with the machine) and writes
+the JSON of every run. ``--quick`` is a smoke run with smaller sizes and fewer repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import gen, latency, procs
+from bench.context import Config, Context, DaemonMemory
+from bench.pg import BenchServer
+from bench.report import (
+    Row,
+    fmt,
+    load_average,
+    machine,
+    median,
+    percentile,
+    ratio,
+    render,
+    source_digest,
+    to_json,
+)
+from syncd.parser import ParseOptions
+from syncd.reconcile import Reconciler
+from syncd.store import CourseStore, DbSettings, connect
+
+DEFAULT_OUT = Path("bench/results/latest.json")
+LESSON_ROWS_PER_COURSE = 25  # outline + 4 modules + 20 lessons
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ 1. new_course_20
+
+
+class _NullLog:
+    """The in-process reconciler logs nothing (the per-course JSON line is not measured)."""
+
+    def __getattr__(self, _name: str) -> Callable[..., None]:
+        return lambda *_args, **_kwargs: None
+
+
+@contextlib.contextmanager
+def _borrow(conn: Any) -> Iterator[Any]:
+    yield conn
+
+
+def new_course_20(ctx: Context) -> list[Row]:
+    """A new 20-lesson course: Reconciler.sync_course in process, and a whole process."""
+    cfg = ctx.config
+    tree = ctx.tree((cfg.in_process_samples + 1) * gen.LESSONS_PER_COURSE, prefix="new")
+    samples: list[float] = []
+    with ctx.server.fresh_database() as db:
+        conn = connect(DbSettings(dsn=ctx.dsn(db)))
+        try:
+            reconciler = Reconciler(
+                root=tree.root,
+                store=CourseStore(lambda: _borrow(conn)),
+                options=ParseOptions(),
+                log=_NullLog(),
+            )
+            reconciler.sync_course(tree.courses[0])  # warm-up: first statements, caches
+            for course in tree.courses[1:]:
+                started = time.perf_counter()
+                result = reconciler.sync_course(course)
+                samples.append((time.perf_counter() - started) * 1000)
+                assert result.inserted == LESSON_ROWS_PER_COURSE, result
+        finally:
+            conn.close()
+    in_process = median(samples)
+    rows = [
+        Row(
+            "new_course_20",
+            "new 20-lesson course, `Reconciler.sync_course` in process (open connection)",
+            "ms",
+            samples,
+            comparison=f"read+parse+1 transaction, 25 rows; p95 {fmt(percentile(samples, 95))} ms",
+            target="< 50 ms",
+            met=in_process < 50,
+            miss=f"{fmt(in_process - 50)} ms over" if in_process >= 50 else "",
+        )
+    ]
+    single = ctx.tree(gen.LESSONS_PER_COURSE, prefix="single")
+    walls: list[float] = []
+    inner: list[float] = []
+    for i in range(cfg.short_repeats):
+        with ctx.server.fresh_database() as db:
+            run = procs.rescan(single.root, ctx.dsn(db))
+        walls.append(run.wall_s * 1000)
+        inner.append(run.reconcile_ms)
+        log(f"  syncd --rescan (1 new course) run {i + 1}: {run.wall_s * 1000:.0f} ms")
+    whole = median(walls)
+    rows.append(
+        Row(
+            "new_course_20",
+            "new 20-lesson course, whole `syncd --rescan` process, fresh database",
+            "ms",
+            walls,
+            comparison=f"of which reconcile {fmt(median(inner))} ms (its log); the rest is "
+            "interpreter start, imports, connecting, schema check",
+            target="< 500 ms",
+            met=whole < 500,
+            miss=f"{fmt(whole - 500)} ms over" if whole >= 500 else "",
+            details={"reconcile_ms": inner},
+        )
+    )
+    return rows
+
+
+# ------------------------------------------------------------------ 2. cold_backfill
+
+
+def cold_backfill(ctx: Context) -> list[Row]:
+    """``syncd --rescan`` of generated trees on a fresh database, whole process."""
+    rows = []
+    base: float | None = None
+    for size in sorted(ctx.config.cold_sizes):
+        runs = ctx.syncd_cold(size)
+        seconds = median(runs)
+        per_lesson = seconds / size
+        base = per_lesson if base is None else base
+        rows.append(
+            Row(
+                "cold_backfill",
+                f"cold backfill `syncd --rescan`, {size:,} lessons ({size // 20:,} courses)",
+                "s",
+                runs,
+                comparison=f"{size / seconds:,.0f} lessons/s; per-lesson cost "
+                f"{per_lesson / base:.2f}x the {min(ctx.config.cold_sizes):,} tree's",
+            )
+        )
+    return rows
+
+
+# ------------------------------------------------------------------ 3. naive
+
+
+def naive(ctx: Context) -> list[Row]:
+    """The same rows, one autocommit INSERT per row, vs syncd."""
+    size = ctx.config.compare_size
+    syncd_s = median(ctx.syncd_cold(size))
+    runs = ctx.naive(size)
+    naive_s = median(runs)
+    return [
+        Row(
+            "naive",
+            f"naive load (one autocommit INSERT per row, ids kept in Python), {size:,} lessons",
+            "s",
+            runs,
+            comparison=f"syncd/naive = {ratio(syncd_s, naive_s):.2f} (syncd {fmt(syncd_s)} s, "
+            f"naive {size / naive_s:,.0f} lessons/s)",
+        )
+    ]
+
+
+# ------------------------------------------------------------------ 4. copy_ceiling
+
+
+def copy_ceiling(ctx: Context) -> list[Row]:
+    """The same rows in one transaction with COPY, vs syncd."""
+    size = ctx.config.compare_size
+    syncd_s = median(ctx.syncd_cold(size))
+    runs = ctx.copy(size)
+    copy_s = median(runs)
+    r = ratio(syncd_s, copy_s)
+    return [
+        Row(
+            "copy_ceiling",
+            f"COPY ceiling (one transaction, real tables, all indexes), {size:,} lessons",
+            "s",
+            runs,
+            comparison=f"syncd/COPY = {r:.2f} (syncd {fmt(syncd_s)} s)",
+            target="syncd <= 1.5x COPY",
+            met=r <= 1.5,
+            miss=f"{r:.2f}x: {r / 1.5:.2f}x the allowed time" if r > 1.5 else "",
+        )
+    ]
+
+
+# ------------------------------------------------------------------ 5. parse_ceiling
+
+
+def parse_ceiling(ctx: Context) -> list[Row]:
+    """Read + parse + hash of the same tree, no database, in process."""
+    from bench.loaders import read_and_parse
+
+    size = ctx.config.compare_size
+    tree = ctx.tree(size)
+    syncd_s = median(ctx.syncd_cold(size))
+    runs = []
+    for _ in range(ctx.config.short_repeats):
+        started = time.perf_counter()
+        read_and_parse(tree.root, tree.courses)
+        runs.append(time.perf_counter() - started)
+    parse_s = median(runs)
+    return [
+        Row(
+            "parse_ceiling",
+            f"read + parse + hash, no database, in process, {size:,} lessons",
+            "s",
+            runs,
+            comparison=f"syncd/parse = {ratio(syncd_s, parse_s):.2f}; parsing is "
+            f"{parse_s / syncd_s:.0%} of syncd's wall time",
+        )
+    ]
+
+
+# ------------------------------------------------------------------ 6. rtt5
+
+
+def rtt5(ctx: Context) -> list[Row]:
+    """Items 2-4 through a proxy adding 2.5 ms each way (a 5 ms RTT link)."""
+    size = ctx.config.rtt_size
+    direct = ctx.ping_ms(rtt=False)
+    via = ctx.ping_ms(rtt=True)
+    syncd_local = median(ctx.syncd_cold(size))
+    syncd_runs = ctx.syncd_cold(size, rtt=True)
+    syncd_s = median(syncd_runs)
+    naive_runs = ctx.naive(size, rtt=True)
+    naive_s = median(naive_runs)
+    copy_runs = ctx.copy(size, rtt=True)
+    copy_s = median(copy_runs)
+    faster = ratio(naive_s, syncd_s)
+    vs_copy = ratio(syncd_s, copy_s)
+    courses = size // gen.LESSONS_PER_COURSE
+    extra_ms = (syncd_s - syncd_local) / courses * 1000  # wall time the link adds per course
+    return [
+        Row(
+            "rtt5",
+            "link: `SELECT 1` round trip via the proxy (2.5 ms each way)",
+            "ms",
+            via,
+            comparison=f"direct unix socket {fmt(median(direct))} ms",
+        ),
+        Row(
+            "rtt5",
+            f"`syncd --rescan` via 5 ms RTT, {size:,} lessons",
+            "s",
+            syncd_runs,
+            comparison=f"{ratio(syncd_s, syncd_local):.1f}x the direct run ({fmt(syncd_local)} s)"
+            f"; the link adds {fmt(extra_ms)} ms of wall time per course "
+            f"(= {extra_ms / median(via):.1f} round trips, workers overlapping)",
+        ),
+        Row(
+            "rtt5",
+            f"naive load via 5 ms RTT, {size:,} lessons ({len(naive_runs)} run(s))",
+            "s",
+            naive_runs,
+            comparison=f"naive/syncd = {faster:.2f}: syncd is {faster:.2f}x faster",
+            target="syncd >= 20x faster than naive",
+            met=faster >= 20,
+            miss=f"only {faster:.2f}x" if faster < 20 else "",
+        ),
+        Row(
+            "rtt5",
+            f"COPY ceiling via 5 ms RTT, {size:,} lessons",
+            "s",
+            copy_runs,
+            comparison=f"syncd/COPY = {vs_copy:.2f}",
+            target="syncd <= 2x COPY",
+            met=vs_copy <= 2,
+            miss=f"{vs_copy:.2f}x: {vs_copy / 2:.2f}x the allowed time" if vs_copy > 2 else "",
+        ),
+    ]
+
+
+# ------------------------------------------------------------------ 7. no_change_rescan
+
+
+def no_change_rescan(ctx: Context) -> list[Row]:
+    """A second ``syncd --rescan`` after a cold backfill: nothing changed."""
+    size = ctx.config.compare_size
+    tree = ctx.tree(size)
+    runs: list[float] = []
+    inner: list[float] = []
+    with ctx.server.fresh_database() as db:
+        cold = procs.rescan(tree.root, ctx.dsn(db))
+        for i in range(ctx.config.short_repeats):
+            run = procs.rescan(tree.root, ctx.dsn(db))
+            finished = run.event("reconcile finished")
+            if finished["skipped"] != len(tree.courses):
+                raise RuntimeError(f"no-change rescan did not skip every course: {finished}")
+            runs.append(run.wall_s)
+            inner.append(run.reconcile_ms)
+            log(f"  no-change rescan {size:,} run {i + 1}: {run.wall_s:.2f}s")
+    seconds = median(runs)
+    return [
+        Row(
+            "no_change_rescan",
+            f"no-change `syncd --rescan`, {size:,} lessons already synced",
+            "s",
+            runs,
+            comparison=f"cold run before it {fmt(cold.wall_s)} s "
+            f"({ratio(cold.wall_s, seconds):.0f}x); reconcile {fmt(median(inner))} ms (its log)",
+            target="< 1 s",
+            met=seconds < 1,
+            miss=f"{fmt(seconds - 1)} s over" if seconds >= 1 else "",
+            details={"cold_s": cold.wall_s, "reconcile_ms": inner},
+        )
+    ]
+
+
+# ------------------------------------------------------------------ 8. latency
+
+
+def latency_(ctx: Context) -> list[Row]:
+    """Change-to-commit latency with the daemon running: steady edits, then bursts."""
+    cfg = ctx.config
+    tree = ctx.tree(cfg.steady_courses * gen.LESSONS_PER_COURSE, prefix="lat")
+    staging = ctx.tmp / "staging"
+    staging.mkdir(exist_ok=True)
+    limit_ms = cfg.quiet_ms + 200
+    with ctx.server.fresh_database() as db:
+        dsn = ctx.dsn(db)
+        with procs.Daemon(tree.root, dsn, ("--quiet-ms", str(cfg.quiet_ms))) as daemon:
+            daemon.wait_ready(timeout_s=600)
+            log(
+                f"  steady edits: {cfg.steady_rate:.0f}/s over {cfg.steady_courses} courses "
+                f"for {cfg.steady_s:.0f}s"
+            )
+            steady = latency.steady_edits(
+                tree, dsn, cfg.steady_courses, cfg.steady_rate, cfg.steady_s
+            )
+            time.sleep(cfg.quiet_ms / 1000 * 2 + 1)
+            bursts = []
+            for i in range(cfg.bursts):
+                bursts.append(latency.burst(tree.root, staging, i, dsn))
+                log(f"  burst {i + 1}: {bursts[-1].after_last_s * 1000:.0f} ms after last rename")
+                time.sleep(1.0)
+    # the same steady edits with the maximum delay cut to the quiet period: a course that
+    # never goes quiet then syncs every quiet period instead of every 5 s
+    with ctx.server.fresh_database() as db:
+        dsn = ctx.dsn(db)
+        args = ("--quiet-ms", str(cfg.quiet_ms), "--max-delay-ms", str(cfg.quiet_ms))
+        with procs.Daemon(tree.root, dsn, args) as daemon:
+            daemon.wait_ready(timeout_s=600)
+            log(f"  steady edits again with --max-delay-ms {cfg.quiet_ms}")
+            windowed = latency.steady_edits(
+                tree, dsn, cfg.steady_courses, cfg.steady_rate, cfg.steady_s
+            )
+    windowed_ms = [s * 1000 for s in windowed.latencies_s]
+    windowed_p99 = percentile(windowed_ms, 99)
+    steady_ms = [s * 1000 for s in steady.latencies_s]
+    burst_ms = [b.after_last_s * 1000 for b in bursts]
+    p99 = percentile(steady_ms, 99)
+    touch_ms = cfg.steady_courses / cfg.steady_rate * 1000
+    burst_p99 = percentile(burst_ms, 99)
+    return [
+        Row(
+            "latency",
+            f"change→commit, steady {cfg.steady_rate:.0f} edits/s over {cfg.steady_courses} "
+            f"courses, {cfg.steady_s:.0f} s (p50)",
+            "ms",
+            steady_ms,
+            comparison=f"p95 {fmt(percentile(steady_ms, 95))} ms, p99 {fmt(p99)} ms; "
+            f"{steady.edits} edits at {steady.achieved_rate:.1f}/s, {steady.lost} never seen"
+            + (
+                f"; each course is edited every {touch_ms:.0f} ms, never quiet for "
+                f"{cfg.quiet_ms} ms, so it syncs at the 5 s max delay"
+                if touch_ms < cfg.quiet_ms
+                else ""
+            ),
+            target=f"p99 < {limit_ms} ms",
+            met=p99 < limit_ms and steady.lost == 0,
+            miss=f"p99 {fmt(p99)} ms, {p99 / limit_ms:.1f}x the limit" if p99 >= limit_ms else "",
+            details={"mean_poll_query_ms": steady.mean_poll_ms},
+        ),
+        Row(
+            "latency",
+            f"change→commit, the same steady edits with --max-delay-ms {cfg.quiet_ms} (p50)",
+            "ms",
+            windowed_ms,
+            comparison=f"p95 {fmt(percentile(windowed_ms, 95))} ms, p99 {fmt(windowed_p99)} ms; "
+            f"{windowed.edits} edits, {windowed.lost} never seen",
+            target=f"p99 < {limit_ms} ms",
+            met=windowed_p99 < limit_ms and windowed.lost == 0,
+            miss=f"p99 {fmt(windowed_p99)} ms, {windowed_p99 / limit_ms:.1f}x the limit"
+            if windowed_p99 >= limit_ms
+            else "",
+        ),
+        Row(
+            "latency",
+            f"change→commit, 20-lesson burst into a new course (last rename → committed), "
+            f"{cfg.bursts} bursts (p50)",
+            "ms",
+            burst_ms,
+            comparison=f"p95 {fmt(percentile(burst_ms, 95))} ms, p99 {fmt(burst_p99)} ms; "
+            f"from the first rename {fmt(median([b.after_first_s * 1000 for b in bursts]))} ms",
+            target=f"p99 < {limit_ms} ms",
+            met=burst_p99 < limit_ms,
+            miss=f"p99 {fmt(burst_p99)} ms" if burst_p99 >= limit_ms else "",
+            details={"write_ms": [b.write_s * 1000 for b in bursts]},
+        ),
+    ]
+
+
+# ------------------------------------------------------------------ 9. idle_cpu
+
+
+def idle_cpu(ctx: Context) -> list[Row]:
+    """CPU of an idle daemon watching the 10,000-lesson tree."""
+    cfg = ctx.config
+    tree = ctx.tree(10_000)
+    windows: list[float] = []
+    with ctx.server.fresh_database() as db, procs.Daemon(tree.root, ctx.dsn(db)) as daemon:
+        ready_s = daemon.wait_ready(timeout_s=1800)
+        time.sleep(1.0)
+        ctx.daemon_memory(tree.lessons).append(_memory(daemon, ready_s))
+        time.sleep(2.0)
+        synced = daemon.count("course synced")
+        total_cpu = 0.0
+        for _ in range(cfg.idle_windows):
+            cpu0, t0 = procs.cpu_seconds(daemon.pid), time.monotonic()
+            time.sleep(cfg.idle_window_s)
+            cpu1, t1 = procs.cpu_seconds(daemon.pid), time.monotonic()
+            windows.append((cpu1 - cpu0) / (t1 - t0) * 100)
+            total_cpu += cpu1 - cpu0
+        if daemon.count("course synced") != synced:
+            raise RuntimeError("the idle daemon synced something while measured")
+    percent = median(windows)
+    seconds = cfg.idle_windows * cfg.idle_window_s
+    return [
+        Row(
+            "idle_cpu",
+            f"idle daemon CPU, 10,000 lessons watched, {seconds:.0f} s "
+            f"({cfg.idle_windows} windows of {cfg.idle_window_s:.0f} s)",
+            "% of a core",
+            windows,
+            comparison=f"{total_cpu:.2f} CPU s in {seconds:.0f} s = "
+            f"{total_cpu / seconds * 100:.2f}% (utime+stime, /proc/pid/stat; "
+            f"{1000 / procs.clock_ticks():.0f} ms ticks)",
+            target="< 1%",
+            met=percent < 1,
+            miss=f"{percent:.2f}%" if percent >= 1 else "",
+        )
+    ]
+
+
+# ------------------------------------------------------------------ 10. rss
+
+
+def _memory(daemon: procs.Daemon, ready_s: float) -> DaemonMemory:
+    return DaemonMemory(
+        peak_mb=procs.status_kb(daemon.pid, "VmHWM") / 1024,
+        now_mb=procs.status_kb(daemon.pid, "VmRSS") / 1024,
+        ready_s=ready_s,
+    )
+
+
+def rss(ctx: Context) -> list[Row]:
+    """Peak RSS (VmHWM) of the daemon after its first reconcile on a cold database (a
+    daemon idle_cpu started on the same tree counts as one of the runs)."""
+    rows = []
+    for size in ctx.config.rss_sizes:
+        tree = ctx.tree(size)
+        samples = ctx.daemon_memory(size)
+        while len(samples) < ctx.config.rss_repeats[size]:
+            with (
+                ctx.server.fresh_database() as db,
+                procs.Daemon(tree.root, ctx.dsn(db)) as daemon,
+            ):
+                ready_s = daemon.wait_ready(timeout_s=3600)
+                time.sleep(1.0)
+                samples.append(_memory(daemon, ready_s))
+            log(
+                f"  daemon {size:,} run {len(samples)}: ready after {ready_s:.1f}s, "
+                f"VmHWM {samples[-1].peak_mb:.0f} MB"
+            )
+        peaks = [m.peak_mb for m in samples]
+        peak = median(peaks)
+        files = size + len(tree.courses)
+        applies = size >= 100_000
+        rows.append(
+            Row(
+                "rss",
+                f"daemon peak RSS (VmHWM) after its first reconcile, {size:,} lessons "
+                f"({files:,} files, {gen.tree_bytes(tree.root) / 1e6:,.0f} MB, cold database)",
+                "MB",
+                peaks,
+                comparison=f"VmRSS afterwards {fmt(median([m.now_mb for m in samples]))} MB; "
+                f"first reconcile {fmt(median([m.ready_s for m in samples]))} s",
+                target="< 150 MB at 100,000 files",
+                met=(peak < 150) if applies else None,
+                miss=f"{fmt(peak - 150)} MB over" if applies and peak >= 150 else "",
+            )
+        )
+    return rows
+
+
+MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
+    "new_course_20": new_course_20,
+    "cold_backfill": cold_backfill,
+    "naive": naive,
+    "copy_ceiling": copy_ceiling,
+    "parse_ceiling": parse_ceiling,
+    "rtt5": rtt5,
+    "no_change_rescan": no_change_rescan,
+    "latency": latency_,
+    "idle_cpu": idle_cpu,
+    "rss": rss,
+}
+
+
+# ------------------------------------------------------------------ main
+
+
+def _notes(cfg: Config) -> list[str]:
+    notes = [
+        "Every figure is the median of its runs (the JSON has every run); every comparison "
+        "is between figures of this invocation on this server.",
+        "Server: the pgserver wheel's PostgreSQL with its default configuration, durable "
+        "(fsync, synchronous_commit and full_page_writes on), over a unix socket. Each "
+        "measured run gets a fresh database cloned from a migrated template, after a "
+        "CHECKPOINT. Trees are generated (bench/gen.py: 20-lesson courses, 4 modules of 5, "
+        "curriculum.yaml, 3-6 KB lessons) and sit in the page cache.",
+        "Whole-process figures time `python -m syncd --rescan --root TREE` from spawn to exit "
+        "(DATABASE_URL set, SYNCD_LOG_FORMAT=json).",
+        "5 ms RTT: bench/delayproxy.py (own process) delays every chunk 2.5 ms each way, "
+        "as latency, not per byte; the measured `SELECT 1` round trip is in its row.",
+        "naive: one autocommit INSERT ... RETURNING id per row (project, outline, modules, "
+        "lessons), parent ids kept in Python (no lookup SELECT): its best case, one round "
+        "trip per row. COPY: content_projects then contents, one transaction, into the real "
+        "tables of a fresh database (same columns, indexes incl. the GIN full-text index, "
+        "FKs, checks, triggers). Both get rows prepared by syncd's own reader and parser "
+        "before the clock starts (syncd's time includes reading and parsing), and neither "
+        "writes syncd's bookkeeping (syncd.rows, syncd.courses).",
+        f"Latency: daemon with --quiet-ms {cfg.quiet_ms} (max delay 5000 ms, default); an "
+        "edit rewrites a lesson's **Revisão:** label with a token via an atomic rename; the "
+        f"database is polled every {latency.POLL_S * 1000:.0f} ms, so a latency is an upper "
+        "bound, at most one poll interval plus one query late (track_commit_timestamp is "
+        "off). Edits go round robin over the courses, so each course is touched every "
+        f"{cfg.steady_courses / cfg.steady_rate * 1000:.0f} ms.",
+        "In-process new course: the reconciler logs to a no-op logger; one warm-up course "
+        "is synced before the measured ones, each a new course in the same database.",
+    ]
+    if cfg.quick:
+        notes.append(
+            "--quick: smaller trees, the naive load over 5 ms RTT runs once, the daemon RSS "
+            "at 100,000 files is not measured; figures are a smoke test, not the benchmark."
+        )
+    else:
+        notes.append(
+            f"The naive load over 5 ms RTT runs {cfg.naive_rtt_repeats} time(s) (a minute or "
+            "more each); the daemon RSS at 100,000 files runs "
+            f"{cfg.rss_repeats.get(100_000, 0)} time(s) (its first reconcile takes minutes)."
+        )
+    return notes
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(MEASUREMENTS),
+        help="run only this measurement (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    return parser.parse_args(argv)
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    cfg = Config.quick_smoke() if args.quick else Config.full()
+    names = [n for n in MEASUREMENTS if not args.only or n in args.only]
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    started = time.monotonic()
+    rows: list[Row] = []
+    notes = _notes(cfg)
+    server = BenchServer()
+    ctx: Context | None = None
+    try:
+        log("starting PostgreSQL (pgserver) and migrating the template...")
+        server.__enter__()
+        info = machine(server.settings())
+        info["mode"] = "quick" if cfg.quick else "full"
+        with contextlib.ExitStack() as stack:
+            ctx = Context(cfg, server, stack, log=log)
+            try:
+                for name in names:
+                    log(f"[{name}] ({time.monotonic() - started:.0f}s elapsed)")
+                    try:
+                        rows.extend(MEASUREMENTS[name](ctx))
+                    except Exception as error:
+                        log(traceback.format_exc())
+                        notes.append(f"{name} FAILED: {error!r}")
+            finally:
+                procs.CHILDREN.kill_all()
+    except KeyboardInterrupt:
+        log("interrupted: stopping daemons, proxy and PostgreSQL")
+        return 130
+    finally:
+        procs.CHILDREN.kill_all()
+        server.close()
+        if ctx is not None:
+            ctx.close()
+    info["elapsed_s"] = round(time.monotonic() - started, 1)
+    info["load_average_at_end"] = load_average()
+    notes.append(
+        f"Total benchmark time {info['elapsed_s']:.0f} s; load average (1/5/15 min) "
+        f"{info['load_average_at_start']} at the start, {info['load_average_at_end']} at the end."
+    )
+    if source_digest() != info["syncd_source_sha256"]:
+        notes.append(
+            "WARNING: syncd/ or schema/ changed while the benchmark ran "
+            f"(sources sha256 {info['syncd_source_sha256']} at the start, "
+            f"{source_digest()} at the end): figures may mix two versions."
+        )
+    print(render(rows, info, notes))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(to_json(rows, info, notes), indent=2, default=str) + "\n")
+    log(f"results written to {args.out}")
+    return 1 if any("FAILED:" in note for note in notes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
