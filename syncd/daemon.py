@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,11 +64,17 @@ class Writer:
     last_tick: float = 0.0
     last_sync: float | None = None
     last_sync_wall: str = "never"
+    workers: int = 1  # due courses synced concurrently, one connection each
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _in_flight: set[str] = field(default_factory=set)
+    _again: set[str] = field(default_factory=set)  # became due again while in flight
+    _pool: ThreadPoolExecutor | None = None
 
     def run(self) -> None:
         self.reconcile_requested.set()  # the first job: a full reconcile
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="syncd-course")
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and self.fatal is None:
                 self.last_tick = self.clock()
                 if self.reconcile_requested.is_set():
                     self._reconcile()
@@ -75,16 +82,53 @@ class Writer:
                         self.ready.set()
                 if self.ready.is_set():
                     for course in self.debouncer.take_due():
-                        if self.stop.is_set():
-                            self.debouncer.mark(course)
-                            break
-                        self._sync(course)
+                        self._submit(course)
                 self._idle()
         except FatalError as error:
             self.fatal = error
         except BaseException as error:  # a dead writer must stop the daemon loudly
             self.fatal = error
             self.log.exception("writer crashed")
+        finally:
+            self._pool.shutdown(wait=True)  # syncs in flight finish before shutdown goes on
+
+    def _submit(self, course: str) -> None:
+        """Sync ``course`` on a worker; a course is never synced twice at the same time."""
+        with self._lock:
+            if course in self._in_flight:
+                self._again.add(course)
+                return
+            self._in_flight.add(course)
+        try:
+            if self._pool is None:
+                raise RuntimeError("writer not running")
+            self._pool.submit(self._sync_task, course)
+        except RuntimeError:  # shutting down: the flush takes it
+            with self._lock:
+                self._in_flight.discard(course)
+            self.debouncer.mark(course)
+
+    def _sync_task(self, course: str) -> None:
+        try:
+            if not self.stop.is_set():
+                self._sync(course)
+            else:
+                self.debouncer.mark(course)  # left for the shutdown flush
+        except FatalError as error:
+            self.fatal = error
+        except BaseException as error:  # a crashed sync must stop the daemon loudly
+            self.fatal = error
+            self.log.exception("course sync crashed", course=course)
+        finally:
+            with self._lock:
+                self._in_flight.discard(course)
+                again = course in self._again
+                self._again.discard(course)
+            if again:  # it became due again meanwhile: sync it now, not a quiet period later
+                if self.stop.is_set():
+                    self.debouncer.mark(course)
+                else:
+                    self._submit(course)
 
     def flush(self, deadline: float) -> list[str]:
         """Shutdown: sync every pending course until ``deadline``; return the rest."""
@@ -212,7 +256,9 @@ class Daemon:
             clock=self.clock,
             workers=s.workers,
         )
-        writer = Writer(reconciler, debouncer, breaker, self.stop, self.log, self.clock)
+        writer = Writer(
+            reconciler, debouncer, breaker, self.stop, self.log, self.clock, workers=s.workers
+        )
         handler = CourseEventHandler(s.root, debouncer.mark, self.log)
         overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
         for name in WATCHDOG_LOGGERS:

@@ -80,8 +80,18 @@ class OverflowDetector(logging.Handler):
             self.on_overflow()
 
 
-def start_observer(root: Path, handler: CourseEventHandler, *, polling: bool) -> Any:
-    observer: Any = PollingObserver(timeout=1.0) if polling else Observer()
+def start_observer(
+    root: Path,
+    handler: CourseEventHandler,
+    *,
+    polling: bool,
+    observer_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """Start watching ``root`` recursively (inotify, or stat polling for network and
+    Docker Desktop mounts)."""
+    if observer_factory is None:
+        observer_factory = (lambda: PollingObserver(timeout=1.0)) if polling else Observer
+    observer: Any = observer_factory()
     try:
         observer.schedule(handler, str(root), recursive=True)
         observer.start()

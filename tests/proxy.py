@@ -8,6 +8,16 @@ import select
 import socket
 import threading
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+def proxy_in_front_of(dsn: str) -> tuple[Proxy, str]:
+    """A proxy to the server of ``dsn`` and the DSN that goes through it."""
+    info = conninfo_to_dict(dsn)
+    host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
+    proxy = Proxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    return proxy, make_conninfo(dsn, host="127.0.0.1", port=proxy.port)
+
 
 class Proxy:
     def __init__(self, target: str | tuple[str, int]) -> None:

@@ -14,11 +14,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.daemon_harness import REPO, DaemonProcess
 from tests.helpers import lesson_text, make_course, write
-from tests.proxy import Proxy
+from tests.proxy import proxy_in_front_of
 
 
 def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -189,13 +188,7 @@ def test_systemd_gets_ready_after_the_first_reconcile_then_watchdog_pings_and_st
 def test_a_database_outage_opens_the_breaker_idles_and_converges_when_it_returns(
     start: Any, root: Path, db_dsn: str
 ) -> None:
-    info = conninfo_to_dict(db_dsn)
-    host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
-    target: str | tuple[str, int] = (
-        f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
-    )
-    proxy = Proxy(target)
-    through_proxy = make_conninfo(db_dsn, host="127.0.0.1", port=proxy.port)
+    proxy, through_proxy = proxy_in_front_of(db_dsn)
     try:
         daemon = start(
             root,
@@ -254,3 +247,30 @@ def test_a_database_outage_opens_the_breaker_idles_and_converges_when_it_returns
         assert daemon.terminate() == 0
     finally:
         proxy.close()
+
+
+def test_the_kill_switch_watches_and_writes_nothing_and_turning_it_back_on_converges(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    off = start(root, db_dsn, "--quiet-ms", "100", env={"CREATOR_OS_DB_PERSIST": "false"})
+    off.wait_event("daemon ready")
+    atomic_write(root / "existing/lessons/1.3-while-off.md", lesson_text(1, 3))
+    planned = off.wait_event("course planned (nothing written)", count=2)
+    assert planned["course"] == "existing" and planned["inserted"] >= 1
+    assert rows(db_dsn, "select count(*) from contents") == [(0,)]
+    assert off.terminate() == 0
+
+    on = start(root, db_dsn)
+    on.wait_event("daemon ready")
+    assert live_lessons(db_dsn, "existing") == 3
+    assert on.terminate() == 0
+
+
+def test_the_polling_observer_serves_mounts_without_inotify(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    daemon = start(root, db_dsn, "--polling", "--quiet-ms", "100")
+    daemon.wait_event("daemon ready")
+    atomic_write(root / "existing/lessons/1.3-polled.md", lesson_text(1, 3))
+    daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, what="a lesson seen by polling")
+    assert daemon.terminate() == 0

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tests.conftest import Server
 from tests.daemon_harness import REPO, DaemonProcess
 from tests.helpers import lesson_text, make_course, make_tree, write
-from tests.proxy import Proxy
+from tests.proxy import proxy_in_front_of
 
 pytestmark = pytest.mark.fault
 
@@ -211,16 +211,14 @@ def _threads(pid: int) -> int:
 def test_a_proxy_that_stops_answering_opens_the_breaker_without_piling_up(
     tmp_path: Path, db_dsn: str, daemons: list[DaemonProcess]
 ) -> None:
-    info = conninfo_to_dict(db_dsn)
-    host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
-    proxy = Proxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    proxy, through_proxy = proxy_in_front_of(db_dsn)
     root = tmp_path / "courses"
     make_tree(root, 60)
     try:
         daemon = start(
             daemons,
             root,
-            make_conninfo(db_dsn, host="127.0.0.1", port=proxy.port),
+            through_proxy,
             "--quiet-ms",
             "100",
             "--breaker-reset",

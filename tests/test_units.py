@@ -191,3 +191,24 @@ def test_a_watch_queue_overflow_asks_for_a_full_reconcile(message: str) -> None:
     finally:
         logger.removeHandler(detector)
     assert calls == [1]
+
+
+def test_hitting_the_inotify_watch_limit_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    """The kernel's answer (ENOSPC from inotify_add_watch) cannot be provoked without
+    changing a system-wide sysctl, so an observer that gives it is handed in."""
+    import errno
+
+    from syncd.errors import ConfigError
+    from syncd.watcher import start_observer
+
+    class LimitedObserver:
+        def schedule(self, *_: object, **__: object) -> None:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+        def start(self) -> None:  # pragma: no cover - never reached
+            raise AssertionError
+
+    handler = CourseEventHandler(tmp_path, lambda _c: None, logging.getLogger("test"))
+    with pytest.raises(ConfigError) as error:
+        start_observer(tmp_path, handler, polling=False, observer_factory=LimitedObserver)
+    assert "fs.inotify.max_user_watches" in str(error.value) and "--polling" in str(error.value)
