@@ -139,10 +139,6 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def env_default(env: Mapping[str, str], name: str, fallback: str | None) -> str | None:
-    return env.get(name, fallback)
-
-
 def check(settings: Settings) -> Settings:
     if settings.quiet_ms < 0 or settings.max_delay_ms < settings.quiet_ms:
         raise ConfigError("--max-delay-ms must be at least --quiet-ms, both non-negative")

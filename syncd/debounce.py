@@ -39,10 +39,6 @@ class Debouncer:
             self._last.setdefault(course, now)
             self._not_before[course] = max(until, self._not_before.get(course, until))
 
-    def due_at(self, course: str) -> float:
-        with self._cond:
-            return self._due_at(course)
-
     def _due_at(self, course: str) -> float:
         due = min(self._last[course] + self.quiet_s, self._first[course] + self.max_delay_s)
         return max(due, self._not_before.get(course, due))
@@ -65,10 +61,6 @@ class Debouncer:
             for course in courses:
                 self._forget(course)
             return courses
-
-    def next_due(self) -> float | None:
-        with self._cond:
-            return min((self._due_at(c) for c in self._first), default=None)
 
     def pending(self) -> int:
         with self._cond:

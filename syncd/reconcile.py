@@ -268,6 +268,3 @@ class Reconciler:
         self._known[course] = Known(None, True, None)
         self.log.info("course archived", course=course, deleted=deleted)
         return 1
-
-    def invalidate(self, course: str) -> None:
-        self._known.pop(course, None)

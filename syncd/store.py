@@ -148,10 +148,6 @@ class CourseResult:
     plan: Plan | None = None
     project_id: uuid.UUID | None = None
 
-    @property
-    def wrote(self) -> bool:
-        return bool(self.inserted or self.updated or self.deleted or self.project_written)
-
 
 class Known(NamedTuple):
     """What syncd last wrote of a course (syncd.courses)."""
