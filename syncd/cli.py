@@ -306,6 +306,14 @@ def _fail(code: int, what: str, error: Exception, secrets: list[str]) -> int:
 # ---------------------------------------------------------------- database access
 
 
+def _db_settings(settings: Settings, dsn: str) -> DbSettings:
+    return DbSettings(
+        dsn=dsn,
+        connect_timeout_s=settings.connect_timeout_s,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
+
+
 @contextmanager
 def _database(
     settings: Settings, *, migrate_now: bool, writes: bool = True
@@ -320,11 +328,7 @@ def _database(
         dsn = server.dsn
         migrate_now = True
         log.info("embedded database ready", data_dir=str(server.data_dir), psql=server.psql_command)
-    db = DbSettings(
-        dsn=dsn,
-        connect_timeout_s=settings.connect_timeout_s,
-        statement_timeout_ms=settings.statement_timeout_ms,
-    )
+    db = _db_settings(settings, dsn)
     with connect(db) as conn, translated("migrations"):
         if migrate_now:
             for migration in migrate.apply_pending(conn):
@@ -454,12 +458,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         dsn = settings.database_url.reveal()
     else:
         dsn = embedded.start(settings.data_dir).dsn
-    db = DbSettings(
-        dsn=dsn,
-        connect_timeout_s=settings.connect_timeout_s,
-        statement_timeout_ms=settings.statement_timeout_ms,
-    )
-    with connect(db) as conn, translated("migrations"):
+    with connect(_db_settings(settings, dsn)) as conn, translated("migrations"):
         if not args.status:
             applied = migrate.apply_pending(conn)
             for migration in applied:

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import platformdirs
 
 from syncd.errors import ConfigError
+from syncd.parser import MIND_SLUG
 
 DEFAULT_ROOT = Path("outputs/courses")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -148,9 +149,7 @@ def check(settings: Settings) -> Settings:
         raise ConfigError("--max-file-bytes must be positive")
     if settings.log_format not in ("auto", "json", "console"):
         raise ConfigError("--log-format must be auto, json or console")
-    if settings.creator_mind is not None and not re.match(
-        r"^[a-z0-9][a-z0-9_-]{0,99}$", settings.creator_mind
-    ):
+    if settings.creator_mind is not None and not MIND_SLUG.match(settings.creator_mind):
         raise ConfigError("SYNCD_CREATOR_MIND must be a mind slug (a-z, 0-9, _ and -)")
     return settings
 

@@ -26,7 +26,6 @@ TRANSIENT_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator 
 TRANSIENT_CODES = ("25006", "40001", "40P01", "55P03", "57014")  # read-only, serialization,
 # deadlock, lock not available, statement timeout
 FATAL_CLASSES = ("28", "3D", "3F", "42")  # auth, no database, no schema, privileges/undefined
-REJECTED_CLASSES = ("22", "23", "54")  # bad data, constraint, limits
 FATAL_CODES_IN_57 = ("57P04",)  # database dropped
 FATAL_MESSAGES = (
     "password authentication failed",
@@ -51,8 +50,7 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
             return FatalError(f"{where}: {message} (SQLSTATE {sqlstate})")
         if sqlstate in TRANSIENT_CODES or sqlstate[:2] in TRANSIENT_CLASSES:
             return TransientError(f"{where}: {message} (SQLSTATE {sqlstate})")
-        if sqlstate[:2] in REJECTED_CLASSES:
-            return RejectedError(where, f"{message} (SQLSTATE {sqlstate})")
+        # bad data, a constraint, a limit, or anything unforeseen: this course only
         return RejectedError(where, f"{message} (SQLSTATE {sqlstate})")
     if isinstance(exc, psycopg.OperationalError):
         lowered = message.lower()
@@ -189,7 +187,7 @@ class CourseStore:
         if not items:
             return
         with translated("save fingerprints"), self._connection() as conn, conn.transaction():
-            _Sql(conn).run(
+            _Sql(conn).queue(
                 "save_stat_fingerprints",
                 courses=[c for c, _, _ in items],
                 fingerprints=[f for _, f, _ in items],
@@ -504,9 +502,6 @@ class _Sql:
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
-
-    def run(self, name: str, /, **params: Any) -> None:
-        self.conn.execute(query("course.sql", name), params)
 
     def queue(self, name: str, /, **params: Any) -> Any:
         """Execute; in pipeline mode the result is read only when fetched."""
