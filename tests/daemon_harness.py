@@ -17,14 +17,19 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
+def syncd_env(dsn: str) -> dict[str, str]:
+    """The environment of a syncd subprocess: this one's, without the caller's SYNCD_*
+    settings (but keeping SYNCD_SCHEMA_DIR), pointed at ``dsn``, logging JSON."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") or k == "SYNCD_SCHEMA_DIR"
+    }
+    env.update({"DATABASE_URL": dsn, "SYNCD_LOG_FORMAT": "json"})
+    return env
+
+
 class DaemonProcess:
     def __init__(self, root: Path, dsn: str, *args: str, env: dict[str, str] | None = None) -> None:
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("SYNCD_") or k == "SYNCD_SCHEMA_DIR"
-        }
-        full_env.update({"DATABASE_URL": dsn, "SYNCD_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
+        full_env = {**syncd_env(dsn), "PYTHONUNBUFFERED": "1"}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "syncd", "--root", str(root), "--heartbeat", "1", *args],

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.daemon_harness import REPO, DaemonProcess
+from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
 
@@ -218,15 +218,7 @@ def test_a_database_outage_opens_the_breaker_idles_and_converges_when_it_returns
 
         proxy.heal()
         healed = time.monotonic()
-        verify_env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("SYNCD_") or k == "SYNCD_SCHEMA_DIR"
-            },
-            "DATABASE_URL": db_dsn,
-            "SYNCD_LOG_FORMAT": "json",
-        }
+        verify_env = syncd_env(db_dsn)
         while True:
             verify = subprocess.run(
                 [sys.executable, "-m", "syncd", "verify", "--root", str(root)],

@@ -20,7 +20,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import Server
-from tests.daemon_harness import REPO, DaemonProcess
+from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import lesson_text, make_course, make_tree, write
 from tests.proxy import proxy_in_front_of
 
@@ -28,10 +28,7 @@ pytestmark = pytest.mark.fault
 
 
 def syncd(*args: str, dsn: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") or k == "SYNCD_SCHEMA_DIR"
-    }
-    env.update({"DATABASE_URL": dsn, "SYNCD_LOG_FORMAT": "json"})
+    env = syncd_env(dsn)
     return subprocess.run(
         [sys.executable, "-m", "syncd", *args],
         cwd=REPO,
@@ -159,10 +156,7 @@ def test_an_immediate_server_crash_mid_transaction_never_shows_a_partial_course(
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") or k == "SYNCD_SCHEMA_DIR"
-    }
-    env.update({"DATABASE_URL": dsn, "SYNCD_LOG_FORMAT": "json"})
+    env = syncd_env(dsn)
     rescan = subprocess.Popen(
         [sys.executable, "-m", "syncd", "--rescan", "--root", str(root)],
         cwd=REPO,
@@ -186,14 +180,15 @@ def test_an_immediate_server_crash_mid_transaction_never_shows_a_partial_course(
         user = "pgserver" if os.geteuid() == 0 else None
         pgserver.pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=server.pgdata, user=user)
         assert rescan.wait(timeout=60) == 3  # database unreachable
+        with server._lock:  # pgserver's own restart path: a stale postmaster.pid is handled
+            server.ensure_postgres_running()
+        time.sleep(0.5)
     finally:
         if rescan.poll() is None:
             rescan.kill()
-    with server._lock:  # pgserver's own restart path: a stale postmaster.pid is handled
-        server.ensure_postgres_running()
-    time.sleep(0.5)
-    stop.set()
-    watcher.join()
+        stop.set()  # a failure above must not leave the watcher polling forever
+        watcher.join(timeout=10)
+    assert 0 in seen, "the watcher never read the table while the course was written"
     assert seen <= {0}, f"a partly written course was visible: {sorted(seen)}"
     assert syncd("--rescan", "--root", str(root), dsn=dsn).returncode == 0
     converge(root, dsn)
