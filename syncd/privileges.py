@@ -3,8 +3,11 @@
 ``REQUIRED`` mirrors the grants of the ``syncd_writer`` role (migration
 ``20251201000600_syncd_writer_role.sql``): exactly what the writer's statements in
 ``syncd/sql/course.sql`` and the migration status check need. Besides these privileges the
-role must bypass row-level security: syncd writes every creator's rows, and ``COPY ... FROM``
-is refused on a table with RLS otherwise.
+role must reach every creator's rows of the tables it writes that have row-level security:
+through a policy of its own (``syncd_writer_all``, "for all, using true", migration
+``20251201000800_supabase_hardening.sql``; members of syncd_writer get it too), or by
+bypassing RLS (BYPASSRLS, superuser, table owner). Supabase's ``postgres`` cannot grant
+BYPASSRLS on PostgreSQL 15, so the policy is the shape syncd is deployed with.
 
 Keys name the object: ``schema <name>``, ``sequence <schema>.<name>`` or, for tables,
 just ``<schema>.<name>``.
@@ -17,13 +20,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-__all__ = ["BYPASSRLS", "REQUIRED", "missing_privileges"]
+__all__ = ["REQUIRED", "ROW_ACCESS", "missing_privileges"]
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "schema public": ("USAGE",),
     "schema syncd": ("USAGE",),
     "public.content_projects": ("SELECT", "INSERT", "UPDATE"),
-    "public.contents": ("SELECT", "INSERT", "UPDATE"),  # INSERT also covers COPY ... FROM
+    "public.contents": ("SELECT", "INSERT", "UPDATE"),
     "public.audience_profiles": ("SELECT", "INSERT", "UPDATE"),
     "public.minds": ("SELECT", "INSERT", "UPDATE"),
     "public.content_minds": ("SELECT", "INSERT", "UPDATE", "DELETE"),
@@ -35,7 +38,37 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "syncd.schema_migrations": ("SELECT",),
 }
 
-BYPASSRLS = "BYPASSRLS (the writer must see every creator's rows)"
+# The tables whose every row the writer must see and write, RLS notwithstanding.
+WRITTEN_TABLES = (
+    "public.content_projects",
+    "public.contents",
+    "public.audience_profiles",
+    "public.content_minds",
+    "public.content_tags",
+    "public.minds",
+    "public.tags",
+)
+ROW_ACCESS = "row access to {table} (a policy for syncd_writer, or BYPASSRLS)"
+
+# A table with RLS on that the current user reaches only partly: not its owner (owners
+# bypass RLS unless it is forced), and no permissive "for all" policy with USING and WITH
+# CHECK both true that applies to the current user (directly, through a role it is a
+# member of, or to PUBLIC).
+_ROW_ACCESS_LACKING = """
+select c.oid from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = %s and c.relname = %s and c.relrowsecurity
+  and (c.relforcerowsecurity or not pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
+  and not exists (
+    select 1 from pg_catalog.pg_policy p
+    where p.polrelid = c.oid and p.polpermissive and p.polcmd = '*'
+      and (0::oid = any (p.polroles) or exists (
+        select 1 from unnest(p.polroles) as r(oid)
+        where pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')))
+      and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
+      and coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') = 'true'
+  )
+"""
 
 # Objects are looked up in the catalogs by name, not with to_regclass() or a ::regclass
 # cast: those refuse a schema the current user has no USAGE on, and that is one of the
@@ -52,7 +85,8 @@ _SEQUENCE_KINDS = ["S"]
 
 def missing_privileges(conn: psycopg.Connection[Any]) -> list[str]:
     """What the current user (``current_user``, so ``SET ROLE`` counts) lacks of
-    ``REQUIRED`` and BYPASSRLS, as readable items such as ``"INSERT on public.contents"``;
+    ``REQUIRED`` and of row access to ``WRITTEN_TABLES``, as readable items such as
+    ``"INSERT on public.contents"``;
     empty when nothing is missing. Reads only, inside the caller's transaction (none is
     committed or rolled back here)."""
     cur = conn.cursor(row_factory=tuple_row)
@@ -81,6 +115,10 @@ def missing_privileges(conn: psycopg.Connection[Any]) -> list[str]:
     row = cur.execute(
         "select rolbypassrls or rolsuper from pg_catalog.pg_roles where rolname = current_user"
     ).fetchone()
-    if not (row and row[0]):
-        missing.append(BYPASSRLS)
+    if row and row[0]:
+        return missing
+    for table in WRITTEN_TABLES:
+        schema, _, relation = table.partition(".")
+        if cur.execute(_ROW_ACCESS_LACKING, (schema, relation)).fetchone() is not None:
+            missing.append(ROW_ACCESS.format(table=table))
     return missing

@@ -1,6 +1,11 @@
 """Real PostgreSQL for every test: one server per session (the pgserver wheel, or the
 server named by SYNCD_TEST_DSN, or the supabase/postgres image with
-SYNCD_TEST_CONTAINER=1), one fresh database per test cloned from a migrated template."""
+SYNCD_TEST_CONTAINER=1), one fresh database per test cloned from a migrated template.
+
+Besides it, Supabase-shaped servers (``supabase15``: Debian's postgresql-15, ``supabase16``:
+pgserver's binaries), built from the facts of issue 8: the superuser is supabase_admin and
+the migrations run as a demoted ``postgres``. ``db_target`` gives a test one fresh migrated
+database on each of the three."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from syncd import migrate
+from tests.pgcluster import DEBIAN_PG15, Cluster, pgserver_bin, start_cluster
 
 TEMPLATE = "syncd_template"
 
@@ -105,6 +111,118 @@ def db_dsn(pg_server: Server, migrated_template: str) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
+# -- Supabase-shaped servers ---------------------------------------------------------------
+
+SUPABASE_SQL = Path(__file__).resolve().parent / "sql"
+SUPABASE_BARE = "supabase_bare"  # a project's database before syncd
+SUPABASE_MIGRATED = "supabase_migrated"  # the same after the migrations, run as postgres
+
+
+@dataclass
+class SupabaseServer:
+    cluster: Cluster
+
+    @property
+    def version(self) -> int:
+        return self.cluster.version
+
+    def dsn(self, dbname: str, user: str = "postgres") -> str:
+        return self.cluster.dsn(dbname, user=user)
+
+    def admin_dsn(self, dbname: str = "postgres") -> str:
+        return self.cluster.dsn(dbname, user="supabase_admin")
+
+    def create_database(self, template: str = SUPABASE_MIGRATED) -> str:
+        name = f"s_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template} OWNER postgres")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _supabase_server(bin_dir: Path, label: str) -> Iterator[SupabaseServer]:
+    if not (bin_dir / "postgres").exists():
+        message = f"{label}: no PostgreSQL server binaries at {bin_dir}"
+        if os.environ.get("SYNCD_REQUIRE_SUPABASE_SERVERS") == "1":
+            pytest.fail(message)  # CI installs them: their absence is a failure there
+        pytest.skip(message)
+    cluster = start_cluster(bin_dir, superuser="supabase_admin")
+    server = SupabaseServer(cluster)
+    try:
+        with psycopg.connect(server.admin_dsn(), autocommit=True) as conn:
+            conn.execute((SUPABASE_SQL / "supabase_roles.sql").read_text(encoding="utf-8"))
+            conn.execute(f"CREATE DATABASE {SUPABASE_BARE} OWNER postgres")
+        with psycopg.connect(server.admin_dsn(SUPABASE_BARE), autocommit=True) as conn:
+            conn.execute((SUPABASE_SQL / "supabase_database.sql").read_text(encoding="utf-8"))
+        with psycopg.connect(server.admin_dsn(), autocommit=True) as conn:
+            conn.execute(
+                f"CREATE DATABASE {SUPABASE_MIGRATED} TEMPLATE {SUPABASE_BARE} OWNER postgres"
+            )
+        with psycopg.connect(server.dsn(SUPABASE_MIGRATED)) as conn:  # as postgres
+            migrate.apply_pending(conn)
+        yield server
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def supabase15() -> Iterator[SupabaseServer]:
+    yield from _supabase_server(DEBIAN_PG15, "PostgreSQL 15 (Debian's postgresql-15)")
+
+
+@pytest.fixture(scope="session")
+def supabase16() -> Iterator[SupabaseServer]:
+    yield from _supabase_server(pgserver_bin(), "PostgreSQL 16 (pgserver)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One fresh, migrated database: ``admin_dsn`` is a superuser (seeds, impersonates),
+    ``owner_dsn`` the role that ran the migrations and owns the tables (on Supabase the
+    demoted postgres; on plain PostgreSQL the superuser itself)."""
+
+    kind: str  # "plain", "supabase-pg15", "supabase-pg16"
+    admin_dsn: str
+    owner_dsn: str
+    supabase: SupabaseServer | None = None
+
+    def dsn_as(self, user: str) -> str:
+        return make_conninfo(self.owner_dsn, user=user)
+
+
+TARGETS = ["plain", "supabase-pg15", "supabase-pg16"]
+
+
+def _target(request: pytest.FixtureRequest, kind: str) -> Iterator[Target]:
+    if kind == "plain":
+        dsn = request.getfixturevalue("db_dsn")
+        yield Target(kind, dsn, dsn)
+        return
+    server: SupabaseServer = request.getfixturevalue(
+        "supabase15" if kind.endswith("15") else "supabase16"
+    )
+    name = server.create_database()
+    try:
+        yield Target(kind, server.admin_dsn(name), server.dsn(name), server)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(params=TARGETS)
+def db_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A fresh migrated database on plain PostgreSQL and on both Supabase shapes."""
+    yield from _target(request, request.param)
+
+
+@pytest.fixture(params=TARGETS[1:])
+def supabase_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A fresh migrated database on both Supabase shapes."""
+    yield from _target(request, request.param)
+
+
 @pytest.fixture
 def corpus_root() -> Path:
     value = os.environ.get("SYNCD_CORPUS")
@@ -126,6 +244,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "SYNCD_TEST_CONTAINER",
             "SYNCD_TEST_IMAGE",
             "SYNCD_SCHEMA_DIR",
+            "SYNCD_REQUIRE_SUPABASE_SERVERS",
         ):
             monkeypatch.delenv(name)
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -16,7 +16,7 @@ from syncd import migrate
 from syncd.errors import MigrationError
 
 LEDGER = "syncd.schema_migrations"
-SCHEMAS = ("public", "auth", "syncd")
+SCHEMAS = ("public", "auth", "syncd", "creatoros_private")
 
 
 def _connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
@@ -223,7 +223,7 @@ def test_applies_over_an_upstream_shaped_database_without_touching_its_data(
                 create index idx_contents_project on public.contents (project_id)
                   where ai_generated = true and deleted_at is null;
                 alter view public.v_contents_with_creators reset (security_invoker);
-                drop policy content_projects_rw_mine on public.content_projects;
+                drop policy if exists content_projects_rw_mine on public.content_projects;
                 create policy content_projects_rw_mine on public.content_projects
                   for all to authenticated
                   using (creator_mind_id = public.current_mind_id())
@@ -244,15 +244,22 @@ def test_applies_over_an_upstream_shaped_database_without_touching_its_data(
                 " where oid = 'public.v_contents_with_creators'::regclass"
             ).fetchone()
             qual = conn.execute(
-                "select qual from pg_policies where policyname = 'content_projects_rw_mine'"
+                "select qual from pg_policies where policyname = 'content_projects_select'"
+            ).fetchone()
+            upstream_left = conn.execute(
+                "select count(*) from pg_policies where policyname = 'content_projects_rw_mine'"
             ).fetchone()
             triggers = conn.execute(
                 "select count(*) from pg_trigger"
                 " where tgrelid = 'public.contents'::regclass and not tgisinternal"
+                " and tgname like '%updated_at%'"
             ).fetchone()
         assert fts is not None and "'english'" in fts[0]  # existing index kept as it is
         assert options == (["security_invoker=true"],)
-        assert qual is not None and "SELECT current_mind_id()" in qual[0]
+        # upstream's policy, written without (select ...), is replaced by one that calls the
+        # private helper once per statement
+        assert qual is not None and "SELECT creatoros_private.current_mind_id()" in qual[0]
+        assert upstream_left == (0,)
         assert triggers == (1,)  # no second updated_at trigger
 
 

@@ -1,7 +1,11 @@
 """Row-level security and the least-privilege writer, proven by impersonation on a real
 PostgreSQL: inside a transaction, ``SET LOCAL ROLE authenticated`` (or anon, service_role,
 syncd_writer) with the JWT claims in ``request.jwt.claims``, as PostgREST does. Every
-impersonated transaction is rolled back, so each check starts from the same fixture."""
+impersonated transaction is rolled back, so each check starts from the same fixture.
+
+Every scenario runs on three databases (``db_target``): plain PostgreSQL, and the
+Supabase-shaped ones on PostgreSQL 15 and 16, where the migrations ran as the demoted
+``postgres`` and the API roles hold Supabase's default privileges."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
 from syncd import migrate
-from syncd.privileges import BYPASSRLS, REQUIRED, missing_privileges
+from syncd.privileges import REQUIRED, ROW_ACCESS, WRITTEN_TABLES, missing_privileges
+from tests.conftest import Target
 from tests.helpers import Run, run_cli
 
 Conn = psycopg.Connection[Any]
@@ -166,7 +171,14 @@ def seed(conn: Conn) -> World:
 
 
 @pytest.fixture
-def conn(db_dsn: str) -> Iterator[Conn]:
+def conn(db_target: Target) -> Iterator[Conn]:
+    """A superuser's connection (it seeds, and impersonates any role)."""
+    with psycopg.connect(db_target.admin_dsn, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def plain_conn(db_dsn: str) -> Iterator[Conn]:
     with psycopg.connect(db_dsn, autocommit=True) as connection:
         yield connection
 
@@ -182,7 +194,8 @@ def world(conn: Conn) -> World:
 @contextmanager
 def acting(conn: Conn, role: str, user: uuid.UUID | None = None) -> Iterator[Conn]:
     """A transaction as ``role`` (with the claims of auth user ``user``), rolled back."""
-    claims = json.dumps({"sub": str(user), "role": role}) if user else ""
+    # Always valid JSON: Supabase's auth.uid() casts the claims to jsonb, as PostgREST sets them.
+    claims = json.dumps({"sub": str(user), "role": role} if user else {"role": role})
     with conn.transaction(force_rollback=True):
         conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
         conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
@@ -224,6 +237,16 @@ def rls_refused(conn: Conn, query: str, *params: Any) -> None:
 def denied(conn: Conn, query: str, *params: Any) -> None:
     message = refused(conn, query, *params)
     assert message.startswith("permission denied"), message
+
+
+def without_effect(conn: Conn, query: str, *params: Any) -> None:
+    """``query`` changes nothing: refused for lack of a privilege (plain PostgreSQL), or
+    admitted by the privilege and filtered to no row by RLS (Supabase's default grants)."""
+    try:
+        with conn.transaction():
+            assert conn.execute(query, params or None).rowcount == 0, query
+    except errors.InsufficientPrivilege as exc:
+        assert str(exc).startswith("permission denied"), exc
 
 
 INSERT_CONTENT = (
@@ -369,17 +392,10 @@ def anon_may_do_anything(conn: Conn) -> list[str]:
     return [r[0] for r in rows]
 
 
-@pytest.mark.parametrize("grants", ["plain", "supabase-defaults"])
-def test_anon_is_refused_outright(conn: Conn, world: World, grants: str) -> None:
+def test_anon_is_refused_outright(conn: Conn, world: World) -> None:
     """anon holds no privilege on the CreatorOS tables, so it gets "permission denied", not
-    an empty result: deliberate, and the same with a signed-in user's claims. On Supabase
-    anon has every privilege through default privileges; 000500 revokes them."""
-    if grants == "supabase-defaults":
-        hardening = next(m for m in migrate.discover() if m.name == "rls_hardening")
-        with conn.transaction():
-            conn.execute(f"grant all on {', '.join(ANON_OBJECTS)} to anon")
-            assert anon_may_do_anything(conn) == list(ANON_OBJECTS)
-            conn.execute(hardening.path.read_text(encoding="utf-8"))
+    an empty result: deliberate, and the same with a signed-in user's claims. On the
+    Supabase-shaped databases anon had every privilege through default privileges."""
     assert anon_may_do_anything(conn) == []
     for claims in (None, world.user["ana"]):
         with acting(conn, "anon", claims):
@@ -586,11 +602,23 @@ def test_syncd_writer_holds_exactly_what_the_writer_needs(conn: Conn, world: Wor
             (world.mind["bia"],),
         ).fetchone()
         assert row == (world.project["a"], False)
-        with conn.cursor().copy(
-            "COPY public.contents (id, project_id, content_type, slug, title, ai_generated)"
-            " FROM STDIN"
-        ) as copy:
-            copy.write_row((uuid.uuid4(), world.project["b"], "course_lesson", "copied", "C", True))
+        assert (
+            affected(
+                conn,
+                "insert into public.contents (id, project_id, content_type, slug, title,"
+                " parent_content_id, ai_generated)"
+                " select * from unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[],"
+                " %s::text[], %s::uuid[], %s::boolean[])",
+                [uuid.uuid4()],
+                [world.project["b"]],
+                ["course_lesson"],
+                ["inserted"],
+                ["C"],
+                [world.content["b_outline"]],
+                [True],
+            )
+            == 1
+        )
         assert (
             affected(
                 conn,
@@ -655,58 +683,78 @@ def test_syncd_writer_holds_exactly_what_the_writer_needs(conn: Conn, world: Wor
         denied(conn, "create table public.sneaky (id int)")
 
 
-def test_missing_privileges_names_what_a_role_lacks(conn: Conn) -> None:
+def test_missing_privileges_names_what_a_role_lacks(conn: Conn, db_target: Target) -> None:
     everything = [f"{p} on {obj}" for obj, privileges in REQUIRED.items() for p in privileges]
+    row_access = [ROW_ACCESS.format(table=t) for t in WRITTEN_TABLES]
 
     with acting(conn, "authenticated"):
         missing = missing_privileges(conn)
-    assert BYPASSRLS in missing
-    for item in (
+    # authenticated has policies, but none that opens every row
+    assert set(row_access) <= set(missing), missing
+    # On Supabase authenticated keeps INSERT on minds and tags (default privileges; RLS
+    # admits no row); on plain PostgreSQL it never had it.
+    plain_only = ["INSERT on public.minds", "INSERT on public.tags"]
+    for item in (plain_only if db_target.kind == "plain" else []) + [
         "USAGE on schema syncd",
-        "INSERT on public.minds",
-        "INSERT on public.tags",
         "USAGE on sequence public.tags_id_seq",
         "SELECT on syncd.courses",
         "DELETE on syncd.rows",
         "SELECT on syncd.schema_migrations",
-    ):
+    ]:
         assert item in missing, (item, missing)
     assert "SELECT on public.contents" not in missing  # authenticated may read (under RLS)
-    assert set(missing) <= {*everything, BYPASSRLS}
+    assert set(missing) <= {*everything, *row_access}
 
     # A role with no grants at all lacks everything but what PUBLIC has (USAGE on public).
     with conn.transaction(force_rollback=True):
         conn.execute("create role syncd_test_nobody nologin")
         conn.execute("set local role syncd_test_nobody")
-        assert missing_privileges(conn) == [
-            item for item in everything if item != "USAGE on schema public"
-        ] + [BYPASSRLS]
+        assert (
+            missing_privileges(conn)
+            == [item for item in everything if item != "USAGE on schema public"] + row_access
+        )
 
-    # One privilege or the attribute taken away: exactly that is reported.
+    # One privilege or one policy taken away: exactly that is reported.
     with conn.transaction(force_rollback=True):
         conn.execute("revoke insert on public.contents from syncd_writer")
         conn.execute("set local role syncd_writer")
         assert missing_privileges(conn) == ["INSERT on public.contents"]
     with conn.transaction(force_rollback=True):
-        conn.execute("alter role syncd_writer nobypassrls")
+        conn.execute("drop policy syncd_writer_all on public.contents")
         conn.execute("set local role syncd_writer")
-        assert missing_privileges(conn) == [BYPASSRLS]
+        assert missing_privileges(conn) == [ROW_ACCESS.format(table="public.contents")]
+    # A login role that is a member of syncd_writer has its policies too.
+    with conn.transaction(force_rollback=True):
+        conn.execute("create role syncd_test_login login in role syncd_writer")
+        conn.execute("set local role syncd_test_login")
+        assert missing_privileges(conn) == []
+
+
+def login_writer(target: Target) -> str:
+    """syncd_writer made a login role, as the README tells (by the migrations' owner: on
+    Supabase the demoted postgres), and a DSN that logs in as it."""
+    with psycopg.connect(target.owner_dsn, autocommit=True) as conn:
+        conn.execute("alter role syncd_writer login password 'writer-test-secret'")
+    return make_conninfo(target.dsn_as("syncd_writer"), password="writer-test-secret")
 
 
 def test_syncd_runs_end_to_end_as_syncd_writer(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_target: Target
 ) -> None:
-    """The whole writer (COPY included) as syncd_writer: the connection's role is set at
-    startup (``options=-c role=syncd_writer``), as a LOGIN syncd_writer would be."""
+    """The whole writer as a LOGIN syncd_writer, which has no BYPASSRLS: its own policies
+    let it write every creator's rows."""
     root = tmp_path / "courses"
     shutil.copytree(EXAMPLES, root)
-    writer_dsn = make_conninfo(db_dsn, options="-c role=syncd_writer")
+    writer_dsn = login_writer(db_target)
+    db_dsn = db_target.owner_dsn
 
     def rescan() -> Run:
         return run_cli(capsys, ["--rescan", "--root", str(root)], writer_dsn)
 
     with psycopg.connect(writer_dsn) as probe:
-        assert probe.execute("select current_user").fetchone() == ("syncd_writer",)
+        assert probe.execute(
+            "select current_user, rolbypassrls from pg_roles where rolname = current_user"
+        ).fetchone() == ("syncd_writer", False)
 
     first = rescan()
     assert first.code == 0, first.stderr
@@ -792,19 +840,21 @@ def explain(conn: Conn, query: str) -> str:
     [("fresh", "idx_contents_project"), ("upstream-index", "idx_contents_project_rls")],
 )
 def test_a_creators_lesson_listing_uses_the_policy_indexes(
-    conn: Conn, shape: str, project_index: str
+    plain_conn: Conn, shape: str, project_index: str
 ) -> None:
+    conn = plain_conn
     if shape == "upstream-index":
         # Production's idx_contents_project can be upstream's partial index, useless to the
-        # policy: then 000500 adds its own.
-        hardening = next(m for m in migrate.discover() if m.name == "rls_hardening")
+        # policy: then 000500 adds its own (and 000800 replaces the policies it wrote).
         with conn.transaction():
             conn.execute(
                 "drop index public.idx_contents_project;"
                 " create index idx_contents_project on public.contents (project_id)"
                 " where ai_generated = true and deleted_at is null"
             )
-            conn.execute(hardening.path.read_text(encoding="utf-8"))
+            for migration in migrate.discover():
+                if migration.name in ("rls_hardening", "supabase_hardening"):
+                    conn.execute(migration.path.read_text(encoding="utf-8"))
     user = bulk(conn)
     expected = count(
         conn,
@@ -864,8 +914,10 @@ def _psql() -> Path:
 
 
 def test_the_psql_check_script_passes_every_scenario_and_leaves_nothing_behind(
-    conn: Conn, db_dsn: str
+    conn: Conn, db_target: Target
 ) -> None:
+    db_dsn = db_target.owner_dsn  # run as the schema owner, as its header says
+
     def leftovers() -> dict[str, int]:
         tables = conn.execute(
             "select format('%I.%I', schemaname, tablename) from pg_tables"
@@ -891,3 +943,169 @@ def test_the_psql_check_script_passes_every_scenario_and_leaves_nothing_behind(
     assert f"{len(SCRIPT_SCENARIOS)} of {len(SCRIPT_SCENARIOS)} scenarios passed" in lines
     assert "ERROR" not in done.stderr, done.stderr
     assert set(leftovers().values()) == {0}
+
+
+# -- issue 8: the attacks found on a Supabase-shaped database, one test each -------------------
+
+EVERY_TABLE = (
+    *CREATOROS_TABLES,
+    "minds",
+    "tags",
+    "user_profiles",
+    "job_executions",
+)
+
+
+def test_no_api_role_can_truncate_or_hook_a_table(conn: Conn, world: World) -> None:
+    """TRUNCATE ignores RLS: on Supabase authenticated could wipe every creator's links."""
+    before = {t: count(conn, f"select 1 from public.{t}") for t in EVERY_TABLE}
+    for role in ("authenticated", "anon"):
+        with acting(conn, role, world.user["bia"]):
+            for table in EVERY_TABLE:
+                denied(conn, f"truncate public.{table}")
+                denied(conn, f"truncate public.{table} cascade")
+    held = conn.execute(
+        "select r, t, p from unnest(array['anon', 'authenticated']) as r,"
+        " unnest(%s::text[]) as t, unnest(array['TRUNCATE', 'TRIGGER', 'REFERENCES']) as p"
+        " where has_table_privilege(r, 'public.' || t, p)",
+        (list(EVERY_TABLE),),
+    ).fetchall()
+    assert held == []
+    assert {t: count(conn, f"select 1 from public.{t}") for t in EVERY_TABLE} == before
+
+
+def test_a_creator_renames_only_their_own_mind(conn: Conn, world: World) -> None:
+    rename = "update public.minds set display_name = 'Hacked' where id = %s"
+    with as_user(conn, world.user["ana"]):
+        assert affected(conn, rename, world.mind["bia"]) == 0
+        assert (
+            affected(conn, "update public.minds set slug = 'x' where id <> %s", world.mind["ana"])
+            == 0
+        )
+        assert affected(conn, rename, world.mind["ana"]) == 1
+        # ... and cannot take over another mind's slug row by rewriting its own id
+        rls_refused(
+            conn, "update public.minds set id = %s where id = %s", uuid.uuid4(), world.mind["ana"]
+        )
+        # creators' names stay readable: the app shows them
+        assert count(conn, "select 1 from public.minds") == len(world.mind)
+    assert conn.execute(
+        "select count(*) from public.minds where display_name = 'Hacked'"
+    ).fetchone() == (0,)
+
+
+def test_anon_writes_nothing_anywhere(conn: Conn, world: World) -> None:
+    with acting(conn, "anon"):
+        denied(conn, "insert into public.minds (slug, display_name) values ('anon', 'Anon')")
+        denied(conn, "insert into public.tags (name, tag_type) values ('anon', 'theme')")
+        denied(conn, "update public.minds set display_name = 'x'")
+        denied(conn, "delete from public.tags")
+        denied(conn, "insert into public.job_executions default values")
+        denied(conn, "select nextval('public.tags_id_seq')")
+        without_effect(conn, "select 1 from public.minds")  # no grant, or no policy for anon
+    writable = conn.execute(
+        "select n.nspname || '.' || c.relname, p from pg_class c"
+        " join pg_namespace n on n.oid = c.relnamespace,"
+        " unnest(array['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) as p"
+        " where n.nspname in ('public', 'syncd', 'creatoros_private')"
+        " and c.relkind in ('r', 'v', 'p') and has_table_privilege('anon', c.oid, p)"
+    ).fetchall()
+    assert writable == []
+
+
+def test_policy_helpers_cannot_be_called_through_the_api(conn: Conn, world: World) -> None:
+    """/rest/v1/rpc/<name> reaches every function in public: none of them may run with its
+    owner's rights for anon or authenticated. The helpers live in creatoros_private."""
+    exposed = conn.execute(
+        "select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = 'public' and p.prosecdef"
+        " and (has_function_privilege('anon', p.oid, 'EXECUTE')"
+        "      or has_function_privilege('authenticated', p.oid, 'EXECUTE'))"
+    ).fetchall()
+    assert exposed == []
+    with as_user(conn, world.user["bia"]):
+        for call in ("public.owned_project_ids()", "public.targeted_audience_ids()"):
+            with pytest.raises(errors.UndefinedFunction), conn.transaction():
+                conn.execute(f"select {call}")
+        # upstream's current_mind_id() still answers, with the caller's own rights
+        assert conn.execute("select public.current_mind_id()").fetchone() == (world.mind["bia"],)
+    with acting(conn, "anon"):
+        denied(conn, "select creatoros_private.owned_project_ids()")
+        denied(conn, "select public.current_mind_id()")
+
+
+def test_shared_tables_have_row_level_security(conn: Conn, world: World) -> None:
+    rls = conn.execute(
+        "select relname, relrowsecurity from pg_class where oid = any(%s::regclass[])",
+        ([f"public.{t}" for t in ("minds", "tags", "user_profiles", "job_executions")],),
+    ).fetchall()
+    assert all(on for _, on in rls) and len(rls) == 4, rls
+    with as_user(conn, world.user["ana"]):
+        assert ids(conn, "select id from public.user_profiles") == {world.user["ana"]}
+        assert count(conn, "select 1 from public.tags") == 1
+        without_effect(conn, "update public.user_profiles set mind_id = %s", world.mind["bia"])
+
+
+def test_a_row_cannot_hang_under_another_tenants_tree(conn: Conn, world: World) -> None:
+    """Foreign keys ignore RLS: without a check of its own the database would accept a row
+    of project a whose parent is project b's outline, from anyone, syncd included."""
+    hang = (
+        "insert into public.contents (content_type, slug, title, project_id, parent_content_id)"
+        " values ('course_lesson', %s, 'x', %s, %s)"
+    )
+
+    def refused_at_commit(query: str, *params: Any) -> None:
+        with pytest.raises(errors.CheckViolation) as caught, conn.transaction():
+            conn.execute(query, params)
+            conn.execute("set constraints all immediate")  # what COMMIT does
+        assert "same project" in str(caught.value) or "children" in str(caught.value)
+
+    for role, user in (("authenticated", world.user["ana"]), ("syncd_writer", None)):
+        with acting(conn, role, user):
+            refused_at_commit(hang, f"hang-{role}", world.project["a"], world.content["b_outline"])
+            refused_at_commit(
+                "update public.contents set parent_content_id = %s where id = %s",
+                world.content["b_outline"],
+                world.content["a_draft"],
+            )
+            # Within its own tree a row moves freely.
+            with conn.transaction():
+                conn.execute(
+                    "update public.contents set parent_content_id = null where id = %s",
+                    (world.content["a_draft"],),
+                )
+                conn.execute(hang, (f"own-{role}", world.project["a"], world.content["a_outline"]))
+                conn.execute("set constraints all immediate")
+    with acting(conn, "syncd_writer"):
+        # An outline cannot leave its children behind in another project ...
+        refused_at_commit(
+            "update public.contents set project_id = %s where id = %s",
+            world.project["b"],
+            world.content["a_outline"],
+        )
+        # ... but a whole tree moved in one transaction, in any order, is fine.
+        with conn.transaction():
+            conn.execute(
+                "update public.contents set project_id = %s"
+                " where id = any(%s) and parent_content_id is not null",
+                (world.project["a2"], world.contents_of("a_")),
+            )
+            conn.execute(
+                "update public.contents set project_id = %s where id = %s",
+                (world.project["a2"], world.content["a_outline"]),
+            )
+            conn.execute("set constraints all immediate")
+
+
+def test_the_tree_check_holds_at_a_real_commit(db_target: Target, world: World) -> None:
+    writer = login_writer(db_target)
+    with psycopg.connect(writer, autocommit=True) as conn, pytest.raises(errors.CheckViolation):
+        conn.execute(
+            "insert into public.contents (content_type, slug, title, project_id,"
+            " parent_content_id) values ('course_lesson', 'committed', 'x', %s, %s)",
+            (world.project["a"], world.content["b_outline"]),
+        )
+    with psycopg.connect(db_target.admin_dsn) as check:
+        assert check.execute(
+            "select count(*) from public.contents where slug = 'committed'"
+        ).fetchone() == (0,)

@@ -39,13 +39,23 @@ exception when duplicate_object then
 end
 $$;
 
-create schema if not exists auth;
-
-create table if not exists auth.users (
-  id uuid primary key,
-  email text,
-  created_at timestamptz default now()
-);
+-- Guarded by catalog lookups, not IF NOT EXISTS: CREATE ... IF NOT EXISTS checks the
+-- privilege to create in the schema first, and on Supabase auth belongs to
+-- supabase_auth_admin, where postgres may not create anything.
+do $$
+begin
+  if not exists (select 1 from pg_catalog.pg_namespace where nspname = 'auth') then
+    create schema auth;
+  end if;
+  if to_regclass('auth.users') is null then
+    create table auth.users (
+      id uuid primary key,
+      email text,
+      created_at timestamptz default now()
+    );
+  end if;
+end
+$$;
 
 -- auth.uid(): the JWT "sub" claim, as on Supabase. The inner nullif keeps it from failing
 -- when the setting exists but is empty (it stays '' in a session after a transaction-local

@@ -11,10 +11,13 @@
 -- migrations stays a job for the owner of the schema (`syncd migrate` as postgres):
 -- syncd_writer cannot create or alter anything.
 --
--- BYPASSRLS: syncd writes every creator's projects and rows, so policies written for
--- end users must not filter what it sees (and COPY ... FROM, which the writer uses to insert
--- contents, is refused on a table with RLS unless the role bypasses it). Creating a role with
--- BYPASSRLS needs a role that has BYPASSRLS itself (PostgreSQL 16+) or a superuser.
+-- No BYPASSRLS: on PostgreSQL 15, which most Supabase projects run, only a superuser may
+-- create a role with it, and no Supabase user is a superuser. syncd writes every creator's
+-- rows instead through policies of its own, one per table, "to syncd_writer" (migration
+-- 20251201000800_supabase_hardening.sql); the writer inserts with INSERT ... SELECT, never
+-- COPY, which RLS would refuse. `syncd migrate` run as Supabase's `postgres` (CREATEROLE)
+-- can therefore create the role. A syncd_writer made by an earlier version with BYPASSRLS
+-- keeps it (removing it needs a superuser on 15); it is harmless.
 --
 -- Roles are cluster-wide: one that already exists (made by hand, or by another database's
 -- migration) is kept with its attributes and only gets the grants below.
@@ -22,24 +25,16 @@
 do $$
 begin
   if exists (select 1 from pg_catalog.pg_roles where rolname = 'syncd_writer') then
-    if not exists (
-      select 1 from pg_catalog.pg_roles
-      where rolname = 'syncd_writer' and (rolbypassrls or rolsuper)
-    ) then
-      raise warning 'role syncd_writer exists without BYPASSRLS: syncd cannot write as it'
-        using hint = 'ALTER ROLE syncd_writer BYPASSRLS;';
-    end if;
     return;
   end if;
   begin
-    create role syncd_writer nologin bypassrls;
+    create role syncd_writer nologin;
   exception
     when duplicate_object then
       return;  -- created concurrently by another database's migration
     when insufficient_privilege then
-      raise exception 'cannot create role syncd_writer with BYPASSRLS as %', current_user
-        using hint = 'Create it as a role that has BYPASSRLS: '
-          'CREATE ROLE syncd_writer NOLOGIN BYPASSRLS; then apply the migrations again.';
+      raise exception 'cannot create role syncd_writer as %', current_user
+        using hint = 'Apply the migrations as a role with CREATEROLE (on Supabase: postgres).';
   end;
   -- Marks the role as this migration's, so that its rollback drops only a role it created.
   comment on role syncd_writer is
