@@ -48,25 +48,35 @@ WRITTEN_TABLES = (
     "public.minds",
     "public.tags",
 )
-ROW_ACCESS = "row access to {table} (a policy for syncd_writer, or BYPASSRLS)"
+ROW_ACCESS = "row access to {table} (every row, through a policy for syncd_writer, or BYPASSRLS)"
 
 # A table with RLS on that the current user reaches only partly: not its owner (owners
-# bypass RLS unless it is forced), and no permissive "for all" policy with USING and WITH
-# CHECK both true that applies to the current user (directly, through a role it is a
-# member of, or to PUBLIC).
-_ROW_ACCESS_LACKING = """
+# bypass RLS unless it is forced), and either no permissive "for all" policy with USING and
+# WITH CHECK both true applies to the current user (directly, through a role it is a member
+# of, or to PUBLIC), or a restrictive policy that is not simply true applies to it.
+_APPLIES = """(0::oid = any ({p}.polroles) or exists (
+        select 1 from unnest({p}.polroles) as r(oid)
+        where pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')))"""
+_ROW_ACCESS_LACKING = f"""
 select c.oid from pg_catalog.pg_class c
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 where n.nspname = %s and c.relname = %s and c.relrowsecurity
   and (c.relforcerowsecurity or not pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
-  and not exists (
-    select 1 from pg_catalog.pg_policy p
-    where p.polrelid = c.oid and p.polpermissive and p.polcmd = '*'
-      and (0::oid = any (p.polroles) or exists (
-        select 1 from unnest(p.polroles) as r(oid)
-        where pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')))
-      and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
-      and coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') = 'true'
+  and (
+    not exists (
+      select 1 from pg_catalog.pg_policy p
+      where p.polrelid = c.oid and p.polpermissive and p.polcmd = '*'
+        and {_APPLIES.format(p="p")}
+        and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
+        and coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') = 'true'
+    )
+    or exists (
+      select 1 from pg_catalog.pg_policy x
+      where x.polrelid = c.oid and not x.polpermissive
+        and {_APPLIES.format(p="x")}
+        and (coalesce(pg_catalog.pg_get_expr(x.polqual, x.polrelid), 'true') <> 'true'
+             or coalesce(pg_catalog.pg_get_expr(x.polwithcheck, x.polrelid), 'true') <> 'true')
+    )
   )
 """
 

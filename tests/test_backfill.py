@@ -447,7 +447,10 @@ def test_a_role_without_the_writer_privileges_is_refused_at_start_naming_them(
     assert run.code == 4
     reason = run.named("database refused syncd")[0]["reason"]
     assert "INSERT on public.contents" in reason
-    assert "row access to public.contents (a policy for syncd_writer, or BYPASSRLS)" in reason
+    assert (
+        "row access to public.contents (every row, through a policy for syncd_writer, or BYPASSRLS)"
+        in reason
+    )
     assert rows(db_dsn, "select count(*) from contents") == [(0,)]
 
 

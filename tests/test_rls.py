@@ -723,6 +723,14 @@ def test_missing_privileges_names_what_a_role_lacks(conn: Conn, db_target: Targe
         conn.execute("drop policy syncd_writer_all on public.contents")
         conn.execute("set local role syncd_writer")
         assert missing_privileges(conn) == [ROW_ACCESS.format(table="public.contents")]
+    # A restrictive policy that applies to the writer hides rows from it: reported.
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            "create policy prod_no_archived on public.contents as restrictive"
+            " for all to public using (status <> 'archived')"
+        )
+        conn.execute("set local role syncd_writer")
+        assert missing_privileges(conn) == [ROW_ACCESS.format(table="public.contents")]
     # A login role that is a member of syncd_writer has its policies too.
     with conn.transaction(force_rollback=True):
         conn.execute("create role syncd_test_login login in role syncd_writer")
@@ -978,14 +986,15 @@ def test_a_creator_renames_only_their_own_mind(conn: Conn, world: World) -> None
     rename = "update public.minds set display_name = 'Hacked' where id = %s"
     with as_user(conn, world.user["ana"]):
         assert affected(conn, rename, world.mind["bia"]) == 0
-        assert (
-            affected(conn, "update public.minds set slug = 'x' where id <> %s", world.mind["ana"])
-            == 0
-        )
+        without_effect(conn, "update public.minds set slug = 'x' where id <> %s", world.mind["ana"])
         assert affected(conn, rename, world.mind["ana"]) == 1
-        # ... and cannot take over another mind's slug row by rewriting its own id
-        rls_refused(
+        # ... nor its id (only how it is shown is the user's to edit)
+        denied(
             conn, "update public.minds set id = %s where id = %s", uuid.uuid4(), world.mind["ana"]
+        )
+        # ... nor its own slug, by which syncd finds creators and personas
+        without_effect(
+            conn, "update public.minds set slug = 'bia2' where id = %s", world.mind["ana"]
         )
         # creators' names stay readable: the app shows them
         assert count(conn, "select 1 from public.minds") == len(world.mind)
@@ -1068,6 +1077,16 @@ def test_a_row_cannot_hang_under_another_tenants_tree(conn: Conn, world: World) 
                 world.content["b_outline"],
                 world.content["a_draft"],
             )
+            # ... nor by giving the row a new id before the check looks it up (found in review)
+            with pytest.raises(errors.CheckViolation), conn.transaction():
+                conn.execute(
+                    hang, (f"renamed-{role}", world.project["a"], world.content["b_outline"])
+                )
+                conn.execute(
+                    "update public.contents set id = %s where slug = %s",
+                    (uuid.uuid4(), f"renamed-{role}"),
+                )
+                conn.execute("set constraints all immediate")
             # Within its own tree a row moves freely.
             with conn.transaction():
                 conn.execute(

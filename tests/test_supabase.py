@@ -139,6 +139,9 @@ create policy profiles_self on public.user_profiles
   for select to authenticated using (id = (select auth.uid()));
 create policy contents_never_archived on public.contents
   as restrictive for all to authenticated using (status <> 'archived');
+alter table public.job_executions enable row level security;
+create policy job_executions_select on public.job_executions
+  for select to authenticated using (false);
 """
 
 PROBES: list[tuple[str, str]] = [
@@ -155,7 +158,15 @@ PROBES: list[tuple[str, str]] = [
     ("anon", "insert into public.minds (slug, display_name) values ('anon', 'A')"),
     ("anon", "update public.minds set display_name = 'x'"),
 ]
-READS = ("minds", "tags", "user_profiles", "contents", "content_projects", "audience_profiles")
+READS = (
+    "minds",
+    "tags",
+    "user_profiles",
+    "job_executions",
+    "contents",
+    "content_projects",
+    "audience_profiles",
+)
 
 
 def seed_production(conn: Conn) -> dict[str, uuid.UUID]:
@@ -181,6 +192,7 @@ def seed_production(conn: Conn) -> dict[str, uuid.UUID]:
             " values ('secret', 'S', 'private')"
         )
         conn.execute("insert into public.tags (name, tag_type) values ('t', 'theme')")
+        conn.execute("insert into public.job_executions default values")
         conn.execute("insert into public.audience_profiles (slug, name) values ('aud', 'Aud')")
         for slug, project, status in (
             ("a-outline", "a", "published"),
@@ -251,7 +263,15 @@ def test_production_tables_with_their_own_policies_are_weakened_nowhere(
     own on the shared tables, and a restrictive policy. After syncd's migrations nobody
     reads a row or changes a row they could not before, and those policies are untouched."""
     server, name = bare
-    own = ("minds_public_read", "tags_read_signed_in", "profiles_self", "contents_never_archived")
+    # job_executions_select has the name of a policy syncd gives a shared table without any:
+    # production's own, it stays as production wrote it.
+    own = (
+        "minds_public_read",
+        "tags_read_signed_in",
+        "profiles_self",
+        "contents_never_archived",
+        "job_executions_select",
+    )
     with psycopg.connect(server.dsn(name), autocommit=True) as conn:
         migrate.apply_pending(conn, schema_upto(tmp_path, "20251201000300"))
         conn.execute(PRODUCTION_POLICIES)
@@ -265,7 +285,8 @@ def test_production_tables_with_their_own_policies_are_weakened_nowhere(
         # The app's policies syncd adds to shared tables without any were not added here.
         added = conn.execute(
             "select tablename, policyname from pg_policies where tablename in"
-            " ('minds', 'tags', 'user_profiles') and policyname <> 'syncd_writer_all'"
+            " ('minds', 'tags', 'user_profiles', 'job_executions')"
+            " and policyname <> 'syncd_writer_all'"
             " and policyname <> all(%s)",
             (list(own),),
         ).fetchall()

@@ -240,18 +240,19 @@ alter table public.tags enable row level security;
 alter table public.user_profiles enable row level security;
 alter table public.job_executions enable row level security;
 
+-- A policy is syncd's when it carries syncd's comment: a production policy that happens to
+-- have one of these names is not replaced.
 do $$
 declare
-  ours constant text[] := array[
-    'minds_select', 'minds_update_own', 'tags_select', 'user_profiles_select_own',
-    'job_executions_select', 'syncd_writer_all'
-  ];
+  mark constant text := 'syncd: app policy for a shared table (20251201000800)';
   t text;
 begin
   foreach t in array array['minds', 'tags', 'user_profiles', 'job_executions'] loop
     if exists (
-      select 1 from pg_catalog.pg_policies
-      where schemaname = 'public' and tablename = t and policyname <> all (ours)
+      select 1 from pg_catalog.pg_policy p
+      where p.polrelid = format('public.%I', t)::regclass
+        and p.polname <> 'syncd_writer_all'
+        and coalesce(obj_description(p.oid, 'pg_policy'), '') <> mark
     ) then
       raise notice 'public.% has policies of its own: syncd adds none for the app', t;
       continue;
@@ -266,27 +267,39 @@ begin
           for update to authenticated
           using (id = (select creatoros_private.current_mind_id()))
           with check (id = (select creatoros_private.current_mind_id()));
+        execute format('comment on policy minds_select on public.minds is %L', mark);
+        execute format('comment on policy minds_update_own on public.minds is %L', mark);
+        -- A user edits how their mind is shown, never its slug or id: syncd finds creators
+        -- and personas by slug, so a taken-over slug would hand over that course.
+        revoke update on public.minds from authenticated;
+        grant select, update (display_name, short_bio, primary_language, privacy_level)
+          on public.minds to authenticated;
       when 'tags' then
         drop policy if exists tags_select on public.tags;
         create policy tags_select on public.tags
           for select to authenticated using (true);
+        execute format('comment on policy tags_select on public.tags is %L', mark);
+        grant select on public.tags to authenticated;
       when 'user_profiles' then
         drop policy if exists user_profiles_select_own on public.user_profiles;
         create policy user_profiles_select_own on public.user_profiles
           for select to authenticated using (id = (select auth.uid()));
+        execute format(
+          'comment on policy user_profiles_select_own on public.user_profiles is %L', mark
+        );
+        grant select on public.user_profiles to authenticated;
       when 'job_executions' then
         drop policy if exists job_executions_select on public.job_executions;
         create policy job_executions_select on public.job_executions
           for select to authenticated using (true);
+        execute format(
+          'comment on policy job_executions_select on public.job_executions is %L', mark
+        );
+        grant select on public.job_executions to authenticated;
     end case;
   end loop;
 end
 $$;
-
--- The app's grants on them (plain PostgreSQL has none; on Supabase they are defaults).
-grant select on public.minds, public.tags, public.user_profiles, public.job_executions
-  to authenticated;
-grant update on public.minds to authenticated;
 
 -- syncd_writer: every row of the tables it writes, through its own policy -----------------------
 
@@ -336,16 +349,19 @@ create or replace function creatoros_private.contents_parent_in_same_project() r
   declare
     row_project uuid;
     row_parent uuid;
+    parent_project uuid;
   begin
     select c.project_id, c.parent_content_id into row_project, row_parent
     from public.contents c where c.id = new.id;
     if not found then
       return null;
     end if;
-    if row_parent is not null and exists (
-      select 1 from public.contents p
-      where p.id = row_parent and p.project_id is distinct from row_project
-    ) then
+    -- FOR SHARE: a concurrent transaction moving the parent to another project waits for
+    -- this one (and then sees this child), or this one sees the moved parent.
+    select p.project_id into parent_project
+    from public.contents p where p.id = row_parent
+    for share;
+    if row_parent is not null and found and parent_project is distinct from row_project then
       raise exception 'content % cannot have parent %: a parent must be in the same project',
         new.id, row_parent
         using errcode = 'check_violation';
@@ -372,12 +388,13 @@ create constraint trigger contents_parent_in_same_project_ins
 
 drop trigger if exists contents_parent_in_same_project_upd on public.contents;
 create constraint trigger contents_parent_in_same_project_upd
-  after update of parent_content_id, project_id on public.contents
+  after update of id, parent_content_id, project_id on public.contents
   deferrable initially deferred
   for each row
   when (
     old.parent_content_id is distinct from new.parent_content_id
     or old.project_id is distinct from new.project_id
+    or old.id is distinct from new.id  -- the check finds the row by its final id
   )
   execute function creatoros_private.contents_parent_in_same_project();
 

@@ -43,6 +43,8 @@ begin
 end
 $$;
 revoke select on public.user_profiles, public.job_executions from authenticated;
+revoke update (display_name, short_bio, primary_language, privacy_level) on public.minds
+  from authenticated;
 revoke update on public.minds from authenticated;
 
 drop policy if exists content_projects_select on public.content_projects;
