@@ -48,7 +48,17 @@ SMALLINT_MAX = 32767
 
 COURSE_SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 MIND_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-LESSON_NUMBER = re.compile(r"^(\d+)\.(\d+)(?!\d)")
+# A lesson's file name (without its suffix): "3.2-x", "03.2-x", "aula-3.2-x", "lesson_3.2 x".
+LESSON_PREFIX = r"(?:(?:aula|li[cç][aã]o|lesson|lecture)[-_ ]?)?"
+LESSON_NUMBER = re.compile(rf"^{LESSON_PREFIX}(\d+)\.(\d+)(?!\d)", re.IGNORECASE)
+# Only a lesson number ("01-intro", "licao-7"), read when the folder gives the module.
+LESSON_ONLY_NUMBER = re.compile(rf"^{LESSON_PREFIX}(\d+)(?![\d.])", re.IGNORECASE)
+# A module folder under lessons/: "modulo-02", "módulo 2", "module-2", "mod2", "m2", "02-...".
+MODULE_FOLDER = re.compile(
+    r"^(?:m[óo]dulo|module|mod|m)[-_ ]?(\d+)(?!\d)|^(\d+)(?:$|[-_ .])", re.IGNORECASE
+)
+# Free-form files beside the content, at any depth: README*, *-REPORT*, *_report …
+IGNORED_STEM = re.compile(r"^readme(?:$|[-_ .])|(?:^|[-_ .])report(?:$|[-_ .])", re.IGNORECASE)
 H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 BOLD_LABEL = re.compile(r"\*\*([^*\n]{1,60}?):?\*\*:?[ \t]*([^|\n]*)")
 MODULE_LABEL = re.compile(r"^m[óo]dulo(?:\s+(\d+))?$", re.IGNORECASE)
@@ -86,12 +96,14 @@ def is_relevant(rel: str) -> bool:
         return True
     if any(p.startswith(".") for p in parts) or EDITOR_TEMP.search(name):
         return False
+    if IGNORED_STEM.search(name.rsplit(".", 1)[0]):
+        return False
     if len(parts) == 1:
         return name in (CURRICULUM, OUTLINE) or (
             name.startswith("COURSE-BRIEF") and name.endswith(".md")
         )
     if parts[0] == LESSONS:
-        return len(parts) == 2 and name.endswith(".md")
+        return name.endswith(".md")  # at any depth
     return parts[0] in OUTPUT_FOLDERS and name.endswith(OUTPUT_SUFFIXES)
 
 
@@ -388,18 +400,14 @@ class _CourseParser:
         lessons: list[Content] = []
         module_titles: dict[int, str | None] = {}
         for rel in sorted(r for r in self.files if r.startswith(f"{LESSONS}/")):
-            name = PurePosixPath(rel).name
-            number = LESSON_NUMBER.match(name)
-            module = lesson = None
-            if number:
-                module, lesson = int(number.group(1)), int(number.group(2))
-                if max(module, lesson) > SMALLINT_MAX:
-                    self.reject(
-                        ParseError(
-                            rel, f"lesson number {module}.{lesson} is larger than {SMALLINT_MAX}"
-                        )
+            module, lesson = lesson_place(rel)
+            if module is not None and max(module, lesson or 0) > SMALLINT_MAX:
+                self.reject(
+                    ParseError(
+                        rel, f"lesson number {module}.{lesson} is larger than {SMALLINT_MAX}"
                     )
-                    continue
+                )
+                continue
             md = self.try_markdown(rel)
             if md is None:
                 continue
@@ -504,6 +512,27 @@ class _CourseParser:
             tags=_dedupe(_str_list(fm.get("tags"))),
             legacy_slug=legacy_slug,
         )
+
+
+# ---------------------------------------------------------------- lesson placement
+
+
+def lesson_place(rel: str) -> tuple[int | None, int | None]:
+    """(module number, lesson number) of a file under lessons/, at any depth: both from its
+    name when it reads "M.L" (a word prefix such as aula-, licao-, lesson- allowed); else the
+    module from the nearest folder that names one (modulo-02, module-2, m2, 02-...) and the
+    lesson from a number leading its name; else neither (it hangs under the outline)."""
+    path = PurePosixPath(rel)
+    stem = path.name.rsplit(".", 1)[0]
+    both = LESSON_NUMBER.match(stem)
+    if both:
+        return int(both.group(1)), int(both.group(2))
+    for folder in reversed(path.parts[1:-1]):
+        named = MODULE_FOLDER.match(folder)
+        if named:
+            only = LESSON_ONLY_NUMBER.match(stem)
+            return int(named.group(1) or named.group(2)), int(only.group(1)) if only else None
+    return None, None
 
 
 # ---------------------------------------------------------------- field helpers

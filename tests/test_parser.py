@@ -138,7 +138,6 @@ def test_hidden_editor_temp_and_source_files_are_ignored() -> None:
         "sources/raw.md",
         ".git/x.md",
         "README.md",
-        "lessons/sub/1.1-a.md",
         "resources/img.png",
         "lessons/4913",
     ):
@@ -221,3 +220,61 @@ def test_creator_mind_defaults_to_the_setting_and_the_brief_overrides_it() -> No
         "voice_c",
         "Voice C",
     )
+
+
+# -- issue 9: lessons at any depth, module from the name or the folder, ignore rules -----------
+
+
+@pytest.mark.parametrize(
+    ("path", "module", "number"),
+    [
+        ("lessons/modulo-03/aula-3.2-exemplo.md", 3, 2),  # the name wins, prefix allowed
+        ("lessons/modulo-03/glossario.md", 3, None),  # no number in the name: the folder's
+        ("lessons/module-2/01-intro.md", 2, 1),
+        ("lessons/m4/licao-7.md", 4, 7),
+        ("lessons/05-avancado/03-final.md", 5, 3),
+        ("lessons/Modulo 6/lesson-6.1 titulo.md", 6, 1),
+        ("lessons/extras/bonus.md", None, None),  # neither: under the outline
+        ("lessons/1.4-direct.md", 1, 4),  # direct children as before
+        ("lessons/aula-2.3-x.md", 2, 3),
+        ("lessons/parte-a/modulo-08/deep/8.9-deeper.md", 8, 9),
+    ],
+)
+def test_a_lesson_at_any_depth_gets_its_module_from_its_name_else_its_folder(
+    path: str, module: int | None, number: int | None
+) -> None:
+    snapshot = parse({path: "# T\n\nbody\n"})
+    row = next(c for c in snapshot.contents if c.file_path == f"curso/{path}")
+    assert row.content_type == "course_lesson"
+    expected_parent = f"module:{module}" if module is not None else OUTLINE_KEY
+    assert (row.parent_key, row.sequence_order) == (expected_parent, number)
+    if module is not None:
+        assert (module, f"Module {module}") in modules(snapshot) or any(
+            m == module for m, _ in modules(snapshot)
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "lessons/README.md",
+        "lessons/readme.md",
+        "lessons/README_notes.md",
+        "lessons/QA-REPORT.md",
+        "lessons/modulo-01/QA-REPORT-FINAL.md",
+        "lessons/modulo-01/validation-report.md",
+        "lessons/modulo-01/.hidden.md",
+        "lessons/modulo-01/1.1-x.md~",
+        "lessons/modulo-01/#1.1-x.md#",
+        "lessons/modulo-01/1.1-x.md.bak",
+        "lessons/.drafts/1.1-x.md",
+        "resources/README.md",
+    ],
+)
+def test_readmes_reports_and_temp_files_are_ignored_at_every_depth(path: str) -> None:
+    assert not is_relevant(path)
+
+
+def test_a_file_that_only_mentions_readme_is_not_ignored() -> None:
+    assert is_relevant("resources/template-readme-projeto.md")
+    assert is_relevant("lessons/modulo-01/reporting-basics.md")
