@@ -5,6 +5,7 @@ variable shown in ``--help``. Maps errors to exit codes; the only module that pr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -230,6 +231,10 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         parser.add_argument(
             "--status", action="store_true", help="list applied and pending migrations"
         )
+    if command == "verify":
+        parser.add_argument(
+            "--json", action="store_true", help="print the findings as one JSON object"
+        )
     return parser
 
 
@@ -429,13 +434,13 @@ def _progress_bar() -> Any:
     return show
 
 
-def cmd_verify(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db:
         store, close = _store(db)
         try:
-            drifts = verify(
+            report = verify(
                 settings.root,
                 store,
                 ParseOptions(default_creator_mind=settings.creator_mind),
@@ -443,10 +448,19 @@ def cmd_verify(settings: Settings, _args: argparse.Namespace) -> int:
             )
         finally:
             close()
-    for drift in drifts:
-        print(drift)
-    if drifts:
-        print(f"{len(drifts)} drift(s) between {settings.root} and the database", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+    else:
+        for drift in report.drifts:
+            print(drift)
+        for folder in report.skipped:
+            print(f"{'not-a-course':12} {folder.folder}  ({folder.files} file(s), skipped)")
+    if not report.in_sync:
+        print(
+            f"{len(report.drifts)} file(s) or row(s) differ between {settings.root} and the"
+            " database",
+            file=sys.stderr,
+        )
         return EXIT_DRIFT
     print(f"in sync: {settings.root} and the database agree", file=sys.stderr)
     return EXIT_OK

@@ -74,10 +74,13 @@ class Content:
 
 @dataclass(frozen=True)
 class FileIssue:
-    """A file that was rejected (``rejected``) or repaired with a warning."""
+    """A file that was rejected (``rejected``) or repaired with a warning. ``kind`` says
+    why it is not in the database, for ``syncd verify``: rejected (by the parser),
+    unreadable, link, too-large, refused (by the database)."""
 
     path: str
     reason: str
+    kind: str = "rejected"
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,11 @@ class MigrationError(FatalError):
 class RejectedError(SyncdError):
     """One file or record cannot be synced; everything else carries on."""
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, sqlstate: str | None = None) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.sqlstate = sqlstate  # when the database refused it
 
 
 class ParseError(RejectedError):

@@ -153,8 +153,24 @@ def parse_course(
     if not is_valid_course_slug(course):
         raise ParseError(course, "course folder name is not a valid slug (a-z, 0-9, - and _)")
     parser = _CourseParser(course, {k: v for k, v in files.items() if is_relevant(k)}, options)
-    parser.rejected.extend(unreadable)
+    for issue in unreadable:
+        parser.rejected.append(issue)
+        parser.protected.update(_held_by(issue.path.removeprefix(f"{course}/")))
     return parser.parse()
+
+
+def _held_by(rel: str) -> set[str]:
+    """What an unreadable (or linked) file or folder of a course feeds, and so must keep:
+    the project, outline and modules it would have given, had it been read."""
+    if rel == CURRICULUM:
+        return {"project", "outline", "modules"}
+    if rel == METADATA_JSON or rel.startswith("COURSE-BRIEF"):
+        return {"project"}
+    if rel == OUTLINE:
+        return {"outline"}
+    if rel == LESSONS or rel.startswith(f"{LESSONS}/"):
+        return {"modules"}  # the modules its lessons name are still there
+    return set()
 
 
 def options_salt(options: ParseOptions) -> str:

@@ -160,9 +160,13 @@ class _Matcher:
         return None
 
     def protect(self, file_paths: set[str]) -> None:
-        for path in file_paths:
-            row = self.by_file.get(path)
-            if row is not None and row.content_type != "course_outline":  # see _protected
+        """Keep the rows of these files, and of every file under these paths (an unreadable
+        or linked folder is there: its rows are not gone)."""
+        folders = tuple(f"{path}/" for path in file_paths)
+        for path, row in self.by_file.items():
+            if row.content_type == "course_outline":  # see _protected
+                continue
+            if path in file_paths or (folders and path.startswith(folders)):
                 self.claimed.add(row.id)
 
     def is_claimed(self, row: ExistingRow) -> bool:

@@ -35,6 +35,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "sequence public.tags_id_seq": ("USAGE",),
     "syncd.courses": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.rows": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "syncd.refused": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.schema_migrations": ("SELECT",),
 }
 

@@ -145,6 +145,9 @@ class Reconciler:
         return summary
 
     def list_courses(self) -> list[str]:
+        """The course folders, and the folders that are there but are not read (unreadable,
+        linked): those are handed on too, so that their rows are kept and they are named,
+        never archived."""
         try:
             listing = list_courses(self.root)
         except OSError as exc:
@@ -155,7 +158,7 @@ class Reconciler:
             if name not in self._skipped_logged:
                 self._skipped_logged.add(name)
                 self.log.info("folder skipped", folder=name, reason="not a course folder")
-        return listing.courses
+        return sorted({*listing.courses, *listing.held})
 
     # -- one course ---------------------------------------------------------------------
 
@@ -176,6 +179,11 @@ class Reconciler:
         compared."""
         started = self.clock()
         scan = scan_course(self.root, course)
+        if scan.held is not None:
+            # There, but not read: every row is kept and nothing is archived; retried on the
+            # next event or safety reconcile.
+            self.log.warning("file rejected", path=course, reason=scan.held.reason)
+            return CourseResult(course, rejected=[scan.held])
         if not scan.exists or not course_parser.is_course_folder(scan.top_names):
             if course in self._known and not self.list_courses():
                 raise RootUnavailable(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -27,6 +27,9 @@ TRANSIENT_CODES = ("25006", "40001", "40P01", "55P03", "57014")  # read-only, se
 # deadlock, lock not available, statement timeout
 FATAL_CLASSES = ("28", "3D", "3F", "42")  # auth, no database, no schema, privileges/undefined
 FATAL_CODES_IN_57 = ("57P04",)  # database dropped
+# A row's data refused: bad value, a constraint, a limit (e.g. too long for tsvector). Such an
+# error is the row's, not the course's: the course is written again row by row without it.
+ROW_DATA_CLASSES = ("22", "23", "54")
 FATAL_MESSAGES = (
     "password authentication failed",
     "no password supplied",
@@ -51,7 +54,7 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
         if sqlstate in TRANSIENT_CODES or sqlstate[:2] in TRANSIENT_CLASSES:
             return TransientError(f"{where}: {message} (SQLSTATE {sqlstate})")
         # bad data, a constraint, a limit, or anything unforeseen: this course only
-        return RejectedError(where, f"{message} (SQLSTATE {sqlstate})")
+        return RejectedError(where, f"{message} (SQLSTATE {sqlstate})", sqlstate)
     if isinstance(exc, psycopg.OperationalError):
         lowered = message.lower()
         if any(marker in lowered for marker in FATAL_MESSAGES):
@@ -155,6 +158,12 @@ class Known(NamedTuple):
     stat_fingerprint: bytes | None  # of their (path, size, mtime, ctime, inode)
 
 
+class _Refusal(NamedTuple):
+    path: str
+    sqlstate: str
+    reason: str
+
+
 class _SlugTaken(Exception):
     """A new row's slug is held by another project: plan again with a slug check."""
 
@@ -200,19 +209,36 @@ class CourseStore:
         """Write one course; ``stat_fingerprint`` (of the files it was read from) lets the
         next rescan skip reading them if they are untouched."""
         try:
-            return self._sync(snapshot, stat_fingerprint, check_slugs=False)
-        except _SlugTaken:
-            return self._sync(snapshot, stat_fingerprint, check_slugs=True)
+            try:
+                return self._sync(snapshot, stat_fingerprint, check_slugs=False)
+            except _SlugTaken:
+                return self._sync(snapshot, stat_fingerprint, check_slugs=True)
+        except RejectedError as error:
+            if (error.sqlstate or "")[:2] not in ROW_DATA_CLASSES:
+                raise
+            # One row refused: find it, write the rest (rare: the fast path stays fast).
+            return self._sync(snapshot, None, check_slugs=True, row_by_row=True)
 
     def _sync(
-        self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None, *, check_slugs: bool
+        self,
+        snapshot: CourseSnapshot,
+        stat_fingerprint: bytes | None,
+        *,
+        check_slugs: bool,
+        row_by_row: bool = False,
     ) -> CourseResult:
+        """One transaction: pipelined, or (``row_by_row``) each row in a savepoint, so that
+        a row the database refuses is rejected alone and the others are written."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
             conn.row_factory = tuple_row
             try:
-                with conn.pipeline(), conn.transaction():
-                    self._write(_Sql(conn), snapshot, result, check_slugs=check_slugs)
+                with conn.pipeline() if not row_by_row else nullcontext(), conn.transaction():
+                    if row_by_row:
+                        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # refusals per row
+                    self._write(
+                        _Sql(conn), snapshot, result, check_slugs=check_slugs, row_by_row=row_by_row
+                    )
                     complete = not result.rejected
                     _Sql(conn).queue(
                         "upsert_course",
@@ -266,6 +292,13 @@ class CourseStore:
             conn.rollback()
         return plan, md5s
 
+    def refused_files(self) -> dict[str, str]:
+        """file_path -> the database's reason, for every file whose row it refused."""
+        with translated("read refused files"), self._connection() as conn:
+            rows = _Sql(conn).all("refused_files")
+            conn.rollback()
+        return {path: reason for path, reason, _ in rows}
+
     def file_paths(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         with translated("read file paths"), self._connection() as conn:
             rows = _Sql(conn).all("file_paths", ids=list(ids))
@@ -275,7 +308,13 @@ class CourseStore:
     # -- the transaction ------------------------------------------------------------
 
     def _write(
-        self, sql: _Sql, snapshot: CourseSnapshot, result: CourseResult, *, check_slugs: bool
+        self,
+        sql: _Sql,
+        snapshot: CourseSnapshot,
+        result: CourseResult,
+        *,
+        check_slugs: bool,
+        row_by_row: bool = False,
     ) -> None:
         p = snapshot.project
         sql.queue("lock_course", course=snapshot.course)
@@ -302,9 +341,54 @@ class CourseStore:
         plan = self._plan(
             sql, snapshot, rows.fetchall(), project_id, (creator, persona), check_slugs=check_slugs
         )
-        self._apply(sql, project_id, plan)
+        refused = (
+            self._write_rows_alone(sql, snapshot.course, project_id, plan) if row_by_row else []
+        )
+        self._apply(sql, project_id, plan, rows_done=row_by_row)
+        sql.queue(
+            "record_refusals",
+            project_id=project_id,
+            paths=[r.path for r in refused],
+            sqlstates=[r.sqlstate for r in refused],
+            reasons=[r.reason for r in refused],
+        )
         self._count(result, plan)
+        result.rejected.extend(FileIssue(r.path, r.reason, "refused") for r in refused)
         result.project_id = project_id
+
+    def _write_rows_alone(
+        self, sql: _Sql, course: str, project_id: uuid.UUID, plan: Plan
+    ) -> list[_Refusal]:
+        """Write each insert and update of ``plan`` in a savepoint of its own (parents
+        first, as the plan lists them), and take the ones the database refuses out of the
+        plan: they keep their old rows, and so do the rows under them."""
+        refused: list[_Refusal] = []
+        refused_ids: set[uuid.UUID] = set()
+        for writes in (plan.inserts, plan.updates):
+            kept: list[RowWrite] = []
+            for write in writes:
+                if write.parent_id in refused_ids:  # its parent is not written either
+                    refused_ids.add(write.id)
+                    continue
+                alone = Plan(
+                    inserts=[write] if writes is plan.inserts else [],
+                    updates=[write] if writes is plan.updates else [],
+                )
+                try:
+                    with sql.conn.transaction():
+                        self._apply(sql, project_id, alone, rows_only=True)
+                except psycopg.Error as exc:
+                    state = getattr(exc, "sqlstate", None) or ""
+                    if state[:2] not in ROW_DATA_CLASSES:
+                        raise
+                    refused_ids.add(write.id)
+                    path = write.record.file_path or f"{course}:{write.record.key}"
+                    reason = f"refused by the database: {_message(exc)} (SQLSTATE {state})"
+                    refused.append(_Refusal(path, state, reason))
+                    continue
+                kept.append(write)
+            writes[:] = kept
+        return refused
 
     def _queue_project(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
         p, a = snapshot.project, snapshot.project.audience
@@ -384,9 +468,19 @@ class CourseStore:
                 )
         return plan
 
-    def _apply(self, sql: _Sql, project_id: uuid.UUID, plan: Plan) -> None:
-        """Queue every write of the plan (the pipeline sends them with the commit)."""
-        if plan.inserts:
+    def _apply(
+        self,
+        sql: _Sql,
+        project_id: uuid.UUID,
+        plan: Plan,
+        *,
+        rows_only: bool = False,
+        rows_done: bool = False,
+    ) -> None:
+        """Queue every write of the plan (the pipeline sends them with the commit).
+        ``rows_only``: just the inserts and updates of contents rows; ``rows_done``: all but
+        those (already written, one by one)."""
+        if plan.inserts and not rows_done:
             ins = plan.inserts
             sql.queue(
                 "insert_contents",
@@ -403,7 +497,7 @@ class CourseStore:
                 statuses=[w.record.status for w in ins],
                 paths=[w.record.file_path for w in ins],
             )
-        if plan.updates:
+        if plan.updates and not rows_done:
             sql.many(
                 "update_content",
                 [
@@ -423,6 +517,8 @@ class CourseStore:
                     for w in plan.updates
                 ],
             )
+        if rows_only:
+            return
         if plan.deletes:
             sql.queue("soft_delete", ids=plan.deletes)
         written = plan.inserts + plan.updates

@@ -1,8 +1,13 @@
 """Reading the course tree from disk: which folders are courses, and the bytes of the
-files of one course that feed a record. Symlinks are never followed."""
+files of one course that feed a record. Symlinks are never followed.
+
+Something that exists but cannot be read (EACCES, EIO, a stale mount) is reported as
+unreadable, never as absent: only a positive observation that a thing is gone
+(ENOENT, ENOTDIR) lets the caller soft-delete or archive."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -20,6 +25,13 @@ MAX_DEPTH = 12
 class TreeListing:
     courses: list[str]
     skipped: list[str]  # direct children that are not course folders (e.g. no-migration/)
+    unreadable: dict[str, str] = field(default_factory=dict)  # folder -> reason
+    links: list[str] = field(default_factory=list)  # direct children that are symlinks
+
+    @property
+    def held(self) -> list[str]:
+        """Names whose rows must be kept although they are not read: they are there."""
+        return sorted({*self.unreadable, *self.links})
 
 
 @dataclass
@@ -41,6 +53,7 @@ class CourseScan:
     unreadable: list[FileIssue] = field(default_factory=list)
     exists: bool = True
     top_names: set[str] = field(default_factory=set)
+    held: FileIssue | None = None  # the folder is there but is not read: why
 
     def stat_fingerprint(self, salt: str) -> bytes:
         """Hash of every file's (path, size, mtime, ctime, inode). Any write changes a
@@ -55,19 +68,26 @@ class CourseScan:
 
 def list_courses(root: Path) -> TreeListing:
     """Course folders directly under ``root``. Raises OSError when the root is unreadable."""
-    courses: list[str] = []
-    skipped: list[str] = []
+    listing = TreeListing([], [])
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            if entry.name.startswith("."):
                 continue
             try:
+                if entry.is_symlink():
+                    if entry.is_dir():  # a linked folder: reported, never read, never archived
+                        listing.links.append(entry.name)
+                    continue
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
                 names = os.listdir(entry.path)
-            except OSError:
-                skipped.append(entry.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone since the listing
+            except OSError as exc:
+                listing.unreadable[entry.name] = f"folder unreadable: {exc.strerror}"
                 continue
-            (courses if is_course_folder(names) else skipped).append(entry.name)
-    return TreeListing(courses, skipped)
+            (listing.courses if is_course_folder(names) else listing.skipped).append(entry.name)
+    return listing
 
 
 def read_course(
@@ -82,12 +102,21 @@ def scan_course(root: Path, course: str) -> CourseScan:
     result = CourseScan(course)
     folder = root / course
     try:
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        mode = os.lstat(folder).st_mode
+        if stat.S_ISLNK(mode):
+            result.held = FileIssue(
+                course, "course folder is a symbolic link: not followed", "link"
+            )
+            return result
+        if not stat.S_ISDIR(mode):
             result.exists = False
             return result
         result.top_names = set(os.listdir(folder))
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         result.exists = False
+        return result
+    except OSError as exc:
+        result.held = FileIssue(course, f"folder unreadable: {exc.strerror}", "unreadable")
         return result
     _walk(str(folder), "", course, result, depth=0)
     return result
@@ -107,8 +136,12 @@ def read_scanned(scan: CourseScan, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES)
 def _walk(folder: str, rel: str, course: str, out: CourseScan, *, depth: int) -> None:
     try:
         entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return  # gone already: the next event handles it
     except OSError as exc:
-        out.unreadable.append(FileIssue(f"{course}/{rel}", f"folder unreadable: {exc.strerror}"))
+        out.unreadable.append(
+            FileIssue(f"{course}/{rel}", f"folder unreadable: {exc.strerror}", "unreadable")
+        )
         return
     for entry in entries:
         name = f"{rel}/{entry.name}" if rel else entry.name
@@ -116,28 +149,47 @@ def _walk(folder: str, rel: str, course: str, out: CourseScan, *, depth: int) ->
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            out.unreadable.append(FileIssue(shown, "file name is not valid UTF-8"))
+            out.unreadable.append(FileIssue(shown, "file name is not valid UTF-8", "unreadable"))
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
             is_link = entry.is_symlink()
-        except OSError:
+        except FileNotFoundError:
+            continue  # gone already: the next event handles it
+        except OSError as exc:
+            out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", "unreadable"))
             continue
         if is_dir:
             if depth < MAX_DEPTH and _may_hold_relevant(name):
                 _walk(entry.path, name, course, out, depth=depth + 1)
             continue
+        if is_link and _may_hold_relevant(name) and _is_dir(entry):
+            # rows under it are kept (it is there), but nothing is read through it
+            out.unreadable.append(
+                FileIssue(shown, "symbolic link to a folder: never followed", "link")
+            )
+            continue
         if not is_relevant(name):
             continue
         if is_link:
-            out.unreadable.append(FileIssue(shown, "symbolic link: never followed"))
+            out.unreadable.append(FileIssue(shown, "symbolic link: never followed", "link"))
             continue
         try:
             st = entry.stat(follow_symlinks=False)
-        except OSError:
+        except FileNotFoundError:
             continue  # gone already: the next event handles it
+        except OSError as exc:
+            out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", "unreadable"))
+            continue
         out.paths[name] = entry.path
         out.stats.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _may_hold_relevant(rel: str) -> bool:
@@ -153,18 +205,21 @@ def _read(path: str, limit: int, shown: str, out: CourseFiles) -> bytes | None:
     except FileNotFoundError:
         return None  # deleted between listing and reading: the next event handles it
     except OSError as exc:
-        out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}"))
+        kind = "link" if exc.errno == errno.ELOOP else "unreadable"
+        out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", kind))
         return None
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            out.unreadable.append(FileIssue(shown, "not a regular file"))
+            out.unreadable.append(FileIssue(shown, "not a regular file", "unreadable"))
             return None
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
-            out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}"))
+            out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", "unreadable"))
             return None
     if len(data) > limit:
-        out.unreadable.append(FileIssue(shown, f"larger than the size limit of {limit} bytes"))
+        out.unreadable.append(
+            FileIssue(shown, f"larger than the size limit of {limit} bytes", "too-large")
+        )
         return None
     return data

@@ -1,22 +1,33 @@
-"""Drift between the tree and the database: missing rows, stale content, rows whose file
-is gone, live projects whose folder is gone. Reads only."""
+"""The whole truth about the tree against the database. Reads only.
+
+Every file under every course folder is in sync, ignored by a documented rule, or listed
+here with its reason: a drift (missing, stale, gone, course-gone) or a file that is not in
+the database as it is on disk (rejected, unreadable, link, too-large, refused). Any of
+those makes `syncd verify` exit 1. Folders under the root that are not courses are listed
+with their file counts (``Report.skipped``), without changing the exit code."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from syncd import parser as course_parser
+from syncd.course import FileIssue
 from syncd.errors import ParseError
 from syncd.parser import ParseOptions
 from syncd.store import CourseStore
-from syncd.tree import list_courses, read_course
+from syncd.tree import list_courses, read_course, scan_course
+
+MAX_COUNTED_FILES = 100_000  # a skipped folder's count stops here
 
 
 @dataclass(frozen=True)
 class Drift:
-    kind: str  # missing | stale | gone | course-gone
+    # missing | stale | gone | course-gone | rejected | unreadable | link | too-large | refused
+    kind: str
     path: str
     detail: str = ""
 
@@ -24,39 +35,91 @@ class Drift:
         return f"{self.kind:12} {self.path}" + (f"  ({self.detail})" if self.detail else "")
 
 
-def verify(
-    root: Path, store: CourseStore, options: ParseOptions, max_file_bytes: int
-) -> list[Drift]:
-    drifts: list[Drift] = []
-    courses = list_courses(root).courses
-    for course in courses:
+@dataclass(frozen=True)
+class SkippedFolder:
+    folder: str
+    files: int
+
+
+@dataclass
+class Report:
+    drifts: list[Drift] = field(default_factory=list)
+    skipped: list[SkippedFolder] = field(default_factory=list)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.drifts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "in_sync": self.in_sync,
+            "drifts": [asdict(d) for d in self.drifts],
+            "skipped_folders": [asdict(s) for s in self.skipped],
+        }
+
+
+def _issue(issue: FileIssue) -> Drift:
+    return Drift(issue.kind, issue.path, issue.reason)
+
+
+def verify(root: Path, store: CourseStore, options: ParseOptions, max_file_bytes: int) -> Report:
+    report = Report()
+    drifts = report.drifts
+    listing = list_courses(root)
+    held = set(listing.held)
+    for course in listing.held:
+        scan = scan_course(root, course)
+        if scan.held is not None:
+            drifts.append(_issue(scan.held))
+    refused = store.refused_files()
+    for course in listing.courses:
         files = read_course(root, course, max_file_bytes)
         try:
             snapshot = course_parser.parse_course(course, files.files, options, files.unreadable)
-        except ParseError:
-            continue  # a course that cannot be synced has no rows to compare
+        except ParseError as error:
+            drifts.append(Drift("rejected", error.path, error.reason))
+            continue
+        drifts.extend(_issue(issue) for issue in snapshot.rejected)
         plan, md5s = store.plan_for_verify(snapshot)
-        rejected = {issue.path for issue in plan.rejected}
+        drifts.extend(_issue(issue) for issue in plan.rejected)
+        not_in_db = {issue.path for issue in (*snapshot.rejected, *plan.rejected)}
         describe = {c.key: c.file_path or f"{course}:{c.key}" for c in snapshot.contents}
+
+        def drift(kind: str, key: str, detail: str, describe: dict[str, str] = describe) -> Drift:
+            path = describe[key]
+            if path in refused:  # the database refused this file's row: say so
+                return Drift("refused", path, refused[path])
+            return Drift(kind, path, detail)
+
         for write in plan.inserts:
-            if write.record.file_path not in rejected:
-                drifts.append(
-                    Drift("missing", describe[write.record.key], "no row in the database")
-                )
+            if write.record.file_path not in not_in_db:
+                drifts.append(drift("missing", write.record.key, "no row in the database"))
         for write in plan.updates:
-            drifts.append(Drift("stale", describe[write.record.key], "row differs from the file"))
+            drifts.append(drift("stale", write.record.key, "row differs from the file"))
         updated = {w.record.key for w in plan.updates}
         for record in snapshot.contents:
             row_id = plan.ids.get(record.key)
             if record.key in updated or row_id not in md5s or record.content is None:
                 continue
             if md5s[row_id] != hashlib.md5(record.content.encode()).hexdigest():  # noqa: S324 - compare with PostgreSQL md5()
-                drifts.append(Drift("stale", describe[record.key], "content differs from the file"))
+                drifts.append(drift("stale", record.key, "content differs from the file"))
         gone_ids = set(plan.deletes)
         if gone_ids:
             for row_id, path in store.file_paths(gone_ids).items():
                 drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))
+    present = {*listing.courses, *held}
     for course, known in sorted(store.fingerprints().items()):
-        if course not in courses and not known.archived:
+        if course not in present and not known.archived:
             drifts.append(Drift("course-gone", course, "project not archived but folder is gone"))
-    return drifts
+    report.skipped = [SkippedFolder(name, count_files(root / name)) for name in listing.skipped]
+    return report
+
+
+def count_files(folder: Path) -> int:
+    """Files under a folder (links not followed), up to MAX_COUNTED_FILES."""
+    count = 0
+    for _, _, names in os.walk(folder):
+        count += len(names)
+        if count >= MAX_COUNTED_FILES:
+            return MAX_COUNTED_FILES
+    return count

@@ -3,12 +3,53 @@ the issue, end to end: rescan and verify on a real PostgreSQL, as the users' tre
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.daemon_harness import REPO, syncd_env
 from tests.helpers import Run, lesson_text, make_course, run_cli, write
+from tests.pgcluster import SERVICE_USER
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder the service user can reach (pytest's own tmp_path is root's, mode 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="syncd-tree-"))
+    folder.chmod(0o755)
+    yield folder
+    for dirpath, dirnames, _ in os.walk(folder):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)  # noqa: PTH101 - undo the test's chmods
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_service_user(dsn: str, *args: str) -> Run:
+    """``syncd`` as the non-root service user it runs as in production (the suite runs as
+    root in CI, and root reads every file whatever its mode)."""
+    user = SERVICE_USER if os.geteuid() == 0 else None
+    if user is not None:
+        from pgserver.utils import ensure_user_exists
+
+        ensure_user_exists(user)
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", *args],
+        cwd=REPO,
+        env=syncd_env(dsn),
+        user=user,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
 
 
 def rescan(capsys: pytest.CaptureFixture[str], root: Path, dsn: str) -> Run:
@@ -65,3 +106,115 @@ def test_lessons_in_module_folders_sync_under_their_module(
     # a lesson added deep down is missing until synced: verify sees it
     write(course / "lessons/modulo-03/aula-3.3-nova.md", lesson_text(3, 3))
     assert verify(capsys, root, db_dsn).code == 1
+
+
+def live_lessons(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select count(*) from contents where content_type = 'course_lesson'"
+            " and deleted_at is null"
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def project_status(dsn: str, slug: str) -> str | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select status from content_projects where slug = %s", (slug,)
+        ).fetchone()
+    return str(row[0]) if row else None
+
+
+@pytest.mark.parametrize("locked", ["lessons", "course", "module folder"])
+def test_an_unreadable_folder_keeps_every_row_under_it(
+    shared_tmp: Path, db_dsn: str, locked: str
+) -> None:
+    """Problem 3: as the service user, an unreadable lessons/ folder soft-deleted its
+    lessons, an unreadable course folder archived its project; verify said in sync."""
+    root = shared_tmp / "courses"
+    course = make_course(root, "locked", lessons=4, per_module=2)
+    write(course / "lessons/modulo-03/3.1-deep.md", lesson_text(3, 1))
+    make_course(root, "open", lessons=2)
+    first = as_service_user(db_dsn, "--rescan", "--root", str(root))
+    assert first.code == 0, first.stderr
+    assert live_lessons(db_dsn) == 7
+    folder = {
+        "lessons": course / "lessons",
+        "course": course,
+        "module folder": course / "lessons/modulo-03",
+    }[locked]
+    folder.chmod(0o700)  # root's: the service user may not enter it
+
+    again = as_service_user(db_dsn, "--rescan", "--root", str(root))
+
+    assert again.code == 0, again.stderr
+    assert live_lessons(db_dsn) == 7  # nothing soft-deleted
+    assert project_status(db_dsn, "locked") != "archived"
+    shown = str(folder.relative_to(root))
+    warned = [
+        e for e in again.events if e.get("level") == "warning" and shown in str(e.get("path"))
+    ]
+    assert warned and "unreadable" in str(warned[0].get("reason")), again.stderr
+    check = as_service_user(db_dsn, "verify", "--root", str(root))
+    assert check.code == 1, check.stdout
+    assert shown in check.stdout and "unreadable" in check.stdout
+
+    folder.chmod(0o755)
+    assert as_service_user(db_dsn, "--rescan", "--root", str(root)).code == 0
+    assert as_service_user(db_dsn, "verify", "--root", str(root)).code == 0
+
+
+def huge_lesson(module: int, lesson: int) -> str:
+    """About 1.3 MB, as a lesson with an inline base64 image: under the 2 MiB file limit,
+    but its words overflow PostgreSQL's 1 MB tsvector (SQLSTATE 54000) in the FTS index."""
+    import base64
+    import random
+
+    image = base64.encodebytes(random.Random(lesson).randbytes(950_000)).decode()
+    return lesson_text(module, lesson) + f"\n![img](data:image/png;base64,\n{image})\n"
+
+
+def test_a_row_the_database_refuses_is_rejected_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 2: one file PostgreSQL refused rolled back its whole course, on every retry,
+    and the log named the course, not the file."""
+    root = tmp_path / "courses"
+    course = make_course(root, "big", lessons=3)
+    assert rescan(capsys, root, db_dsn).code == 0
+    with psycopg.connect(db_dsn) as conn:
+        before = dict(
+            conn.execute(
+                "select file_path, content from contents where content_type = 'course_lesson'"
+            ).fetchall()
+        )
+    first, second = sorted(course.glob("lessons/*.md"))[:2]
+    first.write_text(lesson_text(1, 1, "edited"), encoding="utf-8")  # an ordinary edit
+    second.write_text(huge_lesson(1, 2), encoding="utf-8")  # refused: keeps its old row
+    write(course / "lessons/1.9-new-huge.md", huge_lesson(1, 9))  # refused: no row
+    write(course / "lessons/1.8-new.md", lesson_text(1, 8))  # an ordinary new lesson
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    refused = {e["path"]: e["reason"] for e in run.named("file rejected")}
+    assert set(refused) == {
+        "big/" + second.relative_to(course).as_posix(),
+        "big/lessons/1.9-new-huge.md",
+    }
+    assert all("54000" in reason for reason in refused.values()), refused
+    with psycopg.connect(db_dsn) as conn:
+        after = dict(
+            conn.execute(
+                "select file_path, content from contents where content_type = 'course_lesson'"
+                " and deleted_at is null"
+            ).fetchall()
+        )
+    rel_first, rel_second = (f"big/{p.relative_to(course).as_posix()}" for p in (first, second))
+    assert "edited" in after[rel_first]  # the rest of the course committed
+    assert after[rel_second] == before[rel_second]  # the refused file kept its row
+    assert "big/lessons/1.8-new.md" in after and "big/lessons/1.9-new-huge.md" not in after
+    check = verify(capsys, root, db_dsn)
+    assert check.code == 1
+    lines = [line for line in check.stdout.splitlines() if line.startswith("refused")]
+    assert len(lines) == 2 and all("54000" in line for line in lines), check.stdout

@@ -184,3 +184,19 @@ RETURNING t.id;
 
 -- name: file_paths
 SELECT id, file_path FROM public.contents WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: record_refusals
+-- files whose row the database refused in this sync (the others of the project are cleared)
+WITH cleared AS (
+    DELETE FROM syncd.refused
+    WHERE project_id = %(project_id)s AND NOT (file_path = ANY(%(paths)s::text[]))
+)
+INSERT INTO syncd.refused (file_path, project_id, sqlstate, reason, refused_at)
+SELECT d.p, %(project_id)s, d.s, d.r, now()
+FROM unnest(%(paths)s::text[], %(sqlstates)s::text[], %(reasons)s::text[]) AS d(p, s, r)
+ON CONFLICT (file_path) DO UPDATE
+SET project_id = EXCLUDED.project_id, sqlstate = EXCLUDED.sqlstate, reason = EXCLUDED.reason,
+    refused_at = EXCLUDED.refused_at;
+
+-- name: refused_files
+SELECT file_path, reason, sqlstate FROM syncd.refused;

@@ -1,0 +1,2 @@
+-- Rollback of 20251201000900_syncd_refused.sql.
+drop table if exists syncd.refused;
