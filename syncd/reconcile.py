@@ -199,7 +199,14 @@ class Reconciler:
             return self._skipped(course, started)
         files = read_scanned(scan, self.max_file_bytes)
         fingerprint = course_parser.fingerprint(files.files, self.options)
-        if synced and known is not None and known.fingerprint == fingerprint:
+        # Unchanged content is skipped, unless a file could not be read (or is a link): that
+        # must be named now, not when some other file of the course changes.
+        if (
+            synced
+            and known is not None
+            and known.fingerprint == fingerprint
+            and not files.unreadable
+        ):
             self._touched.append((course, fingerprint, stat_fingerprint))
             self._known[course] = known._replace(stat_fingerprint=stat_fingerprint)
             return self._skipped(course, started)

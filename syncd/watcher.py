@@ -19,7 +19,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from syncd.errors import ConfigError
 from syncd.parser import is_relevant
@@ -61,10 +61,10 @@ class CourseEventHandler(FileSystemEventHandler):
         if found is None:
             return
         course, inner = found
-        if inner == "" and not is_directory:
-            return  # a loose file directly under the root is not a course
-        if inner == "" or is_directory or is_relevant(inner):
-            self.on_course(course)
+        if inner == "" and not is_directory and not os.path.islink(path):
+            return  # a loose file directly under the root is not a course (a link may be one)
+        if inner == "" or is_directory or is_relevant(inner) or os.path.islink(path):
+            self.on_course(course)  # a new link is named at once, never read
 
 
 class OverflowDetector(logging.Handler):
@@ -80,6 +80,12 @@ class OverflowDetector(logging.Handler):
             self.on_overflow()
 
 
+def polling_observer() -> Any:
+    """Stat polling that never follows a symbolic link (lstat): a link loop inside a course
+    costs nothing, as under inotify."""
+    return PollingObserverVFS(stat=os.lstat, listdir=os.scandir, polling_interval=1.0)
+
+
 def start_observer(
     root: Path,
     handler: CourseEventHandler,
@@ -90,7 +96,7 @@ def start_observer(
     """Start watching ``root`` recursively (inotify, or stat polling for network and
     Docker Desktop mounts)."""
     if observer_factory is None:
-        observer_factory = (lambda: PollingObserver(timeout=1.0)) if polling else Observer
+        observer_factory = polling_observer if polling else Observer
     observer: Any = observer_factory()
     try:
         observer.schedule(handler, str(root), recursive=True)

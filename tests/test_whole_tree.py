@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.daemon_harness import REPO, syncd_env
+from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import Run, lesson_text, make_course, run_cli, write
 from tests.pgcluster import SERVICE_USER
 
@@ -218,3 +219,125 @@ def test_a_row_the_database_refuses_is_rejected_alone(
     assert check.code == 1
     lines = [line for line in check.stdout.splitlines() if line.startswith("refused")]
     assert len(lines) == 2 and all("54000" in line for line in lines), check.stdout
+
+
+def test_verify_names_every_file_it_cannot_compare(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 5: rejected, unreadable, linked and oversized files were left out of verify,
+    so it said "in sync": a new 50 MB lesson with no row, a lesson truncated to 0 bytes whose
+    row keeps the old text."""
+    root = tmp_path / "courses"
+    course = make_course(root, "truth", lessons=3)
+    assert rescan(capsys, root, db_dsn).code == 0
+    assert verify(capsys, root, db_dsn).code == 0
+    with (course / "lessons/1.9-huge.md").open("wb") as huge:
+        huge.truncate(50 * 1024 * 1024)  # sparse: 50 MB on paper
+    (course / "lessons/1.1-lesson-1-1.md").write_bytes(b"")  # a generator mid-write
+    (course / "lessons/1.7-bad.md").write_text(
+        "---\ntitle: [unclosed\n---\n# Bad\n", encoding="utf-8"
+    )
+    (course / "lessons/1.6-linked.md").symlink_to(course / "lessons/1.2-lesson-1-2.md")
+    write(root / "notes/ideas/one.md", "x")
+    write(root / "notes/two.txt", "y")
+
+    run = rescan(capsys, root, db_dsn)
+    assert run.code == 0, run.stderr
+    check = verify(capsys, root, db_dsn)
+    assert check.code == 1
+    kinds = {line.split()[1]: line.split()[0] for line in check.stdout.splitlines()}
+    assert kinds == {
+        "truth/lessons/1.9-huge.md": "too-large",
+        "truth/lessons/1.1-lesson-1-1.md": "rejected",
+        "truth/lessons/1.7-bad.md": "rejected",
+        "truth/lessons/1.6-linked.md": "link",
+        "notes": "not-a-course",
+    }, check.stdout
+    assert "notes  (2 file(s), skipped)" in check.stdout
+
+    as_json = verify(capsys, root, db_dsn, "--json")
+    assert as_json.code == 1
+    import json
+
+    document = json.loads(as_json.stdout)
+    assert document["in_sync"] is False
+    assert {d["path"]: d["kind"] for d in document["drifts"]} == {
+        k: v for k, v in kinds.items() if v != "not-a-course"
+    }
+    assert document["skipped_folders"] == [{"folder": "notes", "files": 2}]
+
+    # Only a non-course folder left: in sync, and still listed.
+    for name in ("1.9-huge.md", "1.7-bad.md", "1.6-linked.md"):
+        (course / "lessons" / name).unlink()
+    (course / "lessons/1.1-lesson-1-1.md").write_text(lesson_text(1, 1), encoding="utf-8")
+    assert rescan(capsys, root, db_dsn).code == 0
+    clean = verify(capsys, root, db_dsn)
+    assert clean.code == 0, clean.stdout
+    assert "not-a-course" in clean.stdout
+
+
+def test_a_course_folder_moved_to_another_disk_and_linked_back_is_never_archived(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 4: `mv root/x /data/ && ln -s /data/x root/x` archived x and soft-deleted its
+    rows, logged at info; a course that starts out as a link was never mentioned."""
+    root = tmp_path / "courses"
+    make_course(root, "moved", lessons=3)
+    make_course(root, "stays", lessons=1)
+    assert rescan(capsys, root, db_dsn).code == 0
+    data = tmp_path / "data"
+    data.mkdir()
+    (root / "moved").rename(data / "moved")
+    (root / "moved").symlink_to(data / "moved")
+    make_course(data, "born-linked", lessons=1)
+    (root / "born-linked").symlink_to(data / "born-linked")
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert project_status(db_dsn, "moved") != "archived"
+    assert live_lessons(db_dsn) == 4
+    warned = {e["path"]: e["reason"] for e in run.named("file rejected")}
+    assert set(warned) == {"moved", "born-linked"}
+    assert all("symbolic link" in r for r in warned.values())
+    assert all(e["level"] == "warning" for e in run.named("file rejected"))
+    check = verify(capsys, root, db_dsn)
+    assert check.code == 1
+    assert {line.split()[1] for line in check.stdout.splitlines() if line.startswith("link")} == {
+        "moved",
+        "born-linked",
+    }
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_the_daemon_names_a_new_link_at_once_and_does_not_spin_on_a_loop(
+    tmp_path: Path, db_dsn: str, polling: bool
+) -> None:
+    """Problem 4: a linked lesson was named only when some other file of its course
+    changed; under --polling a symlink loop inside a course cost 65% of a core while idle."""
+    root = tmp_path / "courses"
+    course = make_course(root, "watched", lessons=2)
+    looped = make_course(root, "looped", lessons=1)
+    (looped / "lessons/a").symlink_to(looped)  # lessons/a/lessons/b/lessons/a/...
+    (looped / "lessons/b").symlink_to(looped)
+    daemon = DaemonProcess(root, db_dsn, *(["--polling"] if polling else []))
+    try:
+        daemon.wait_event("daemon ready", timeout=60)
+        first = len(daemon.named("file rejected"))
+        (course / "lessons/1.5-linked.md").symlink_to(course / "lessons/1.1-lesson-1-1.md")
+        daemon.wait_for(
+            lambda: any(
+                e.get("path") == "watched/lessons/1.5-linked.md"
+                for e in daemon.named("file rejected")[first:]
+            ),
+            what="a warning naming the new link",
+        )
+        heartbeats = len(daemon.named("heartbeat"))
+        cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
+        daemon.wait_event("heartbeat", count=heartbeats + 4, timeout=30)  # it kept looking
+        share = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        assert share < 0.2, f"idle daemon used {share:.0%} of a core"
+        assert live_lessons(db_dsn) == 3
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
