@@ -28,7 +28,7 @@ def shared_tmp() -> Iterator[Path]:
     yield folder
     for dirpath, dirnames, _ in os.walk(folder):
         for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)  # noqa: PTH101 - undo the test's chmods
+            os.chmod(os.path.join(dirpath, name), 0o755)
     shutil.rmtree(folder, ignore_errors=True)
 
 
