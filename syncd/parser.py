@@ -110,6 +110,33 @@ def is_relevant(rel: str) -> bool:
 # ---------------------------------------------------------------- slugs
 
 
+def course_slug(folder: str) -> str:
+    """The project slug of a course folder: its name when that is a slug already; else the
+    name in lower case, accents folded, every run of other characters (spaces included)
+    turned into one "-", at most 100 characters ("Curso Novo" → "curso-novo"). Empty when
+    nothing is left. Stable: it depends on the name only."""
+    if is_valid_course_slug(folder):
+        return folder
+    return slugify(folder)[:100].strip("-")
+
+
+def slug_conflicts(folders: Iterable[str], known: Iterable[str] = ()) -> dict[str, str]:
+    """Folders whose course slug another folder also derives: folder -> the folder that keeps
+    the course (one syncd has synced before, else the one named exactly like the slug, else
+    the first by name). The others are reported, never synced over it."""
+    by_slug: dict[str, list[str]] = {}
+    for folder in folders:
+        by_slug.setdefault(course_slug(folder), []).append(folder)
+    synced = set(known)
+    losers: dict[str, str] = {}
+    for slug, names in by_slug.items():
+        if len(names) < 2 or not slug:
+            continue
+        owner = min(names, key=lambda n: (n not in synced, n != slug, n))
+        losers.update({name: owner for name in names if name != owner})
+    return losers
+
+
 def slugify(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
@@ -150,9 +177,12 @@ def parse_course(
     unreadable: Iterable[FileIssue] = (),
 ) -> CourseSnapshot:
     """Map the relevant files of one course folder (paths relative to the folder) to records."""
-    if not is_valid_course_slug(course):
-        raise ParseError(course, "course folder name is not a valid slug (a-z, 0-9, - and _)")
-    parser = _CourseParser(course, {k: v for k, v in files.items() if is_relevant(k)}, options)
+    slug = course_slug(course)
+    if not slug:
+        raise ParseError(course, "no slug can be derived from the course folder name")
+    parser = _CourseParser(
+        course, {k: v for k, v in files.items() if is_relevant(k)}, options, slug=slug
+    )
     for issue in unreadable:
         parser.rejected.append(issue)
         parser.protected.update(_held_by(issue.path.removeprefix(f"{course}/")))
@@ -198,8 +228,11 @@ class _Markdown:
 
 
 class _CourseParser:
-    def __init__(self, course: str, files: dict[str, bytes], options: ParseOptions) -> None:
-        self.course = course
+    def __init__(
+        self, course: str, files: dict[str, bytes], options: ParseOptions, *, slug: str
+    ) -> None:
+        self.course = course  # the folder's name: file paths start with it
+        self.slug = slug  # the project's slug, and the prefix of its rows' slugs
         self.files = files
         self.options = options
         self.rejected: list[FileIssue] = []
@@ -302,7 +335,7 @@ class _CourseParser:
         )
 
         project = Project(
-            slug=self.course,
+            slug=self.slug,
             name=title,
             description=_first_str(
                 brief_fm.get("description"),
@@ -325,7 +358,7 @@ class _CourseParser:
             ),
             creator_mind=self.creator_mind(brief_fm),
             persona_mind=_persona_mind(brief_fm, curriculum),
-            audience=_audience(self.course, title, brief_body, curriculum) if brief else None,
+            audience=_audience(self.slug, title, brief_body, curriculum) if brief else None,
             tags=_dedupe(
                 [
                     *_str_list(brief_fm.get("tags")),
@@ -376,7 +409,7 @@ class _CourseParser:
         return Content(
             key=OUTLINE_KEY,
             content_type="course_outline",
-            slug=outline_slug(self.course),
+            slug=outline_slug(self.slug),
             title=title,
             content=text,
             parent_key=None,
@@ -384,7 +417,7 @@ class _CourseParser:
             file_path=self.root_path(rel) if rel else None,
             metadata={"source": rel} if rel else {},
             source_hash=hashlib.sha256(self.files[rel]).digest() if rel else None,
-            legacy_slug=outline_slug(self.course),
+            legacy_slug=outline_slug(self.slug),
         )
 
     def modules(self, curriculum: dict[str, Any], hints: dict[int, str | None]) -> list[Content]:
@@ -400,14 +433,14 @@ class _CourseParser:
                 Content(
                     key=module_key(number),
                     content_type="course_module",
-                    slug=module_slug(self.course, number),
+                    slug=module_slug(self.slug, number),
                     title=title,
                     content=_first_str(info.get("description")),
                     parent_key=OUTLINE_KEY,
                     sequence_order=number,
                     file_path=None,
                     metadata=jsonable(info.get("metadata", {})),
-                    legacy_slug=module_slug(self.course, number),
+                    legacy_slug=module_slug(self.slug, number),
                 )
             )
         return modules
@@ -438,7 +471,7 @@ class _CourseParser:
                     parent_key=module_key(module) if module is not None else OUTLINE_KEY,
                     sequence_order=lesson,
                     extra={"labels": labels} if labels else {},
-                    legacy_slug=legacy_lesson_slug(self.course, module, lesson)
+                    legacy_slug=legacy_lesson_slug(self.slug, module, lesson)
                     if module is not None and lesson is not None
                     else None,
                 )
@@ -513,7 +546,7 @@ class _CourseParser:
         return Content(
             key=file_key(self.root_path(rel)),
             content_type=content_type,
-            slug=content_slug(self.course, rel),
+            slug=content_slug(self.slug, rel),
             title=_first_str(fm.get("title"), fm.get("lesson_title"))
             or (heading.group(1).strip() if heading else "")
             or PurePosixPath(rel).stem,

@@ -95,7 +95,7 @@ def plan_course(
                     FileIssue(record.file_path, f"slug {slug!r} is already used by another project")
                 )
                 continue
-            slug = _fallback_slug(snapshot.course, record)
+            slug = _fallback_slug(snapshot.project.slug, record)
         row_id = row.id if row else new_id()
         ids[record.key] = row_id
         parent_id = ids.get(record.parent_key) if record.parent_key else None

@@ -36,6 +36,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "syncd.courses": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.rows": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.refused": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "syncd.skipped_folders": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.schema_migrations": ("SELECT",),
 }
 

@@ -6,6 +6,7 @@ the database rejects is logged and skipped."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from syncd.course import CourseSnapshot, FileIssue
 from syncd.errors import ParseError, RejectedError, TransientError
 from syncd.parser import ParseOptions
 from syncd.store import CourseResult, CourseStore, Known
-from syncd.tree import list_courses, read_scanned, scan_course
+from syncd.tree import count_files, list_courses, read_scanned, scan_course
 
 
 class Progress(Protocol):
@@ -37,6 +38,7 @@ class Summary:
     archived: int = 0
     rejected: list[FileIssue] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    skipped_folders: dict[str, int] = field(default_factory=dict)  # not courses: file counts
     ms: float = 0.0
 
     def add(self, result: CourseResult) -> None:
@@ -74,6 +76,8 @@ class Reconciler:
     _known: dict[str, Known] = field(default_factory=dict)
     _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     _skipped_logged: set[str] = field(default_factory=set)
+    _conflicts: dict[str, str] | None = None  # during a full reconcile: folder -> owner
+    _skipped_folders: dict[str, int] = field(default_factory=dict)
 
     # -- whole tree -------------------------------------------------------------------
 
@@ -84,6 +88,7 @@ class Reconciler:
         self.log.info("reconcile started", root=str(self.root), write=self.write)
         courses = self.list_courses()
         self._known = self.store.fingerprints()
+        self._conflicts = course_parser.slug_conflicts(courses, self._known)
         live_known = [c for c, known in self._known.items() if not known.archived]
         if not courses and live_known:
             raise RootUnavailable(
@@ -125,7 +130,11 @@ class Reconciler:
                 for _, future in pending:
                     future.cancel()
                 raise
+        self._conflicts = None
         self.save_touched()
+        summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
+        if self.write:
+            self.store.save_skipped_folders(summary.skipped_folders)
         for course in sorted(set(live_known) - set(courses)):
             summary.archived += int(self.archive(course))
         summary.ms = (self.clock() - started) * 1000
@@ -140,6 +149,7 @@ class Reconciler:
             archived=summary.archived,
             rejected=len(summary.rejected),
             failed=len(summary.failed),
+            skipped_folders=summary.skipped_folders,
             ms=round(summary.ms, 1),
         )
         return summary
@@ -154,10 +164,13 @@ class Reconciler:
             raise RootUnavailable(
                 f"course root {self.root} is unreadable: {exc.strerror}"
             ) from None
-        for name in listing.skipped:
-            if name not in self._skipped_logged:
+        self._skipped_folders = {name: count_files(self.root / name) for name in listing.skipped}
+        for name, files in self._skipped_folders.items():
+            if name not in self._skipped_logged and files:
                 self._skipped_logged.add(name)
-                self.log.info("folder skipped", folder=name, reason="not a course folder")
+                self.log.warning(
+                    "folder skipped", folder=name, files=files, reason="not a course folder"
+                )
         return sorted({*listing.courses, *listing.held})
 
     # -- one course ---------------------------------------------------------------------
@@ -184,6 +197,14 @@ class Reconciler:
             # next event or safety reconcile.
             self.log.warning("file rejected", path=course, reason=scan.held.reason)
             return CourseResult(course, rejected=[scan.held])
+        owner = self._conflict(course)
+        if owner is not None:
+            reason = (
+                f"course slug {course_parser.course_slug(course)!r} is also derived from"
+                f" folder {owner!r}, which keeps the course: rename one of them"
+            )
+            self.log.warning("file rejected", path=course, reason=reason)
+            return CourseResult(course, rejected=[FileIssue(course, reason)])
         if not scan.exists or not course_parser.is_course_folder(scan.top_names):
             if course in self._known and not self.list_courses():
                 raise RootUnavailable(
@@ -222,6 +243,19 @@ class Reconciler:
         for issue in snapshot.ignored:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         return snapshot, fingerprint, stat_fingerprint, started
+
+    def _conflict(self, course: str) -> str | None:
+        """The folder that keeps ``course``'s slug, when another one does."""
+        conflicts = self._conflicts
+        if conflicts is None:  # a single course (daemon): look at the root's names now
+            try:
+                names = [n for n in os.listdir(self.root) if not n.startswith(".")]
+            except OSError:
+                return None
+            slug = course_parser.course_slug(course)
+            rivals = [n for n in names if course_parser.course_slug(n) == slug]
+            conflicts = course_parser.slug_conflicts(rivals, self._known)
+        return conflicts.get(course)
 
     def _skipped(self, course: str, started: float) -> CourseResult:
         result = CourseResult(course, skipped=True)

@@ -12,6 +12,7 @@ TITLES = {
     "data_quality": "Data quality of live lessons",
     "rls_status": "Row-level security",
     "mind_attribution": "Mind attribution",
+    "skipped_folders": "Folders under the root that are not courses",
 }
 
 

@@ -203,6 +203,13 @@ class CourseStore:
                 stats=[s for _, _, s in items],
             )
 
+    def save_skipped_folders(self, folders: dict[str, int]) -> None:
+        """folder -> file count of the non-course folders a full reconcile saw."""
+        with translated("save skipped folders"), self._connection() as conn, conn.transaction():
+            _Sql(conn).queue(
+                "save_skipped_folders", folders=list(folders), files=list(folders.values())
+            )
+
     def sync_course(
         self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None = None
     ) -> CourseResult:

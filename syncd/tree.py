@@ -19,6 +19,7 @@ from syncd.parser import is_course_folder, is_relevant
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 12
+MAX_COUNTED_FILES = 100_000  # a skipped folder's file count stops here
 
 
 @dataclass(frozen=True)
@@ -223,3 +224,14 @@ def _read(path: str, limit: int, shown: str, out: CourseFiles) -> bytes | None:
         )
         return None
     return data
+
+
+def count_files(folder: Path) -> int:
+    """Files under a folder (links not followed, unreadable parts not counted), up to
+    MAX_COUNTED_FILES."""
+    count = 0
+    for _, _, names in os.walk(folder):
+        count += len(names)
+        if count >= MAX_COUNTED_FILES:
+            return MAX_COUNTED_FILES
+    return count

@@ -9,7 +9,6 @@ with their file counts (``Report.skipped``), without changing the exit code."""
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,7 @@ from syncd.course import FileIssue
 from syncd.errors import ParseError
 from syncd.parser import ParseOptions
 from syncd.store import CourseStore
-from syncd.tree import list_courses, read_course, scan_course
-
-MAX_COUNTED_FILES = 100_000  # a skipped folder's count stops here
+from syncd.tree import count_files, list_courses, read_course, scan_course
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,14 @@ def verify(root: Path, store: CourseStore, options: ParseOptions, max_file_bytes
         if scan.held is not None:
             drifts.append(_issue(scan.held))
     refused = store.refused_files()
+    known = store.fingerprints()
+    conflicts = course_parser.slug_conflicts(listing.courses, known)
     for course in listing.courses:
+        if course in conflicts:
+            drifts.append(
+                Drift("rejected", course, f"course slug also derived from {conflicts[course]!r}")
+            )
+            continue
         files = read_course(root, course, max_file_bytes)
         try:
             snapshot = course_parser.parse_course(course, files.files, options, files.unreadable)
@@ -108,18 +112,8 @@ def verify(root: Path, store: CourseStore, options: ParseOptions, max_file_bytes
             for row_id, path in store.file_paths(gone_ids).items():
                 drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))
     present = {*listing.courses, *held}
-    for course, known in sorted(store.fingerprints().items()):
-        if course not in present and not known.archived:
+    for course, seen in sorted(known.items()):
+        if course not in present and not seen.archived:
             drifts.append(Drift("course-gone", course, "project not archived but folder is gone"))
     report.skipped = [SkippedFolder(name, count_files(root / name)) for name in listing.skipped]
     return report
-
-
-def count_files(folder: Path) -> int:
-    """Files under a folder (links not followed), up to MAX_COUNTED_FILES."""
-    count = 0
-    for _, _, names in os.walk(folder):
-        count += len(names)
-        if count >= MAX_COUNTED_FILES:
-            return MAX_COUNTED_FILES
-    return count

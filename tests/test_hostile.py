@@ -282,10 +282,10 @@ CASES = [
     ),
     Case(
         "invalid-course-slug",
-        lambda root: write(root / "Curso Ruim!" / lesson(1), lesson_text(1, 1)),
+        lambda root: write(root / "¿¡!" / lesson(1), lesson_text(1, 1)),
         "",
-        "not a valid slug",
-        course="Curso Ruim!",
+        "no slug can be derived",
+        course="¿¡!",
     ),
     Case(
         "bad-metadata-json",
@@ -449,7 +449,7 @@ def hostile_run(
         daemon.wait_for(
             lambda: (
                 daemon.named("file rejected")
-                and any("Curso Ruim!" in e["path"] for e in daemon.named("file rejected"))
+                and any("¿¡!" in e["path"] for e in daemon.named("file rejected"))
             ),
             timeout=30,
             what="invalid slug",

@@ -6,7 +6,14 @@ import pytest
 
 from syncd.course import OUTLINE_KEY, Content, CourseSnapshot
 from syncd.errors import ParseError
-from syncd.parser import ParseOptions, content_slug, is_relevant, parse_course
+from syncd.parser import (
+    ParseOptions,
+    content_slug,
+    course_slug,
+    is_relevant,
+    parse_course,
+    slug_conflicts,
+)
 from syncd.text import decode
 
 
@@ -153,9 +160,24 @@ def test_slugs_are_stable_and_cannot_collide_across_courses() -> None:
     )
 
 
-def test_a_course_folder_name_that_is_not_a_slug_is_rejected() -> None:
-    with pytest.raises(ParseError, match="not a valid slug"):
-        parse({"lessons/1.1-a.md": "# A"}, course="Meu Curso!")
+def test_a_course_folder_with_any_name_gets_a_derived_stable_slug() -> None:
+    snapshot = parse({"lessons/1.1-a.md": "# A"}, course="Meu Curso Avançado!")
+    assert snapshot.project.slug == "meu-curso-avancado"
+    row = lesson(snapshot, "1.1-a.md")
+    assert row.file_path == "Meu Curso Avançado!/lessons/1.1-a.md"  # the path stays the folder's
+    assert row.slug.startswith("meu-curso-avancado--1-1-a-")
+    assert course_slug("claude_code") == "claude_code"  # a slug already is kept as it is
+    assert course_slug("Curso  Novo") == course_slug("curso-novo") == "curso-novo"
+    with pytest.raises(ParseError, match="no slug can be derived"):
+        parse({"lessons/1.1-a.md": "# A"}, course="¿¡!")
+
+
+def test_folders_that_derive_one_slug_are_a_conflict_the_first_owner_wins() -> None:
+    assert slug_conflicts(["Curso Novo", "curso-novo", "outro"]) == {"Curso Novo": "curso-novo"}
+    assert slug_conflicts(["Curso Novo", "curso-novo"], known=["Curso Novo"]) == {
+        "curso-novo": "Curso Novo"
+    }
+    assert slug_conflicts(["B b", "b-B"]) == {"b-B": "B b"}
 
 
 def test_a_bad_file_is_rejected_alone_and_the_course_still_parses() -> None:

@@ -341,3 +341,46 @@ def test_the_daemon_names_a_new_link_at_once_and_does_not_spin_on_a_loop(
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+
+
+def test_course_folders_with_any_name_and_visible_skips(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 6: a folder that is not a course but holds content was logged once at info
+    with no count; a course folder named `Curso Novo` was refused as "not a valid slug"."""
+    root = tmp_path / "courses"
+    make_course(root, "Curso Novo", lessons=2)
+    write(root / "no-migration/notes/a.md", "a")
+    write(root / "no-migration/b.md", "b")
+    write(root / "no-migration/c.txt", "c")
+
+    run = rescan(capsys, root, db_dsn)
+    assert run.code == 0, run.stderr
+    assert project_status(db_dsn, "curso-novo") is not None
+    with psycopg.connect(db_dsn) as conn:
+        paths = conn.execute(
+            "select file_path from contents where file_path is not null order by 1"
+        ).fetchall()
+    assert paths == [
+        ("Curso Novo/curriculum.yaml",),
+        *[(f"Curso Novo/lessons/1.{n}-lesson-1-{n}.md",) for n in (1, 2)],
+    ]
+    skipped = run.named("folder skipped")
+    assert [(e["folder"], e["files"], e["level"]) for e in skipped] == [
+        ("no-migration", 3, "warning")
+    ]
+    assert run.named("reconcile finished")[0]["skipped_folders"] == {"no-migration": 3}
+    report = run_cli(capsys, ["report"], db_dsn)
+    assert report.code == 0
+    assert any(line.split()[:2] == ["no-migration", "3"] for line in report.stdout.splitlines())
+    assert verify(capsys, root, db_dsn).code == 0
+
+    # A second folder deriving the same slug is a reported conflict: the first owner keeps it.
+    make_course(root, "curso-novo", lessons=5)
+    again = rescan(capsys, root, db_dsn)
+    assert again.code == 0, again.stderr
+    conflict = [e for e in again.named("file rejected") if e["path"] == "curso-novo"]
+    assert conflict and "Curso Novo" in conflict[0]["reason"]
+    assert live_lessons(db_dsn) == 2  # nothing written back and forth
+    check = verify(capsys, root, db_dsn)
+    assert check.code == 1 and "rejected     curso-novo" in check.stdout, check.stdout

@@ -200,3 +200,12 @@ SET project_id = EXCLUDED.project_id, sqlstate = EXCLUDED.sqlstate, reason = EXC
 
 -- name: refused_files
 SELECT file_path, reason, sqlstate FROM syncd.refused;
+
+-- name: save_skipped_folders
+-- the non-course folders a full reconcile saw, replacing the previous list
+WITH gone AS (
+    DELETE FROM syncd.skipped_folders WHERE NOT (folder = ANY(%(folders)s::text[]))
+)
+INSERT INTO syncd.skipped_folders (folder, files, seen_at)
+SELECT d.f, d.n, now() FROM unnest(%(folders)s::text[], %(files)s::int[]) AS d(f, n)
+ON CONFLICT (folder) DO UPDATE SET files = EXCLUDED.files, seen_at = EXCLUDED.seen_at;

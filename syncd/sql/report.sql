@@ -68,3 +68,7 @@ SELECT count(*) AS projects,
        (SELECT count(DISTINCT content_id) FROM public.content_minds) AS contents_with_minds,
        (SELECT count(*) FROM public.minds) AS minds
 FROM public.content_projects;
+
+-- name: skipped_folders
+-- Folders under the root that are not courses but hold files (as the last full reconcile saw them).
+SELECT folder, files, seen_at FROM syncd.skipped_folders ORDER BY folder;
