@@ -124,6 +124,15 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     f(
         parser,
         env,
+        "--follow-symlinks",
+        "SYNCD_FOLLOW_SYMLINKS",
+        "follow symbolic links under the root (course folders, folders and files), wherever"
+        " they point; by default a link is named and its rows kept, but nothing is read through it",
+        action="store_true",
+    )
+    f(
+        parser,
+        env,
         "--workers",
         "SYNCD_WORKERS",
         "courses written concurrently by a full reconcile (one connection each)",
@@ -259,6 +268,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             connect_timeout_s=int(args.connect_timeout),
             workers=int(args.workers),
             statement_timeout_ms=int(args.statement_timeout_ms),
+            follow_symlinks=bool(args.follow_symlinks),
             quiet_ms=int(_opt(args, "quiet_ms", 500)),
             max_delay_ms=int(_opt(args, "max_delay_ms", 5000)),
             reconcile_interval_s=float(_opt(args, "reconcile_interval", 600.0)),
@@ -375,6 +385,7 @@ def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Recon
         options=ParseOptions(default_creator_mind=settings.creator_mind),
         max_file_bytes=settings.max_file_bytes,
         write=write,
+        follow_symlinks=settings.follow_symlinks,
     )
 
 
@@ -445,6 +456,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
                 store,
                 ParseOptions(default_creator_mind=settings.creator_mind),
                 settings.max_file_bytes,
+                follow_symlinks=settings.follow_symlinks,
             )
         finally:
             close()

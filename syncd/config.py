@@ -61,6 +61,7 @@ class Settings:
     connect_timeout_s: int = 5
     workers: int = 4  # courses written concurrently by a full reconcile
     statement_timeout_ms: int = 30_000
+    follow_symlinks: bool = False  # follow every symbolic link under the root
     # daemon
     quiet_ms: int = 500
     max_delay_ms: int = 5_000

@@ -36,7 +36,12 @@ from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler, RootUnavailable
 from syncd.store import CourseStore, DbSettings, make_pool, translated
 from syncd.systemd import Notifier
-from syncd.watcher import CourseEventHandler, OverflowDetector, start_observer
+from syncd.watcher import (
+    CourseEventHandler,
+    LinkTargetHandler,
+    OverflowDetector,
+    start_observer,
+)
 
 EXIT_OK = 0
 EXIT_FATAL_DB = 4
@@ -231,6 +236,7 @@ class Daemon:
         self.log = logs.get()
         self.stop = threading.Event()
         self.signal_received: str | None = None
+        self._link_watches: dict[str, Any] = {}  # followed link target -> its watch
 
     def run(self) -> int:
         s = self.settings
@@ -255,6 +261,7 @@ class Daemon:
             write=s.persist,
             clock=self.clock,
             workers=s.workers,
+            follow_symlinks=s.follow_symlinks,
         )
         writer = Writer(
             reconciler, debouncer, breaker, self.stop, self.log, self.clock, workers=s.workers
@@ -331,6 +338,8 @@ class Daemon:
                     return EXIT_WATCHER_DIED
                 self._rewatch(writer, debouncer, handler)
                 observer = self._observer
+            if s.follow_symlinks:
+                self._watch_link_targets(writer, debouncer)
             if writer.ready.is_set() and not ready_sent:
                 ready_sent = True
                 self.notifier.ready(self._status(writer, debouncer, breaker))
@@ -428,6 +437,7 @@ class Daemon:
         """Replace the observer, then reconcile what happened while nobody watched."""
         with contextlib.suppress(Exception):  # the old observer may already be broken
             self._observer.stop()
+        self._link_watches = {}  # the new observer watches them again
         try:
             self._observer = start_observer(
                 self.settings.root, handler, polling=self.settings.polling
@@ -436,6 +446,29 @@ class Daemon:
             self.log.error("watcher could not start", reason=str(error))
         writer.reconcile_requested.set()
         debouncer.wake()
+
+    def _watch_link_targets(self, writer: Writer, debouncer: Debouncer) -> None:
+        """Keep one watch on each folder reached through a followed link, as the last scans
+        of their courses found them (inotify does not follow links; polling uses lstat)."""
+        wanted = writer.reconciler.link_targets()
+        for target in [t for t in self._link_watches if t not in wanted]:
+            watch = self._link_watches.pop(target)
+            if watch is not None:
+                with contextlib.suppress(Exception):
+                    self._observer.unschedule(watch)
+        for target, course in wanted.items():
+            if target in self._link_watches:
+                continue
+            try:
+                self._link_watches[target] = self._observer.schedule(
+                    LinkTargetHandler(course, debouncer.mark, self.log), target, recursive=True
+                )
+                self.log.info("link target watched", course=course, path=target)
+            except OSError as exc:
+                self._link_watches[target] = None  # named once; the safety reconcile covers it
+                self.log.warning(
+                    "link target not watched", course=course, path=target, reason=exc.strerror
+                )
 
     def _overflowed(self, writer: Writer, debouncer: Debouncer) -> None:
         self.log.warning("watch queue overflowed: events were lost, full reconcile scheduled")

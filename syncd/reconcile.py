@@ -7,6 +7,7 @@ the database rejects is logged and skipped."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -72,12 +73,15 @@ class Reconciler:
     workers: int = 1  # courses written concurrently during a full reconcile
     clock: Callable[[], float] = time.monotonic
     keep_plans: bool = False  # --dry-run prints them; otherwise they are dropped at once
+    follow_symlinks: bool = False
     last_results: list[CourseResult] = field(default_factory=list)
     _known: dict[str, Known] = field(default_factory=dict)
     _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     _skipped_logged: set[str] = field(default_factory=set)
     _conflicts: dict[str, str] | None = None  # during a full reconcile: folder -> owner
     _skipped_folders: dict[str, int] = field(default_factory=dict)
+    _links: dict[str, frozenset[str]] = field(default_factory=dict)  # course -> followed targets
+    _links_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- whole tree -------------------------------------------------------------------
 
@@ -159,7 +163,7 @@ class Reconciler:
         linked): those are handed on too, so that their rows are kept and they are named,
         never archived."""
         try:
-            listing = list_courses(self.root)
+            listing = list_courses(self.root, self.follow_symlinks)
         except OSError as exc:
             raise RootUnavailable(
                 f"course root {self.root} is unreadable: {exc.strerror}"
@@ -191,7 +195,10 @@ class Reconciler:
         means nothing is read at all; else the files are read and their content hash
         compared."""
         started = self.clock()
-        scan = scan_course(self.root, course)
+        scan = scan_course(self.root, course, self.follow_symlinks)
+        if self.follow_symlinks:
+            with self._links_lock:
+                self._links[course] = frozenset(scan.link_targets)
         if scan.held is not None:
             # There, but not read: every row is kept and nothing is archived; retried on the
             # next event or safety reconcile.
@@ -243,6 +250,12 @@ class Reconciler:
         for issue in snapshot.ignored:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         return snapshot, fingerprint, stat_fingerprint, started
+
+    def link_targets(self) -> dict[str, str]:
+        """Real path -> course of every folder reached through a followed link (the daemon
+        watches them: the kernel does not follow links for it). Thread-safe."""
+        with self._links_lock:
+            return {target: course for course, targets in self._links.items() for target in targets}
 
     def _conflict(self, course: str) -> str | None:
         """The folder that keeps ``course``'s slug, when another one does."""

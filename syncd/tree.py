@@ -1,5 +1,10 @@
 """Reading the course tree from disk: which folders are courses, and the bytes of the
-files of one course that feed a record. Symlinks are never followed.
+files of one course that feed a record.
+
+Symbolic links are not followed by default (a link out of the root must not leak files): a
+link is named, its rows are kept, nothing is read through it. With ``follow_symlinks`` every
+link under the root is followed, wherever it points; a folder reached twice (a loop, or two
+links to one place) is read once and the second way is named.
 
 Something that exists but cannot be read (EACCES, EIO, a stale mount) is reported as
 unreadable, never as absent: only a positive observation that a thing is gone
@@ -7,6 +12,7 @@ unreadable, never as absent: only a positive observation that a thing is gone
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -55,6 +61,9 @@ class CourseScan:
     exists: bool = True
     top_names: set[str] = field(default_factory=set)
     held: FileIssue | None = None  # the folder is there but is not read: why
+    follow: bool = False  # follow symbolic links
+    visited: set[tuple[int, int]] = field(default_factory=set)  # (dev, inode) of folders read
+    link_targets: set[str] = field(default_factory=set)  # real paths of followed folder links
 
     def stat_fingerprint(self, salt: str) -> bytes:
         """Hash of every file's (path, size, mtime, ctime, inode). Any write changes a
@@ -67,7 +76,7 @@ class CourseScan:
         return digest.digest()
 
 
-def list_courses(root: Path) -> TreeListing:
+def list_courses(root: Path, follow_symlinks: bool = False) -> TreeListing:
     """Course folders directly under ``root``. Raises OSError when the root is unreadable."""
     listing = TreeListing([], [])
     with os.scandir(root) as entries:
@@ -75,11 +84,11 @@ def list_courses(root: Path) -> TreeListing:
             if entry.name.startswith("."):
                 continue
             try:
-                if entry.is_symlink():
+                if entry.is_symlink() and not follow_symlinks:
                     if entry.is_dir():  # a linked folder: reported, never read, never archived
                         listing.links.append(entry.name)
                     continue
-                if not entry.is_dir(follow_symlinks=False):
+                if not entry.is_dir(follow_symlinks=follow_symlinks):
                     continue
                 names = os.listdir(entry.path)
             except (FileNotFoundError, NotADirectoryError):
@@ -92,23 +101,34 @@ def list_courses(root: Path) -> TreeListing:
 
 
 def read_course(
-    root: Path, course: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    root: Path,
+    course: str,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    follow_symlinks: bool = False,
 ) -> CourseFiles:
     """The relevant files of one course. Files that cannot be read become FileIssues."""
-    return read_scanned(scan_course(root, course), max_file_bytes)
+    return read_scanned(scan_course(root, course, follow_symlinks), max_file_bytes)
 
 
-def scan_course(root: Path, course: str) -> CourseScan:
+def scan_course(root: Path, course: str, follow_symlinks: bool = False) -> CourseScan:
     """List the relevant files of one course and stat them, without reading them."""
-    result = CourseScan(course)
+    result = CourseScan(course, follow=follow_symlinks)
     folder = root / course
     try:
         mode = os.lstat(folder).st_mode
-        if stat.S_ISLNK(mode):
+        if stat.S_ISLNK(mode) and not follow_symlinks:
             result.held = FileIssue(
                 course, "course folder is a symbolic link: not followed", "link"
             )
             return result
+        if stat.S_ISLNK(mode):
+            try:
+                st = os.stat(folder)
+            except OSError as exc:
+                result.held = FileIssue(course, f"symbolic link: {exc.strerror}", "link")
+                return result
+            result.link_targets.add(os.path.realpath(folder))
+            mode = st.st_mode
         if not stat.S_ISDIR(mode):
             result.exists = False
             return result
@@ -119,6 +139,9 @@ def scan_course(root: Path, course: str) -> CourseScan:
     except OSError as exc:
         result.held = FileIssue(course, f"folder unreadable: {exc.strerror}", "unreadable")
         return result
+    with contextlib.suppress(OSError):
+        st = os.stat(folder)
+        result.visited.add((st.st_dev, st.st_ino))
     _walk(str(folder), "", course, result, depth=0)
     return result
 
@@ -128,7 +151,7 @@ def read_scanned(scan: CourseScan, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES)
         scan.course, unreadable=list(scan.unreadable), exists=scan.exists, top_names=scan.top_names
     )
     for rel, path in scan.paths.items():
-        data = _read(path, max_file_bytes, f"{scan.course}/{rel}", out)
+        data = _read(path, max_file_bytes, f"{scan.course}/{rel}", out, follow=scan.follow)
         if data is not None:
             out.files[rel] = data
     return out
@@ -136,7 +159,8 @@ def read_scanned(scan: CourseScan, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES)
 
 def _walk(folder: str, rel: str, course: str, out: CourseScan, *, depth: int) -> None:
     try:
-        entries = list(os.scandir(folder))
+        # links last: a folder reached both directly and through a link is read directly
+        entries = sorted(os.scandir(folder), key=lambda e: (_is_link(e), e.name))
     except (FileNotFoundError, NotADirectoryError):
         return  # gone already: the next event handles it
     except OSError as exc:
@@ -160,30 +184,79 @@ def _walk(folder: str, rel: str, course: str, out: CourseScan, *, depth: int) ->
         except OSError as exc:
             out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", "unreadable"))
             continue
+        if is_link and out.follow:
+            _follow(entry, name, shown, course, out, depth=depth)
+            continue
         if is_dir:
             if depth < MAX_DEPTH and _may_hold_relevant(name):
+                if out.follow:
+                    with contextlib.suppress(OSError):
+                        st = entry.stat(follow_symlinks=False)
+                        out.visited.add((st.st_dev, st.st_ino))
                 _walk(entry.path, name, course, out, depth=depth + 1)
             continue
-        if is_link and _may_hold_relevant(name) and _is_dir(entry):
-            # rows under it are kept (it is there), but nothing is read through it
+        _list_file(entry, name, shown, out, is_link=is_link)
+
+
+def _list_file(
+    entry: os.DirEntry[str], name: str, shown: str, out: CourseScan, *, is_link: bool
+) -> None:
+    """A relevant file is listed with its stat; a link not followed is named instead."""
+    if is_link and _may_hold_relevant(name) and _is_dir(entry):
+        # rows under it are kept (it is there), but nothing is read through it
+        out.unreadable.append(FileIssue(shown, "symbolic link to a folder: never followed", "link"))
+        return
+    if not is_relevant(name):
+        return
+    if is_link:
+        out.unreadable.append(FileIssue(shown, "symbolic link: never followed", "link"))
+        return
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return  # gone already: the next event handles it
+    except OSError as exc:
+        out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", "unreadable"))
+        return
+    out.paths[name] = entry.path
+    out.stats.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+
+
+def _follow(
+    entry: os.DirEntry[str], name: str, shown: str, course: str, out: CourseScan, *, depth: int
+) -> None:
+    """A symbolic link, followed: a folder is walked once (a second way to it, a loop
+    included, is named, not walked); a file is listed like any other."""
+    try:
+        st = entry.stat()  # through the link
+    except OSError as exc:
+        if _may_hold_relevant(name) or is_relevant(name):
+            reason = "symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror
+            out.unreadable.append(FileIssue(shown, f"symbolic link: {reason}", "link"))
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if depth >= MAX_DEPTH or not _may_hold_relevant(name):
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in out.visited:
             out.unreadable.append(
-                FileIssue(shown, "symbolic link to a folder: never followed", "link")
+                FileIssue(shown, "symbolic link to a folder read already (a loop?)", "link")
             )
-            continue
-        if not is_relevant(name):
-            continue
-        if is_link:
-            out.unreadable.append(FileIssue(shown, "symbolic link: never followed", "link"))
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # gone already: the next event handles it
-        except OSError as exc:
-            out.unreadable.append(FileIssue(shown, f"unreadable: {exc.strerror}", "unreadable"))
-            continue
+            return
+        out.visited.add(key)
+        out.link_targets.add(os.path.realpath(entry.path))
+        _walk(entry.path, name, course, out, depth=depth + 1)
+        return
+    if is_relevant(name) and stat.S_ISREG(st.st_mode):
         out.paths[name] = entry.path
         out.stats.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -198,11 +271,12 @@ def _may_hold_relevant(rel: str) -> bool:
     return is_relevant(f"{rel}/x.md")
 
 
-def _read(path: str, limit: int, shown: str, out: CourseFiles) -> bytes | None:
+def _read(
+    path: str, limit: int, shown: str, out: CourseFiles, *, follow: bool = False
+) -> bytes | None:
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(
-            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        )
+        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None  # deleted between listing and reading: the next event handles it
     except OSError as exc:

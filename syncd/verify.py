@@ -59,13 +59,20 @@ def _issue(issue: FileIssue) -> Drift:
     return Drift(issue.kind, issue.path, issue.reason)
 
 
-def verify(root: Path, store: CourseStore, options: ParseOptions, max_file_bytes: int) -> Report:
+def verify(
+    root: Path,
+    store: CourseStore,
+    options: ParseOptions,
+    max_file_bytes: int,
+    *,
+    follow_symlinks: bool = False,
+) -> Report:
     report = Report()
     drifts = report.drifts
-    listing = list_courses(root)
+    listing = list_courses(root, follow_symlinks)
     held = set(listing.held)
     for course in listing.held:
-        scan = scan_course(root, course)
+        scan = scan_course(root, course, follow_symlinks)
         if scan.held is not None:
             drifts.append(_issue(scan.held))
     refused = store.refused_files()
@@ -77,7 +84,7 @@ def verify(root: Path, store: CourseStore, options: ParseOptions, max_file_bytes
                 Drift("rejected", course, f"course slug also derived from {conflicts[course]!r}")
             )
             continue
-        files = read_course(root, course, max_file_bytes)
+        files = read_course(root, course, max_file_bytes, follow_symlinks)
         try:
             snapshot = course_parser.parse_course(course, files.files, options, files.unreadable)
         except ParseError as error:

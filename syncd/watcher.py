@@ -67,6 +67,24 @@ class CourseEventHandler(FileSystemEventHandler):
             self.on_course(course)  # a new link is named at once, never read
 
 
+class LinkTargetHandler(FileSystemEventHandler):
+    """Events under a folder reached through a followed symbolic link (--follow-symlinks).
+    The kernel reports them on the target's own path, outside the root's watch, so each
+    target gets a watch of its own that knows its course. Never raises."""
+
+    def __init__(self, course: str, on_course: Callable[[str], None], log: Any) -> None:
+        self.course = course
+        self.on_course = on_course
+        self.log = log
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            if not isinstance(event, IGNORED_EVENTS):
+                self.on_course(self.course)
+        except Exception as exc:  # never let an exception kill the observer thread
+            self.log.error("watch event dropped", error=repr(exc))
+
+
 class OverflowDetector(logging.Handler):
     """watchdog reports a kernel queue overflow only through its logger: events were lost,
     so a full reconcile is needed."""

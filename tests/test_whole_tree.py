@@ -384,3 +384,77 @@ def test_course_folders_with_any_name_and_visible_skips(
     assert live_lessons(db_dsn) == 2  # nothing written back and forth
     check = verify(capsys, root, db_dsn)
     assert check.code == 1 and "rejected     curso-novo" in check.stdout, check.stdout
+
+
+def test_follow_symlinks_reads_linked_courses_folders_and_files_and_names_loops(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    data = tmp_path / "data"
+    make_course(data, "moved", lessons=2)
+    (root).mkdir()
+    (root / "moved").symlink_to(data / "moved")  # a course folder on another disk
+    course = make_course(root, "local", lessons=1)
+    write(data / "shared-module/2.1-shared.md", lesson_text(2, 1))
+    (course / "lessons/modulo-02").symlink_to(data / "shared-module")  # a linked folder
+    write(data / "extra.md", lesson_text(1, 5))
+    (course / "lessons/1.5-extra.md").symlink_to(data / "extra.md")  # a linked file
+    (course / "lessons/again").symlink_to(course / "lessons")  # a loop
+
+    run = run_cli(capsys, ["--rescan", "--root", str(root), "--follow-symlinks"], db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert lessons_by_module(db_dsn, "moved") == {
+        "moved/lessons/1.1-lesson-1-1.md": (1, 1),
+        "moved/lessons/1.2-lesson-1-2.md": (1, 2),
+    }
+    assert lessons_by_module(db_dsn, "local") == {
+        "local/lessons/1.1-lesson-1-1.md": (1, 1),
+        "local/lessons/1.5-extra.md": (1, 5),
+        "local/lessons/modulo-02/2.1-shared.md": (2, 1),
+    }
+    loops = [e for e in run.named("file rejected") if e["path"] == "local/lessons/again"]
+    assert loops and "read already" in loops[0]["reason"]
+    check = run_cli(capsys, ["verify", "--root", str(root), "--follow-symlinks"], db_dsn)
+    assert check.code == 1
+    assert [line.split()[:2] for line in check.stdout.splitlines()] == [
+        ["link", "local/lessons/again"]
+    ]
+    (course / "lessons/again").unlink()
+    assert run_cli(capsys, ["--rescan", "--root", str(root), "--follow-symlinks"], db_dsn).code == 0
+    assert run_cli(capsys, ["verify", "--root", str(root), "--follow-symlinks"], db_dsn).code == 0
+    # Without the flag the same tree is named, and nothing is lost.
+    plain = run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn)
+    assert plain.code == 0
+    assert live_lessons(db_dsn) == 5
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_the_daemon_watches_what_a_followed_link_points_to(
+    tmp_path: Path, db_dsn: str, polling: bool
+) -> None:
+    root = tmp_path / "courses"
+    data = tmp_path / "data"
+    make_course(data, "moved", lessons=1)
+    root.mkdir()
+    (root / "moved").symlink_to(data / "moved")
+    (data / "moved/lessons/a").symlink_to(data / "moved")  # loops inside the target
+    (data / "moved/lessons/b").symlink_to(data / "moved")
+    args = ["--follow-symlinks", *(["--polling"] if polling else [])]
+    daemon = DaemonProcess(root, db_dsn, *args)
+    try:
+        daemon.wait_event("daemon ready", timeout=60)
+        daemon.wait_event("link target watched")
+        write(data / "moved/lessons/1.2-new.md", lesson_text(1, 2))  # outside the root
+        daemon.wait_for(
+            lambda: "moved/lessons/1.2-new.md" in lessons_by_module(db_dsn, "moved"),
+            what="the lesson written in the link's target synced",
+        )
+        heartbeats = len(daemon.named("heartbeat"))
+        cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
+        daemon.wait_event("heartbeat", count=heartbeats + 4, timeout=30)
+        share = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        assert share < 0.2, f"idle daemon used {share:.0%} of a core"
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
