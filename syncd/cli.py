@@ -28,7 +28,7 @@ EXIT_FATAL_DB = 4
 EXIT_ROOT_UNAVAILABLE = 5
 EXIT_INTERRUPTED = 130
 
-COMMANDS = ("run", "verify", "migrate", "report", "embedded-stop")
+COMMANDS = ("run", "verify", "migrate", "report", "sources", "embedded-stop")
 
 
 def _flag(
@@ -56,7 +56,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Keep a CreatorOS PostgreSQL database in step with the course folders on disk. "
-        "Commands: run (default), verify, migrate, report, embedded-stop.",
+        "Commands: run (default), verify, migrate, report, sources, embedded-stop.",
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
         "started in --data-dir. Kill switch: CREATOR_OS_DB_PERSIST=false writes nothing.",
     )
@@ -120,6 +120,15 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "seconds to wait for a connection",
         type=int,
         default=5,
+    )
+    f(
+        parser,
+        env,
+        "--source",
+        "SYNCD_SOURCE",
+        "this syncd's name in the database (default: <host name>:<absolute root>); a"
+        " reconcile archives only what its own source synced",
+        default="",
     )
     f(
         parser,
@@ -240,6 +249,16 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         parser.add_argument(
             "--status", action="store_true", help="list applied and pending migrations"
         )
+    if command == "sources":
+        parser.add_argument(
+            "--retire", metavar="NAME", help="archive every course of source NAME and retire it"
+        )
+        parser.add_argument(
+            "--hand-over",
+            metavar="NAME",
+            help="give every course of source NAME to the source named by --to, and retire NAME",
+        )
+        parser.add_argument("--to", metavar="NAME", help="the source that takes the courses")
     if command == "verify":
         parser.add_argument(
             "--json", action="store_true", help="print the findings as one JSON object"
@@ -269,6 +288,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             workers=int(args.workers),
             statement_timeout_ms=int(args.statement_timeout_ms),
             follow_symlinks=bool(args.follow_symlinks),
+            source=str(args.source or ""),
             quiet_ms=int(_opt(args, "quiet_ms", 500)),
             max_delay_ms=int(_opt(args, "max_delay_ms", 5000)),
             reconcile_interval_s=float(_opt(args, "reconcile_interval", 600.0)),
@@ -363,13 +383,15 @@ def _database(
     yield db
 
 
-def _store(db: DbSettings, workers: int = 1) -> tuple[CourseStore, Callable[[], None]]:
+def _store(
+    db: DbSettings, workers: int = 1, source: str | None = None
+) -> tuple[CourseStore, Callable[[], None]]:
     """A store on a pool of ``workers`` connections (no per-checkout health check: a
     one-shot command that loses its database fails with exit 3 and is simply rerun)."""
     pool = make_pool(db, workers=workers, check=_no_check)
     with translated("connect"):
         pool.open(wait=True, timeout=db.connect_timeout_s * 2)
-    return CourseStore(pool.connection), pool.close
+    return CourseStore(pool.connection, source=source), pool.close
 
 
 def _no_check(_conn: Any) -> None:
@@ -386,6 +408,7 @@ def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Recon
         max_file_bytes=settings.max_file_bytes,
         write=write,
         follow_symlinks=settings.follow_symlinks,
+        host=config.host_name(),
     )
 
 
@@ -397,7 +420,7 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.persist:
         logs.get().warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
     with _database(settings, migrate_now=settings.migrate, writes=write) as db:
-        store, close = _store(db, settings.workers)
+        store, close = _store(db, settings.workers, settings.source_name)
         try:
             reconciler = _reconciler(settings, store, write=write)
             reconciler.keep_plans = bool(args.dry_run)
@@ -449,7 +472,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db:
-        store, close = _store(db)
+        store, close = _store(db, source=settings.source_name)
         try:
             report = verify(
                 settings.root,
@@ -512,6 +535,32 @@ def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd import report
+
+    if args.hand_over and not args.to:
+        raise ConfigError("--hand-over needs --to, the source that takes the courses")
+    writes = bool(args.retire or args.hand_over)
+    with _database(settings, migrate_now=settings.migrate, writes=writes) as db:
+        store, close = _store(db, source=settings.source_name)
+        try:
+            if args.retire:
+                archived = store.retire_source(args.retire)
+                logs.get().info("source retired", source=args.retire, archived=len(archived))
+            if args.hand_over:
+                moved = store.hand_over(args.hand_over, args.to)
+                logs.get().info(
+                    "source handed over", source=args.hand_over, to=args.to, courses=len(moved)
+                )
+            rows = store.sources()
+        finally:
+            close()
+    headers = ["source", "root", "host", "last_seen", "retired_at", "courses"]
+    print(report.table(headers, rows))
+    print(f"this syncd: {settings.source_name}")
+    return EXIT_OK
+
+
 def cmd_embedded_stop(settings: Settings, _args: argparse.Namespace) -> int:
     stopped = embedded.stop(settings.data_dir)
     print("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running")
@@ -524,6 +573,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "migrate": cmd_migrate,
     "report": cmd_report,
+    "sources": cmd_sources,
     "embedded-stop": cmd_embedded_stop,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,15 @@ class Secret:
         return hash(self._value)
 
 
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def default_source(root: Path) -> str:
+    """One source per host and root: ``<host>:<absolute root>``."""
+    return f"{host_name()}:{root.absolute()}"
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("syncd")) / "postgres"
 
@@ -62,6 +72,7 @@ class Settings:
     workers: int = 4  # courses written concurrently by a full reconcile
     statement_timeout_ms: int = 30_000
     follow_symlinks: bool = False  # follow every symbolic link under the root
+    source: str = ""  # this syncd's name in the database; "" = default_source(root)
     # daemon
     quiet_ms: int = 500
     max_delay_ms: int = 5_000
@@ -71,6 +82,10 @@ class Settings:
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
     heartbeat_s: float = 30.0
+
+    @property
+    def source_name(self) -> str:
+        return self.source or default_source(self.root)
 
     @property
     def embedded(self) -> bool:

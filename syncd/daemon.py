@@ -26,7 +26,7 @@ from typing import Any
 
 import tenacity
 
-from syncd import logs
+from syncd import config, logs
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
@@ -251,7 +251,9 @@ class Daemon:
         )
         pool = make_pool(self.db, workers=s.workers, check=self._checker(deadlines))
         call_deadline = self.db.statement_timeout_ms / 1000 * 2 + self.db.connect_timeout_s
-        store = CourseStore(lambda: _guarded(pool, deadlines, call_deadline), self.clock)
+        store = CourseStore(
+            lambda: _guarded(pool, deadlines, call_deadline), self.clock, source=s.source_name
+        )
         reconciler = Reconciler(
             root=s.root,
             store=store,
@@ -262,6 +264,7 @@ class Daemon:
             clock=self.clock,
             workers=s.workers,
             follow_symlinks=s.follow_symlinks,
+            host=config.host_name(),
         )
         writer = Writer(
             reconciler, debouncer, breaker, self.stop, self.log, self.clock, workers=s.workers

@@ -33,6 +33,7 @@ class ExistingRow:
     deleted: bool
     row_key: str | None
     row_hash: bytes | None
+    fm_status: str | None = None  # status last taken from the frontmatter; "": none; None: unknown
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RowWrite:
     row_hash: bytes
     tags: tuple[str, ...]
     minds: tuple[tuple[uuid.UUID, str], ...]
+    status: str | None = None  # the status to write; None keeps the row's (set in the app)
 
 
 @dataclass
@@ -108,6 +110,7 @@ def plan_course(
             row_hash=_row_hash(record, slug, parent_id, tags, minds),
             tags=tags,
             minds=minds,
+            status=record.status if row is None else _status_change(record, row),
         )
         if row is None:
             plan.inserts.append(write)
@@ -171,6 +174,16 @@ class _Matcher:
 
     def is_claimed(self, row: ExistingRow) -> bool:
         return row.id in self.claimed
+
+
+def _status_change(record: Content, row: ExistingRow) -> str | None:
+    """The app owns a row's status, unless the frontmatter sets one: a frontmatter status is
+    written when it changes (not on every edit of the file), so that a status set in the
+    app survives edits that leave the frontmatter's status as it was."""
+    if row.fm_status is None:  # synced before syncd remembered it: the app's status stays
+        return None
+    before = row.fm_status or None
+    return record.status if record.status != before else None
 
 
 def _protected(record: Content, protected: frozenset[str]) -> bool:

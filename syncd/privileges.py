@@ -37,6 +37,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "syncd.rows": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.refused": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.skipped_folders": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "syncd.sources": ("SELECT", "INSERT", "UPDATE"),
+    "syncd.conflicts": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.schema_migrations": ("SELECT",),
 }
 

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from syncd import parser as course_parser
 from syncd.course import CourseSnapshot, FileIssue
-from syncd.errors import ParseError, RejectedError, TransientError
+from syncd.errors import FatalError, ParseError, RejectedError, TransientError
 from syncd.parser import ParseOptions
-from syncd.store import CourseResult, CourseStore, Known
-from syncd.tree import count_files, list_courses, read_scanned, scan_course
+from syncd.store import CourseResult, CourseStore, Known, conflict_issue
+from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
 
 
 class Progress(Protocol):
@@ -74,6 +74,7 @@ class Reconciler:
     clock: Callable[[], float] = time.monotonic
     keep_plans: bool = False  # --dry-run prints them; otherwise they are dropped at once
     follow_symlinks: bool = False
+    host: str = ""  # recorded with the source (the store's source name)
     last_results: list[CourseResult] = field(default_factory=list)
     _known: dict[str, Known] = field(default_factory=dict)
     _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
@@ -82,6 +83,7 @@ class Reconciler:
     _skipped_folders: dict[str, int] = field(default_factory=dict)
     _links: dict[str, frozenset[str]] = field(default_factory=dict)  # course -> followed targets
     _links_lock: threading.Lock = field(default_factory=threading.Lock)
+    _owned_elsewhere: dict[str, str] = field(default_factory=dict)  # course -> owning source
 
     # -- whole tree -------------------------------------------------------------------
 
@@ -89,11 +91,18 @@ class Reconciler:
         """Every course once. Files are read and parsed here while up to ``workers``
         threads write earlier courses, each in its own transaction."""
         started = self.clock()
-        self.log.info("reconcile started", root=str(self.root), write=self.write)
+        self.log.info(
+            "reconcile started", root=str(self.root), write=self.write, source=self.store.source
+        )
+        self._register_source()
         courses = self.list_courses()
         self._known = self.store.fingerprints()
         self._conflicts = course_parser.slug_conflicts(courses, self._known)
-        live_known = [c for c, known in self._known.items() if not known.archived]
+        self._owned_elsewhere = {}
+        # Only what this source synced is archived when its folder is gone from this root.
+        live_known = [
+            c for c, known in self._known.items() if not known.archived and self.mine(known)
+        ]
         if not courses and live_known:
             raise RootUnavailable(
                 f"course root {self.root} holds no course while the database has "
@@ -134,11 +143,7 @@ class Reconciler:
                 for _, future in pending:
                     future.cancel()
                 raise
-        self._conflicts = None
-        self.save_touched()
-        summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
-        if self.write:
-            self.store.save_skipped_folders(summary.skipped_folders)
+        self._save_tree_findings(summary, courses)
         for course in sorted(set(live_known) - set(courses)):
             summary.archived += int(self.archive(course))
         summary.ms = (self.clock() - started) * 1000
@@ -157,6 +162,30 @@ class Reconciler:
             ms=round(summary.ms, 1),
         )
         return summary
+
+    def _save_tree_findings(self, summary: Summary, courses: list[str]) -> None:
+        """After a full pass: touched-but-unchanged stats, the courses this source adopts,
+        those other sources own, and non-course folders, for the next rescan, `verify` and
+        `report`."""
+        self._conflicts = None
+        self.save_touched()
+        summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
+        if not self.write:
+            return
+        if self.store.source:
+            self.store.adopt([c for c in courses if c not in self._owned_elsewhere])
+            self.store.save_conflicts(self._owned_elsewhere)
+        self.store.save_skipped_folders(summary.skipped_folders)
+
+    def _register_source(self) -> None:
+        """Record this source as seen (its root and host); a retired source stops here."""
+        if not (self.store.source and self.write):
+            return
+        if self.store.touch_source(str(self.root.absolute()), self.host):
+            raise FatalError(
+                f"source {self.store.source!r} was retired: it writes nothing any more"
+                " (run with another --source, or hand its courses over again)"
+            )
 
     def list_courses(self) -> list[str]:
         """The course folders, and the folders that are there but are not read (unreadable,
@@ -199,19 +228,10 @@ class Reconciler:
         if self.follow_symlinks:
             with self._links_lock:
                 self._links[course] = frozenset(scan.link_targets)
-        if scan.held is not None:
-            # There, but not read: every row is kept and nothing is archived; retried on the
-            # next event or safety reconcile.
-            self.log.warning("file rejected", path=course, reason=scan.held.reason)
-            return CourseResult(course, rejected=[scan.held])
-        owner = self._conflict(course)
-        if owner is not None:
-            reason = (
-                f"course slug {course_parser.course_slug(course)!r} is also derived from"
-                f" folder {owner!r}, which keeps the course: rename one of them"
-            )
-            self.log.warning("file rejected", path=course, reason=reason)
-            return CourseResult(course, rejected=[FileIssue(course, reason)])
+        refused = self._not_ours(course, scan)
+        if refused is not None:
+            self.log.warning("file rejected", path=course, reason=refused.reason)
+            return CourseResult(course, rejected=[refused])
         if not scan.exists or not course_parser.is_course_folder(scan.top_names):
             if course in self._known and not self.list_courses():
                 raise RootUnavailable(
@@ -250,6 +270,32 @@ class Reconciler:
         for issue in snapshot.ignored:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         return snapshot, fingerprint, stat_fingerprint, started
+
+    def _not_ours(self, course: str, scan: CourseScan) -> FileIssue | None:
+        """Why a folder that is there is not synced from here, if it is not: it cannot be
+        read (every row is kept, nothing archived, retried on the next event or safety
+        reconcile), another source owns it, or another folder holds its slug."""
+        if scan.held is not None:
+            return scan.held
+        known = self._known.get(course)
+        if known is not None and known.source is not None and not self.mine(known, adopt=True):
+            self._owned_elsewhere[course] = known.source
+            return conflict_issue(course, known.source)
+        owner = self._conflict(course)
+        if owner is not None:
+            return FileIssue(
+                course,
+                f"course slug {course_parser.course_slug(course)!r} is also derived from"
+                f" folder {owner!r}, which keeps the course: rename one of them",
+            )
+        return None
+
+    def mine(self, known: Known, *, adopt: bool = False) -> bool:
+        """Is this course this source's? With ``adopt``, one without a source (synced
+        before sources) or owned by a retired source is taken over when it is synced."""
+        if self.store.source is None or known.source == self.store.source:
+            return True
+        return adopt and (known.source is None or known.owner_retired)
 
     def link_targets(self) -> dict[str, str]:
         """Real path -> course of every folder reached through a followed link (the daemon
@@ -320,8 +366,10 @@ class Reconciler:
         )
 
     def archive(self, course: str) -> int:
+        """Archive a course whose folder is gone from this root (a positive observation):
+        only one this source owns, or one without a source."""
         known = self._known.get(course)
-        if known is None or known.archived:
+        if known is None or known.archived or not (self.mine(known) or known.source is None):
             return 0
         if not self.write:
             self.log.info("course would be archived (nothing written)", course=course)

@@ -13,6 +13,8 @@ TITLES = {
     "rls_status": "Row-level security",
     "mind_attribution": "Mind attribution",
     "skipped_folders": "Folders under the root that are not courses",
+    "sources": "Sources (each syncd writing here)",
+    "source_conflicts": "Course folders held by two sources",
 }
 
 

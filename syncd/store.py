@@ -154,8 +154,27 @@ class Known(NamedTuple):
     """What syncd last wrote of a course (syncd.courses)."""
 
     fingerprint: bytes | None  # of the relevant files' contents; None: not fully synced
-    archived: bool
+    archived: bool  # by syncd, because its folder vanished
     stat_fingerprint: bytes | None  # of their (path, size, mtime, ctime, inode)
+    source: str | None = None  # the source that owns it; None: synced before sources
+    owner_retired: bool = False
+
+
+def conflict_issue(course: str, owner: str) -> FileIssue:
+    return FileIssue(
+        course,
+        f"a course folder of this name is synced by source {owner!r}, which keeps it:"
+        " nothing is written from here (`syncd sources` hands a course over)",
+        "conflict",
+    )
+
+
+class OwnedElsewhere(Exception):
+    """The course folder's name is owned by another (live) source."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
 
 
 class _Refusal(NamedTuple):
@@ -177,9 +196,15 @@ class CourseStore:
     and the commit. Slugs are checked against other projects only when an insert trips
     the unique index (rare), in a second attempt."""
 
-    def __init__(self, connection: Callable[[], Any], clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        connection: Callable[[], Any],
+        clock: Callable[[], float] = time.monotonic,
+        source: str | None = None,
+    ):
         self._connection = connection
         self._clock = clock
+        self.source = source  # None: no ownership (tools, benchmarks)
 
     def fingerprints(self) -> dict[str, Known]:
         """course → what syncd last wrote of it, for every course syncd has written."""
@@ -187,9 +212,65 @@ class CourseStore:
             rows = conn.execute(query("course.sql", "course_fingerprints")).fetchall()
             conn.rollback()
         return {
-            course: Known(bytes(fp) if fp else None, archived, bytes(st) if st else None)
-            for course, fp, archived, st in rows
+            course: Known(
+                bytes(fp) if fp else None, archived, bytes(st) if st else None, source, retired
+            )
+            for course, fp, archived, st, source, retired in rows
         }
+
+    def touch_source(self, root: str, host: str) -> bool:
+        """Record this source as seen now (root, host); True when it has been retired."""
+        with translated("record source"), self._connection() as conn, conn.transaction():
+            row = _Sql(conn).one("touch_source", name=self.source, root=root, host=host)
+        return bool(row and row[0] is not None)
+
+    def sources(self) -> list[tuple[Any, ...]]:
+        """(name, root, host, last seen, retired at, live courses) of every source."""
+        with translated("read sources"), self._connection() as conn:
+            rows: list[tuple[Any, ...]] = _Sql(conn).all("list_sources")
+            conn.rollback()
+        return rows
+
+    def retire_source(self, name: str) -> list[str]:
+        """Archive every live course of source ``name`` and retire it (it writes nothing any
+        more); the courses archived."""
+        with translated(f"retire source {name}"), self._connection() as conn, conn.transaction():
+            sql = _Sql(conn)
+            if sql.one("source_exists", name=name) is None:
+                raise FatalError(f"no source named {name!r} (see `syncd sources`)")
+            courses = [row[0] for row in sql.all("source_courses", name=name)]
+            for course in courses:
+                sql.queue("lock_course", course=course)
+                sql.all("archive_course", course=course)
+            sql.queue("retire_source", name=name)
+        return courses
+
+    def hand_over(self, name: str, to: str) -> list[str]:
+        """Give every course of source ``name`` to source ``to`` and retire ``name``."""
+        with translated(f"hand over {name}"), self._connection() as conn, conn.transaction():
+            sql = _Sql(conn)
+            for source in (name, to):
+                if sql.one("source_exists", name=source) is None:
+                    raise FatalError(f"no source named {source!r} (see `syncd sources`)")
+            courses = [row[0] for row in sql.all("hand_over", name=name, to=to)]
+            sql.queue("retire_source", name=name)
+        return courses
+
+    def adopt(self, courses: list[str]) -> None:
+        """Make these courses (found under this source's root) this source's where no live
+        source owns them."""
+        with translated("adopt courses"), self._connection() as conn, conn.transaction():
+            _Sql(conn).queue("adopt_courses", source=self.source, courses=courses)
+
+    def save_conflicts(self, owners: dict[str, str]) -> None:
+        """course -> owning source, of the course folders this source found owned elsewhere."""
+        with translated("save conflicts"), self._connection() as conn, conn.transaction():
+            _Sql(conn).queue(
+                "save_conflicts",
+                source=self.source,
+                courses=list(owners),
+                owners=list(owners.values()),
+            )
 
     def save_stat_fingerprints(self, items: list[tuple[str, bytes, bytes]]) -> None:
         """(course, content fingerprint, stat fingerprint) of courses found unchanged."""
@@ -220,6 +301,10 @@ class CourseStore:
                 return self._sync(snapshot, stat_fingerprint, check_slugs=False)
             except _SlugTaken:
                 return self._sync(snapshot, stat_fingerprint, check_slugs=True)
+        except OwnedElsewhere as owned:
+            return CourseResult(
+                snapshot.course, rejected=[conflict_issue(snapshot.course, owned.owner)]
+            )
         except RejectedError as error:
             if (error.sqlstate or "")[:2] not in ROW_DATA_CLASSES:
                 raise
@@ -250,6 +335,7 @@ class CourseStore:
                     _Sql(conn).queue(
                         "upsert_course",
                         course=snapshot.course,
+                        source=self.source,
                         project_id=result.project_id,
                         fingerprint=snapshot.fingerprint if complete else None,
                         stat_fingerprint=stat_fingerprint if complete else None,
@@ -292,7 +378,7 @@ class CourseStore:
             project = sql.one("project_minds", slug=snapshot.project.slug)
             minds = _planned_minds(sql, snapshot, project)
             rows = self._existing(sql, snapshot, with_md5=True)
-            md5s = {r[0]: r[9] for r in rows}
+            md5s = {r[0]: r[10] for r in rows}
             plan = self._plan(
                 sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
             )
@@ -325,6 +411,7 @@ class CourseStore:
     ) -> None:
         p = snapshot.project
         sql.queue("lock_course", course=snapshot.course)
+        owner = sql.queue("course_owner", course=snapshot.course) if self.source else None
         minds = sorted(
             {m.slug: m for m in (p.creator_mind, p.persona_mind) if m}.values(),
             key=lambda m: m.slug,
@@ -339,6 +426,10 @@ class CourseStore:
         project = sql.queue("project_minds", slug=p.slug)
         rows = self._queue_existing(sql, snapshot, with_md5=False)
         found = project.fetchone()  # the first round trip ends here
+        if owner is not None:
+            held = owner.fetchone()
+            if held and held[0] not in (None, self.source) and not held[1]:
+                raise OwnedElsewhere(held[0])  # rolls back whatever was queued
         if found is None:  # a protected (rejected) brief of a course never synced before
             upsert = self._queue_project(sql, snapshot)
             found = sql.one("project_minds", slug=p.slug)
@@ -453,6 +544,7 @@ class CourseStore:
                 deleted=r[6],
                 row_key=r[7],
                 row_hash=bytes(r[8]) if r[8] else None,
+                fm_status=r[9],
             )
             for r in rows
         ]
@@ -501,7 +593,7 @@ class CourseStore:
                 contents=[w.record.content for w in ins],
                 metadata=[Jsonb(w.record.metadata) for w in ins],
                 fidelity=[w.record.fidelity_score for w in ins],
-                statuses=[w.record.status for w in ins],
+                statuses=[w.status for w in ins],
                 paths=[w.record.file_path for w in ins],
             )
         if plan.updates and not rows_done:
@@ -518,7 +610,7 @@ class CourseStore:
                         "content": w.record.content,
                         "metadata": Jsonb(w.record.metadata),
                         "fidelity_score": w.record.fidelity_score,
-                        "status": w.record.status,
+                        "status": w.status,
                         "file_path": w.record.file_path,
                     }
                     for w in plan.updates
@@ -542,6 +634,7 @@ class CourseStore:
             keys=keys,
             hashes=[w.row_hash for w in written],
             source_hashes=[w.record.source_hash for w in written],
+            fm_statuses=[w.record.status or "" for w in written],  # "": none in the file
         )
 
     def _junctions(self, sql: _Sql, written: list[RowWrite], *, is_new: bool) -> None:

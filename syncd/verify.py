@@ -24,6 +24,7 @@ from syncd.tree import count_files, list_courses, read_course, scan_course
 @dataclass(frozen=True)
 class Drift:
     # missing | stale | gone | course-gone | rejected | unreadable | link | too-large | refused
+    # | conflict
     kind: str
     path: str
     detail: str = ""
@@ -79,6 +80,10 @@ def verify(
     known = store.fingerprints()
     conflicts = course_parser.slug_conflicts(listing.courses, known)
     for course in listing.courses:
+        owner = known[course].source if course in known else None
+        if owner not in (None, store.source) and not known[course].owner_retired:
+            drifts.append(Drift("conflict", course, f"synced by source {owner!r}, not this one"))
+            continue
         if course in conflicts:
             drifts.append(
                 Drift("rejected", course, f"course slug also derived from {conflicts[course]!r}")
@@ -120,7 +125,7 @@ def verify(
                 drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))
     present = {*listing.courses, *held}
     for course, seen in sorted(known.items()):
-        if course not in present and not seen.archived:
+        if course not in present and not seen.archived and seen.source == store.source:
             drifts.append(Drift("course-gone", course, "project not archived but folder is gone"))
     report.skipped = [SkippedFolder(name, count_files(root / name)) for name in listing.skipped]
     return report

@@ -4,8 +4,30 @@
 SELECT pg_advisory_xact_lock(hashtextextended('syncd:course:' || %(course)s, 0));
 
 -- name: course_fingerprints
-SELECT c.course, c.fingerprint, p.status = 'archived' AS archived, c.stat_fingerprint
-FROM syncd.courses c JOIN public.content_projects p ON p.id = c.project_id;
+-- archived: by syncd (its folder vanished); a project archived in the app is not.
+SELECT c.course, c.fingerprint, c.archived_at IS NOT NULL AS archived, c.stat_fingerprint,
+       c.source, coalesce(s.retired_at IS NOT NULL, false) AS owner_retired
+FROM syncd.courses c LEFT JOIN syncd.sources s ON s.name = c.source;
+
+-- name: touch_source
+INSERT INTO syncd.sources AS s (name, root, host) VALUES (%(name)s, %(root)s, %(host)s)
+ON CONFLICT (name) DO UPDATE SET root = EXCLUDED.root, host = EXCLUDED.host, last_seen = now()
+RETURNING s.retired_at;
+
+-- name: course_owner
+SELECT c.source, coalesce(s.retired_at IS NOT NULL, false) AS owner_retired
+FROM syncd.courses c LEFT JOIN syncd.sources s ON s.name = c.source
+WHERE c.course = %(course)s;
+
+-- name: save_conflicts
+-- the courses this source found owned by another one, replacing its previous list
+WITH gone AS (
+    DELETE FROM syncd.conflicts
+    WHERE source = %(source)s AND NOT (course = ANY(%(courses)s::text[]))
+)
+INSERT INTO syncd.conflicts (course, source, owner, seen_at)
+SELECT d.c, %(source)s, d.o, now() FROM unnest(%(courses)s::text[], %(owners)s::text[]) AS d(c, o)
+ON CONFLICT (course, source) DO UPDATE SET owner = EXCLUDED.owner, seen_at = EXCLUDED.seen_at;
 
 -- name: insert_minds
 INSERT INTO public.minds (slug, display_name)
@@ -39,12 +61,16 @@ SET name = EXCLUDED.name, description = EXCLUDED.description,
     project_type = EXCLUDED.project_type, project_metadata = EXCLUDED.project_metadata,
     creator_mind_id = EXCLUDED.creator_mind_id, persona_mind_id = EXCLUDED.persona_mind_id,
     target_audience_id = EXCLUDED.target_audience_id,
-    status = CASE WHEN p.status = 'archived'
+    -- syncd's own archive is undone, to exactly the status it had; one made in the app stays
+    status = CASE WHEN p.status = 'archived' AND EXISTS (
+                      SELECT 1 FROM syncd.courses WHERE course = %(course)s AND archived_at IS NOT NULL)
                   THEN coalesce((SELECT status_before_archive FROM syncd.courses
                                  WHERE course = %(course)s), 'in_progress')
                   ELSE p.status END
 WHERE (p.name, p.description, p.project_type, p.project_metadata, p.creator_mind_id,
-       p.persona_mind_id, p.target_audience_id, p.status = 'archived')
+       p.persona_mind_id, p.target_audience_id,
+       p.status = 'archived' AND EXISTS (
+           SELECT 1 FROM syncd.courses WHERE course = %(course)s AND archived_at IS NOT NULL))
       IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.description, EXCLUDED.project_type, EXCLUDED.project_metadata,
        EXCLUDED.creator_mind_id, EXCLUDED.persona_mind_id, EXCLUDED.target_audience_id, false)
@@ -55,7 +81,7 @@ SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE s
 
 -- name: existing_rows
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
-       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash
+       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
 WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
@@ -63,7 +89,8 @@ WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug
 
 -- name: existing_rows_md5
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
-       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, md5(c.content) AS content_md5
+       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
+       md5(c.content) AS content_md5
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
 WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
@@ -136,22 +163,28 @@ WHERE project_id = %(project_id)s AND row_key = ANY(%(keys)s::text[])
   AND NOT (content_id = ANY(%(ids)s::uuid[]));
 
 -- name: upsert_rows
-INSERT INTO syncd.rows (content_id, project_id, row_key, row_hash, source_hash, synced_at)
+INSERT INTO syncd.rows (content_id, project_id, row_key, row_hash, source_hash, fm_status,
+                        synced_at)
 SELECT d.*, now()
 FROM unnest(%(ids)s::uuid[], array_fill(%(project_id)s::uuid, ARRAY[cardinality(%(ids)s::uuid[])]),
-            %(keys)s::text[], %(hashes)s::bytea[], %(source_hashes)s::bytea[]) AS d
+            %(keys)s::text[], %(hashes)s::bytea[], %(source_hashes)s::bytea[],
+            %(fm_statuses)s::text[]) AS d
 ON CONFLICT (content_id) DO UPDATE
 SET project_id = EXCLUDED.project_id, row_key = EXCLUDED.row_key, row_hash = EXCLUDED.row_hash,
-    source_hash = EXCLUDED.source_hash, synced_at = EXCLUDED.synced_at;
+    source_hash = EXCLUDED.source_hash, fm_status = EXCLUDED.fm_status,
+    synced_at = EXCLUDED.synced_at;
 
 -- name: upsert_course
-INSERT INTO syncd.courses (course, project_id, fingerprint, stat_fingerprint,
-                           status_before_archive, synced_at)
-VALUES (%(course)s, %(project_id)s, %(fingerprint)s, %(stat_fingerprint)s, NULL, now())
+-- a course without a source (synced before sources existed) is adopted by this one
+INSERT INTO syncd.courses AS c (course, project_id, fingerprint, stat_fingerprint,
+                                status_before_archive, synced_at, source, archived_at)
+VALUES (%(course)s, %(project_id)s, %(fingerprint)s, %(stat_fingerprint)s, NULL, now(),
+        %(source)s, NULL)
 ON CONFLICT (course) DO UPDATE
 SET project_id = EXCLUDED.project_id, fingerprint = EXCLUDED.fingerprint,
     stat_fingerprint = EXCLUDED.stat_fingerprint, status_before_archive = NULL,
-    synced_at = EXCLUDED.synced_at;
+    synced_at = EXCLUDED.synced_at, source = coalesce(EXCLUDED.source, c.source),
+    archived_at = NULL;
 
 -- name: save_stat_fingerprints
 -- files touched but unchanged: remember their new stat so the next rescan skips reading them
@@ -172,7 +205,7 @@ WITH course AS (
 ), remembered AS (
     UPDATE syncd.courses c
     SET status_before_archive = course.status, fingerprint = NULL, stat_fingerprint = NULL,
-        synced_at = now()
+        archived_at = now(), synced_at = now()
     FROM course WHERE c.course = course.course
     RETURNING c.course
 )
@@ -209,3 +242,30 @@ WITH gone AS (
 INSERT INTO syncd.skipped_folders (folder, files, seen_at)
 SELECT d.f, d.n, now() FROM unnest(%(folders)s::text[], %(files)s::int[]) AS d(f, n)
 ON CONFLICT (folder) DO UPDATE SET files = EXCLUDED.files, seen_at = EXCLUDED.seen_at;
+
+-- name: list_sources
+SELECT s.name, s.root, s.host, s.last_seen, s.retired_at,
+       count(c.course) FILTER (WHERE c.archived_at IS NULL) AS courses
+FROM syncd.sources s LEFT JOIN syncd.courses c ON c.source = s.name
+GROUP BY s.name ORDER BY s.name;
+
+-- name: source_courses
+SELECT course FROM syncd.courses WHERE source = %(name)s AND archived_at IS NULL ORDER BY course;
+
+-- name: retire_source
+UPDATE syncd.sources SET retired_at = now() WHERE name = %(name)s AND retired_at IS NULL
+RETURNING name;
+
+-- name: hand_over
+UPDATE syncd.courses SET source = %(to)s WHERE source = %(name)s RETURNING course;
+
+-- name: source_exists
+SELECT retired_at IS NOT NULL AS retired FROM syncd.sources WHERE name = %(name)s;
+
+-- name: adopt_courses
+-- courses under this source's root that no live source owns (synced before sources, or by a
+-- retired source) become this source's, even when nothing in them changed
+UPDATE syncd.courses c SET source = %(source)s
+WHERE c.course = ANY(%(courses)s::text[])
+  AND (c.source IS NULL
+       OR EXISTS (SELECT 1 FROM syncd.sources s WHERE s.name = c.source AND s.retired_at IS NOT NULL));

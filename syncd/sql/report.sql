@@ -72,3 +72,15 @@ FROM public.content_projects;
 -- name: skipped_folders
 -- Folders under the root that are not courses but hold files (as the last full reconcile saw them).
 SELECT folder, files, seen_at FROM syncd.skipped_folders ORDER BY folder;
+
+-- name: sources
+-- Every syncd that writes into this database: its root and host, when it last reconciled,
+-- the live courses it owns.
+SELECT s.name AS source, s.root, s.host, s.last_seen, s.retired_at,
+       count(c.course) FILTER (WHERE c.archived_at IS NULL) AS courses
+FROM syncd.sources s LEFT JOIN syncd.courses c ON c.source = s.name
+GROUP BY s.name ORDER BY s.name;
+
+-- name: source_conflicts
+-- Course folders a source holds that another source owns (the owner keeps them).
+SELECT course, source, owner, seen_at FROM syncd.conflicts ORDER BY course, source;

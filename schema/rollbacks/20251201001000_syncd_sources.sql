@@ -1,0 +1,7 @@
+-- Rollback of 20251201001000_syncd_sources.sql.
+drop table if exists syncd.conflicts;
+alter table syncd.rows drop column if exists fm_status;
+alter table syncd.courses drop column if exists archived_at;
+drop index if exists syncd.idx_syncd_courses_source;
+alter table syncd.courses drop column if exists source;
+drop table if exists syncd.sources;

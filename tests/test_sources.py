@@ -1,0 +1,213 @@
+"""Issue 10: the database follows the tree when several roots write into one database and
+people edit it in the app. Sources, and who owns which field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.helpers import Run, lesson_text, make_course, run_cli, write
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
+
+
+def rescan(capsys: pytest.CaptureFixture[str], root: Path, dsn: str, *extra: str) -> Run:
+    return run_cli(capsys, ["--rescan", "--root", str(root), *extra], dsn)
+
+
+def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params or None).fetchall()
+
+
+def statuses(dsn: str) -> dict[str, str]:
+    return dict(rows(dsn, "select slug, status from content_projects"))
+
+
+def totals(run: Run) -> tuple[int, int, int, int]:
+    done = run.named("reconcile finished")[0]
+    return done["inserted"], done["updated"], done["deleted"], done["archived"]
+
+
+def two_roots(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "machine-a" / "courses", tmp_path / "machine-b" / "courses"
+    for n in range(4):
+        make_course(a, f"a-course-{n}", lessons=3)
+        make_course(b, f"b-course-{n}", lessons=2)
+    return a, b
+
+
+def test_two_roots_share_one_database_without_ping_pong(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 1: root B's rescan archived all of A's projects, and each later rescan of A
+    or B undid the other."""
+    a, b = two_roots(tmp_path)
+    for round_ in range(10):
+        for root in (a, b):
+            run = rescan(capsys, root, db_dsn)
+            assert run.code == 0, run.stderr
+            if round_ > 0:
+                assert totals(run) == (0, 0, 0, 0), (round_, root, totals(run))
+    assert "archived" not in statuses(db_dsn).values()
+    assert len(statuses(db_dsn)) == 8
+    assert rows(db_dsn, "select count(*) from contents where deleted_at is not null") == [(0,)]
+    # Each root's verify speaks of its own tree only.
+    for root in (a, b):
+        assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
+
+
+def test_the_quickstart_against_a_team_database_archives_nothing_of_theirs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 1: the README's quickstart with the production DATABASE_URL still set archived
+    every real course, with exit 0."""
+    a, _ = two_roots(tmp_path)
+    assert rescan(capsys, a, db_dsn).code == 0
+    examples = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, examples)
+
+    run = rescan(capsys, examples, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert totals(run)[3] == 0
+    assert "archived" not in {s for slug, s in statuses(db_dsn).items() if slug.startswith("a-")}
+
+
+def test_a_course_folder_held_by_two_sources_is_a_conflict_the_first_owner_keeps(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    a, b = two_roots(tmp_path)
+    make_course(a, "shared", lessons=3)
+    shutil.copytree(a / "shared", b / "shared")
+    write(b / "shared/lessons/1.1-lesson-1-1.md", lesson_text(1, 1, "B's version"))
+    assert rescan(capsys, a, db_dsn).code == 0
+
+    run = rescan(capsys, b, db_dsn)
+
+    assert run.code == 0, run.stderr
+    conflict = [e for e in run.named("file rejected") if e["path"] == "shared"]
+    assert conflict and "synced by source" in conflict[0]["reason"], run.stderr
+    assert rows(db_dsn, "select count(*) from contents where content like '%B''s version%'") == [
+        (0,)
+    ]
+    check = run_cli(capsys, ["verify", "--root", str(b)], db_dsn)
+    assert check.code == 1
+    assert [line.split()[:2] for line in check.stdout.splitlines()] == [["conflict", "shared"]]
+    report = run_cli(capsys, ["report"], db_dsn)
+    assert any(line.split()[:1] == ["shared"] for line in report.stdout.splitlines()), report.stdout
+    # A goes on as before: nothing was written back and forth.
+    assert totals(rescan(capsys, a, db_dsn)) == (0, 0, 0, 0)
+    assert totals(rescan(capsys, b, db_dsn)) == (0, 0, 0, 0)
+
+
+def test_sources_are_listed_retired_on_purpose_and_handed_over(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    a, b = two_roots(tmp_path)
+    assert rescan(capsys, a, db_dsn, "--source", "laptop-ana").code == 0
+    assert rescan(capsys, b, db_dsn, "--source", "server-bia").code == 0
+
+    listed = run_cli(capsys, ["sources"], db_dsn)
+    assert listed.code == 0
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.split()}
+    assert lines["laptop-ana"].split()[-1] == "4" and str(a) in lines["laptop-ana"]
+    assert lines["server-bia"].split()[-1] == "4"
+
+    # Ana's machine is gone for good: her courses are handed to a new machine's root.
+    moved = tmp_path / "new-machine" / "courses"
+    shutil.copytree(a, moved)
+    early = rescan(capsys, moved, db_dsn, "--source", "desktop-ana")  # before the hand-over
+    assert early.code == 0 and len(early.named("file rejected")) == 4  # conflicts, no writes
+    handed = run_cli(
+        capsys, ["sources", "--hand-over", "laptop-ana", "--to", "desktop-ana"], db_dsn
+    )
+    assert handed.code == 0, handed.stderr
+    assert totals(rescan(capsys, moved, db_dsn, "--source", "desktop-ana")) == (0, 0, 0, 0)
+    refused = rescan(capsys, a, db_dsn, "--source", "laptop-ana")
+    assert refused.code == 4 and "retired" in refused.stderr
+
+    # Bia's server is retired on purpose: its courses are archived, and stay so.
+    retired = run_cli(capsys, ["sources", "--retire", "server-bia"], db_dsn)
+    assert retired.code == 0, retired.stderr
+    archived = {slug for slug, s in statuses(db_dsn).items() if s == "archived"}
+    assert archived == {f"b-course-{n}" for n in range(4)}
+    assert rescan(capsys, moved, db_dsn, "--source", "desktop-ana").code == 0
+    assert {slug for slug, s in statuses(db_dsn).items() if s == "archived"} == archived
+
+
+def test_courses_synced_before_sources_are_adopted_by_the_first_source_that_syncs_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    a, b = two_roots(tmp_path)
+    assert rescan(capsys, a, db_dsn).code == 0
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("update syncd.courses set source = null")  # as a run from before
+    make_course(b, "a-course-0", lessons=3)  # the same folder name, on another machine
+
+    assert totals(rescan(capsys, a, db_dsn)) == (0, 0, 0, 0)  # adopted, nothing rewritten
+    owners = dict(rows(db_dsn, "select course, source from syncd.courses"))
+    assert len(set(owners.values())) == 1 and str(a) in next(iter(owners.values()))
+    conflict = rescan(capsys, b, db_dsn)
+    assert [e["path"] for e in conflict.named("file rejected")] == ["a-course-0"]
+
+
+# -- who owns which field ------------------------------------------------------------------
+
+
+def test_a_status_set_in_the_app_survives_edits_that_leave_the_frontmatter_status(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 4: a lesson whose frontmatter says status: draft was reset from published
+    to draft by any edit, even one that did not touch the status."""
+    root = tmp_path / "courses"
+    course = make_course(root, "owned", lessons=1)
+    lesson = course / "lessons/1.2-status.md"
+    lesson.write_text("---\nstatus: draft\n---\n# S\n\nfirst\n", encoding="utf-8")
+    assert rescan(capsys, root, db_dsn).code == 0
+    path = "owned/lessons/1.2-status.md"
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("update contents set status = 'published' where file_path = %s", (path,))
+
+    lesson.write_text("---\nstatus: draft\n---\n# S\n\nsecond\n", encoding="utf-8")
+    assert rescan(capsys, root, db_dsn).code == 0
+    assert rows(
+        db_dsn, "select status, content like '%%second%%' from contents where file_path = %s", path
+    ) == [("published", True)]
+
+    lesson.write_text("---\nstatus: reviewed\n---\n# S\n\nsecond\n", encoding="utf-8")
+    assert rescan(capsys, root, db_dsn).code == 0
+    assert rows(db_dsn, "select status from contents where file_path = %s", path) == [("reviewed",)]
+
+
+def test_a_project_archived_in_the_app_stays_archived_and_syncds_own_archive_is_undone_exactly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 4: a project archived in the app was un-archived by the next rescan, to
+    in_progress rather than the status it had."""
+    root = tmp_path / "courses"
+    make_course(root, "kept", lessons=1)
+    make_course(root, "moved", lessons=1)
+    make_course(root, "other", lessons=1)
+    assert rescan(capsys, root, db_dsn).code == 0
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("update content_projects set status = 'archived' where slug = 'kept'")
+        conn.execute("update content_projects set status = 'completed' where slug = 'moved'")
+    write(root / "kept/lessons/1.5-new.md", lesson_text(1, 5))  # an edit in the archived course
+    assert rescan(capsys, root, db_dsn).code == 0
+    assert statuses(db_dsn)["kept"] == "archived"
+    assert rows(
+        db_dsn, "select count(*) from contents where file_path = 'kept/lessons/1.5-new.md'"
+    ) == [(1,)]
+
+    parked = tmp_path / "parked"
+    (root / "moved").rename(parked)
+    assert rescan(capsys, root, db_dsn).code == 0
+    assert statuses(db_dsn)["moved"] == "archived"
+    parked.rename(root / "moved")
+    assert rescan(capsys, root, db_dsn).code == 0
+    assert statuses(db_dsn) == {"kept": "archived", "moved": "completed", "other": "planning"}
