@@ -34,6 +34,7 @@ class ExistingRow:
     row_key: str | None
     row_hash: bytes | None
     fm_status: str | None = None  # status last taken from the frontmatter; "": none; None: unknown
+    changed: bool = False  # written by someone else since syncd wrote it: rewrite it
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Plan:
     unchanged: int = 0
     rejected: list[FileIssue] = field(default_factory=list)
     ids: dict[str, uuid.UUID] = field(default_factory=dict)  # record key -> row id
+    repaired: list[RowWrite] = field(default_factory=list)  # updates that undo others' edits
 
     @property
     def is_empty(self) -> bool:
@@ -114,8 +116,15 @@ def plan_course(
         )
         if row is None:
             plan.inserts.append(write)
-        elif row.deleted or row.row_hash != write.row_hash or row.row_key != record.key:
+        elif (
+            row.deleted
+            or row.changed
+            or row.row_hash != write.row_hash
+            or row.row_key != record.key
+        ):
             plan.updates.append(write)
+            if row.changed:
+                plan.repaired.append(write)
         else:
             plan.unchanged += 1
 

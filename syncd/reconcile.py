@@ -84,6 +84,7 @@ class Reconciler:
     _links: dict[str, frozenset[str]] = field(default_factory=dict)  # course -> followed targets
     _links_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_elsewhere: dict[str, str] = field(default_factory=dict)  # course -> owning source
+    _changed: set[str] = field(default_factory=set)  # courses with rows edited by others
 
     # -- whole tree -------------------------------------------------------------------
 
@@ -97,6 +98,9 @@ class Reconciler:
         self._register_source()
         courses = self.list_courses()
         self._known = self.store.fingerprints()
+        # Rows someone else changed or deleted since syncd wrote them: their courses are
+        # synced even if no file changed, and the sync rewrites those rows from their files.
+        self._changed = self.store.changed_courses()
         self._conflicts = course_parser.slug_conflicts(courses, self._known)
         self._owned_elsewhere = {}
         # Only what this source synced is archived when its folder is gone from this root.
@@ -241,7 +245,12 @@ class Reconciler:
             self.archive(course)
             return CourseResult(course)
         known = self._known.get(course)
-        synced = known is not None and known.fingerprint is not None and not known.archived
+        synced = (
+            known is not None
+            and known.fingerprint is not None
+            and not known.archived
+            and course not in self._changed
+        )
         stat_fingerprint = scan.stat_fingerprint(course_parser.options_salt(self.options))
         if synced and known is not None and known.stat_fingerprint == stat_fingerprint:
             return self._skipped(course, started)
@@ -339,6 +348,7 @@ class Reconciler:
             result = self.store.sync_course(snapshot, stat_fingerprint)
         else:
             result = self.store.dry_run(snapshot)
+        self._log_repairs(result, snapshot.course)
         if not self.keep_plans:
             result.plan = None  # it holds every row's text: memory must not grow with the tree
         for issue in result.rejected:
@@ -349,6 +359,30 @@ class Reconciler:
             fingerprint if complete else None, False, stat_fingerprint if complete else None
         )
         return result
+
+    def _log_repairs(self, result: CourseResult, course: str) -> None:
+        """One event per row that someone else had changed (rewritten from its file, same
+        id) or deleted (re-created from its file)."""
+        if result.plan is None or not self.write:
+            return
+        for write in result.plan.repaired:
+            self.log.info(
+                "row repaired",
+                course=course,
+                path=write.record.file_path,
+                id=str(write.id),
+                action="rewritten from its file",
+            )
+        if course in self._changed:
+            self._changed.discard(course)
+            for write in result.plan.inserts:
+                self.log.info(
+                    "row repaired",
+                    course=course,
+                    path=write.record.file_path,
+                    id=str(write.id),
+                    action="re-created from its file",
+                )
 
     def _log_result(self, result: CourseResult, started: float) -> None:
         event = "course synced" if self.write else "course planned (nothing written)"

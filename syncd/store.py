@@ -256,6 +256,14 @@ class CourseStore:
             sql.queue("retire_source", name=name)
         return courses
 
+    def changed_courses(self) -> set[str]:
+        """This source's live courses with a row someone else changed or deleted since
+        syncd wrote it (a cheap index-only comparison of write marks, no content read)."""
+        with translated("find changed rows"), self._connection() as conn:
+            rows = _Sql(conn).all("changed_courses", source=self.source)
+            conn.rollback()
+        return {row[0] for row in rows}
+
     def adopt(self, courses: list[str]) -> None:
         """Make these courses (found under this source's root) this source's where no live
         source owns them."""
@@ -378,7 +386,7 @@ class CourseStore:
             project = sql.one("project_minds", slug=snapshot.project.slug)
             minds = _planned_minds(sql, snapshot, project)
             rows = self._existing(sql, snapshot, with_md5=True)
-            md5s = {r[0]: r[10] for r in rows}
+            md5s = {r[0]: r[11] for r in rows}
             plan = self._plan(
                 sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
             )
@@ -545,6 +553,7 @@ class CourseStore:
                 row_key=r[7],
                 row_hash=bytes(r[8]) if r[8] else None,
                 fm_status=r[9],
+                changed=bool(r[10]),
             )
             for r in rows
         ]

@@ -211,3 +211,75 @@ def test_a_project_archived_in_the_app_stays_archived_and_syncds_own_archive_is_
     parked.rename(root / "moved")
     assert rescan(capsys, root, db_dsn).code == 0
     assert statuses(db_dsn) == {"kept": "archived", "moved": "completed", "other": "planning"}
+
+
+# -- edits made in the database are repaired --------------------------------------------------
+
+
+def test_rows_edited_or_deleted_in_sql_are_repaired_by_the_next_rescan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 2: a row changed in SQL stayed changed through rescans, touches and unrelated
+    edits (verify called it stale and nothing fixed it); a row deleted in SQL came back only
+    when another file of its course changed."""
+    root = tmp_path / "courses"
+    make_course(root, "repaired", lessons=3)
+    assert rescan(capsys, root, db_dsn).code == 0
+    edited, deleted = "repaired/lessons/1.1-lesson-1-1.md", "repaired/lessons/1.2-lesson-1-2.md"
+    ((edited_id, original),) = rows(
+        db_dsn, "select id, content from contents where file_path = %s", edited
+    )
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute(
+            "update contents set content = 'vandalised', status = 'published' where file_path = %s",
+            (edited,),
+        )
+        conn.execute("delete from contents where file_path = %s", (deleted,))
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 1
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert rows(
+        db_dsn, "select id, content, status from contents where file_path = %s", edited
+    ) == [
+        (edited_id, original, "published")  # same id, file-owned content back, app's status kept
+    ]
+    assert rows(
+        db_dsn, "select count(*) from contents where file_path = %s and deleted_at is null", deleted
+    ) == [(1,)]
+    repairs = {(e["path"], e["action"]) for e in run.named("row repaired")}
+    assert repairs == {(edited, "rewritten from its file"), (deleted, "re-created from its file")}
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
+    assert totals(rescan(capsys, root, db_dsn)) == (0, 0, 0, 0)  # and then nothing more
+
+
+def test_the_running_daemon_repairs_edits_made_in_sql_at_its_safety_reconcile(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    from tests.daemon_harness import DaemonProcess
+
+    root = tmp_path / "courses"
+    make_course(root, "watched", lessons=2)
+    daemon = DaemonProcess(root, db_dsn, "--reconcile-interval", "2")
+    try:
+        daemon.wait_event("daemon ready", timeout=60)
+        path = "watched/lessons/1.1-lesson-1-1.md"
+        with psycopg.connect(db_dsn) as conn:
+            conn.execute("update contents set title = 'vandalised' where file_path = %s", (path,))
+            conn.execute(
+                "delete from contents where file_path = 'watched/lessons/1.2-lesson-1-2.md'"
+            )
+        daemon.wait_for(
+            lambda: len(daemon.named("row repaired")) >= 2, what="both rows repaired", timeout=30
+        )
+        assert rows(db_dsn, "select title from contents where file_path = %s", path) != [
+            ("vandalised",)
+        ]
+        assert rows(
+            db_dsn,
+            "select count(*) from contents where deleted_at is null and content_type = 'course_lesson'",
+        ) == [(2,)]
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()

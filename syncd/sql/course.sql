@@ -80,8 +80,10 @@ RETURNING id;
 SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE slug = %(slug)s;
 
 -- name: existing_rows
+-- changed: written by someone else since syncd wrote it (its xmin moved on)
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
-       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status
+       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
+       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
 WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
@@ -90,6 +92,7 @@ WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug
 -- name: existing_rows_md5
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
        c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
+       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed,
        md5(c.content) AS content_md5
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
@@ -125,8 +128,12 @@ SET project_id = %(project_id)s, content_type = %(content_type)s,
 WHERE id = %(id)s;
 
 -- name: soft_delete
-UPDATE public.contents SET deleted_at = now()
-WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL;
+WITH deleted AS (
+    UPDATE public.contents SET deleted_at = now()
+    WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL
+    RETURNING id, xmin
+)
+UPDATE syncd.rows r SET written_xmin = deleted.xmin FROM deleted WHERE r.content_id = deleted.id;
 
 -- name: insert_tags
 INSERT INTO public.tags (name, tag_type) SELECT unnest(%(names)s::text[]), 'theme'
@@ -163,16 +170,17 @@ WHERE project_id = %(project_id)s AND row_key = ANY(%(keys)s::text[])
   AND NOT (content_id = ANY(%(ids)s::uuid[]));
 
 -- name: upsert_rows
+-- (after the rows' writes in the same transaction: their xmin is this transaction's)
 INSERT INTO syncd.rows (content_id, project_id, row_key, row_hash, source_hash, fm_status,
-                        synced_at)
-SELECT d.*, now()
-FROM unnest(%(ids)s::uuid[], array_fill(%(project_id)s::uuid, ARRAY[cardinality(%(ids)s::uuid[])]),
-            %(keys)s::text[], %(hashes)s::bytea[], %(source_hashes)s::bytea[],
-            %(fm_statuses)s::text[]) AS d
+                        written_xmin, synced_at)
+SELECT d.id, %(project_id)s, d.k, d.h, d.sh, d.fm,
+       (SELECT t.xmin FROM public.contents t WHERE t.id = d.id), now()
+FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(hashes)s::bytea[], %(source_hashes)s::bytea[],
+            %(fm_statuses)s::text[]) AS d(id, k, h, sh, fm)
 ON CONFLICT (content_id) DO UPDATE
 SET project_id = EXCLUDED.project_id, row_key = EXCLUDED.row_key, row_hash = EXCLUDED.row_hash,
     source_hash = EXCLUDED.source_hash, fm_status = EXCLUDED.fm_status,
-    synced_at = EXCLUDED.synced_at;
+    written_xmin = EXCLUDED.written_xmin, synced_at = EXCLUDED.synced_at;
 
 -- name: upsert_course
 -- a course without a source (synced before sources existed) is adopted by this one
@@ -184,7 +192,8 @@ ON CONFLICT (course) DO UPDATE
 SET project_id = EXCLUDED.project_id, fingerprint = EXCLUDED.fingerprint,
     stat_fingerprint = EXCLUDED.stat_fingerprint, status_before_archive = NULL,
     synced_at = EXCLUDED.synced_at, source = coalesce(EXCLUDED.source, c.source),
-    archived_at = NULL;
+    archived_at = NULL,
+    row_count = (SELECT count(*) FROM syncd.rows r WHERE r.project_id = EXCLUDED.project_id);
 
 -- name: save_stat_fingerprints
 -- files touched but unchanged: remember their new stat so the next rescan skips reading them
@@ -208,12 +217,15 @@ WITH course AS (
         archived_at = now(), synced_at = now()
     FROM course WHERE c.course = course.course
     RETURNING c.course
+), deleted AS (
+    UPDATE public.contents t SET deleted_at = now()
+    FROM course
+    WHERE t.project_id = course.project_id AND t.deleted_at IS NULL
+      AND EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = t.id)
+    RETURNING t.id, t.xmin
 )
-UPDATE public.contents t SET deleted_at = now()
-FROM course
-WHERE t.project_id = course.project_id AND t.deleted_at IS NULL
-  AND EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = t.id)
-RETURNING t.id;
+UPDATE syncd.rows r SET written_xmin = deleted.xmin FROM deleted WHERE r.content_id = deleted.id
+RETURNING r.content_id;
 
 -- name: file_paths
 SELECT id, file_path FROM public.contents WHERE id = ANY(%(ids)s::uuid[]);
@@ -269,3 +281,13 @@ UPDATE syncd.courses c SET source = %(source)s
 WHERE c.course = ANY(%(courses)s::text[])
   AND (c.source IS NULL
        OR EXISTS (SELECT 1 FROM syncd.sources s WHERE s.name = c.source AND s.retired_at IS NOT NULL));
+
+-- name: changed_courses
+-- this source's live courses with a row someone else changed or deleted since syncd wrote
+-- it (unknown marks, from before they were kept, never count)
+SELECT c.course FROM syncd.courses c
+WHERE c.archived_at IS NULL AND (c.source IS NULL OR c.source = %(source)s)
+  AND (EXISTS (SELECT 1 FROM syncd.rows r JOIN public.contents t ON t.id = r.content_id
+               WHERE r.project_id = c.project_id AND r.written_xmin IS NOT NULL
+                 AND t.xmin::text <> r.written_xmin::text)
+       OR c.row_count <> (SELECT count(*) FROM syncd.rows r WHERE r.project_id = c.project_id));
