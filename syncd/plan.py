@@ -35,6 +35,7 @@ class ExistingRow:
     row_hash: bytes | None
     fm_status: str | None = None  # status last taken from the frontmatter; "": none; None: unknown
     changed: bool = False  # written by someone else since syncd wrote it: rewrite it
+    source_hash: bytes | None = None  # of the file's bytes when syncd last wrote the row
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ def plan_course(
     minds = _minds(creator_mind_id, persona_mind_id)
     project_tags = snapshot.project.tags
 
+    moved_away = _moved_away(snapshot, rows, matcher)
     for record in snapshot.contents:
-        row = matcher.claim(record)
+        row = matcher.claim(record) or _moved_here(record, moved_away, matcher)
         if row is not None and _protected(record, snapshot.protected):
             ids[record.key] = row.id  # its source was rejected: keep the row as it is
             plan.unchanged += 1
@@ -135,6 +137,40 @@ def plan_course(
         if managed and not kept and not row.deleted and not matcher.is_claimed(row):
             plan.deletes.append(row.id)
     return plan
+
+
+def _moved_away(
+    snapshot: CourseSnapshot, rows: list[ExistingRow], matcher: _Matcher
+) -> dict[tuple[str, bytes], list[ExistingRow]]:
+    """Live file-backed rows whose file is not in the snapshot, by (kind, bytes hash): a new
+    file with the same bytes is the same file, moved (renamed, or into another folder)."""
+    paths = {record.file_path for record in snapshot.contents if record.file_path}
+    found: dict[tuple[str, bytes], list[ExistingRow]] = {}
+    for row in rows:
+        if (
+            row.file_path
+            and row.file_path not in paths
+            and row.source_hash
+            and not row.deleted
+            and (row.row_key or "").startswith("file:")
+            and not matcher.is_claimed(row)
+        ):
+            found.setdefault((row.content_type, row.source_hash), []).append(row)
+    return found
+
+
+def _moved_here(
+    record: Content, moved_away: dict[tuple[str, bytes], list[ExistingRow]], matcher: _Matcher
+) -> ExistingRow | None:
+    """The row of a file that moved to ``record``'s path in this sync, if any: it keeps its
+    id, slug and app-set fields; its path, parent and order follow the new place."""
+    if not record.file_path or record.source_hash is None:
+        return None
+    for row in moved_away.get((record.content_type, record.source_hash), []):
+        if not matcher.is_claimed(row):
+            matcher.claimed.add(row.id)
+            return row
+    return None
 
 
 class _Matcher:

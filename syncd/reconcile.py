@@ -256,6 +256,8 @@ class Reconciler:
             return self._skipped(course, started)
         files = read_scanned(scan, self.max_file_bytes)
         fingerprint = course_parser.fingerprint(files.files, self.options)
+        if known is None and self.write:
+            self._follow_rename(course, fingerprint)
         # Unchanged content is skipped, unless a file could not be read (or is a link): that
         # must be named now, not when some other file of the course changes.
         if (
@@ -279,6 +281,22 @@ class Reconciler:
         for issue in snapshot.ignored:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         return snapshot, fingerprint, stat_fingerprint, started
+
+    def _follow_rename(self, course: str, fingerprint: bytes) -> None:
+        """A new course folder holding exactly the files of one of this source's courses
+        whose folder is gone is that course, renamed (now, or across a restart): its project,
+        rows and ids move to the new name. The rows are then synced as usual."""
+        for old, known in list(self._known.items()):
+            if (
+                known.fingerprint == fingerprint
+                and old != course
+                and self.mine(known, adopt=True)
+                and not os.path.lexists(self.root / old)
+            ):
+                moved = self.store.rename_course(old, course, course_parser.course_slug(course))
+                self._known[course] = self._known.pop(old)
+                self.log.info("course renamed", old=old, new=course, rows=moved)
+                return
 
     def _not_ours(self, course: str, scan: CourseScan) -> FileIssue | None:
         """Why a folder that is there is not synced from here, if it is not: it cannot be
@@ -409,6 +427,6 @@ class Reconciler:
             self.log.info("course would be archived (nothing written)", course=course)
             return 0
         deleted = self.store.archive_course(course)
-        self._known[course] = Known(None, True, None)
+        self._known[course] = known._replace(archived=True, stat_fingerprint=None)
         self.log.info("course archived", course=course, deleted=deleted)
         return 1

@@ -264,6 +264,16 @@ class CourseStore:
             conn.rollback()
         return {row[0] for row in rows}
 
+    def rename_course(self, old: str, new: str, slug: str) -> int:
+        """Course folder ``old`` is now ``new`` (same files): move its project (slug
+        ``slug``), rows and bookkeeping to the new name, keeping every id."""
+        with translated(f"rename course {old}"), self._connection() as conn, conn.transaction():
+            sql = _Sql(conn)
+            for name in sorted((old, new)):  # one lock order
+                sql.queue("lock_course", course=name)
+            moved = sql.all("rename_course", old=old, new=new, slug=slug)
+        return len(moved)
+
     def adopt(self, courses: list[str]) -> None:
         """Make these courses (found under this source's root) this source's where no live
         source owns them."""
@@ -386,7 +396,7 @@ class CourseStore:
             project = sql.one("project_minds", slug=snapshot.project.slug)
             minds = _planned_minds(sql, snapshot, project)
             rows = self._existing(sql, snapshot, with_md5=True)
-            md5s = {r[0]: r[11] for r in rows}
+            md5s = {r[0]: r[12] for r in rows}
             plan = self._plan(
                 sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
             )
@@ -554,6 +564,7 @@ class CourseStore:
                 row_hash=bytes(r[8]) if r[8] else None,
                 fm_status=r[9],
                 changed=bool(r[10]),
+                source_hash=bytes(r[11]) if r[11] else None,
             )
             for r in rows
         ]

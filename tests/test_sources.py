@@ -283,3 +283,91 @@ def test_the_running_daemon_repairs_edits_made_in_sql_at_its_safety_reconcile(
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+
+
+# -- renames keep identity ------------------------------------------------------------------
+
+
+def test_a_renamed_lesson_keeps_its_row_id_slug_and_app_status(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """Problem 3: a lesson renamed with the same bytes got a new row (new id, new slug,
+    status back to draft) and the published row was soft-deleted."""
+    root = tmp_path / "courses"
+    course = make_course(root, "renames", lessons=3)
+    assert rescan(capsys, root, db_dsn).code == 0
+    old = "renames/lessons/1.2-lesson-1-2.md"
+    ((row_id, slug),) = rows(db_dsn, "select id, slug from contents where file_path = %s", old)
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("update contents set status = 'published' where id = %s", (row_id,))
+    (course / "lessons/1.2-lesson-1-2.md").rename(course / "lessons/2.5-moved-and-renamed.md")
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert rows(
+        db_dsn,
+        "select l.id, l.slug, l.status, l.deleted_at is null, l.sequence_order, m.sequence_order"
+        " from contents l join contents m on m.id = l.parent_content_id"
+        " where l.file_path = 'renames/lessons/2.5-moved-and-renamed.md'",
+    ) == [(row_id, slug, "published", True, 5, 2)]
+    assert rows(db_dsn, "select count(*) from contents where file_path = %s", old) == [(0,)]
+    assert totals(run)[:3] == (1, 1, 0)  # the new module 2; the moved lesson; nothing deleted
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
+
+
+@pytest.mark.parametrize("across_a_restart", [False, True], ids=["one-rescan", "two-rescans"])
+def test_a_renamed_course_folder_keeps_its_project_and_row_ids(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str, across_a_restart: bool
+) -> None:
+    """Problem 3: a renamed course folder archived its project and created a new one with
+    all-new row ids."""
+    root = tmp_path / "courses"
+    make_course(root, "old-name", lessons=4)
+    make_course(root, "bystander", lessons=1)
+    assert rescan(capsys, root, db_dsn).code == 0
+    before = dict(
+        rows(
+            db_dsn,
+            "select slug, id from contents where project_id = (select id from content_projects where slug = 'old-name')",
+        )
+    )
+    ((project_id,),) = rows(db_dsn, "select id from content_projects where slug = 'old-name'")
+    if across_a_restart:
+        parked = tmp_path / "parked"
+        (root / "old-name").rename(parked)
+        assert rescan(capsys, root, db_dsn).code == 0  # gone: archived
+        assert statuses(db_dsn)["old-name"] == "archived"
+        parked.rename(root / "Novo Nome")
+    else:
+        (root / "old-name").rename(root / "Novo Nome")
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert [(e["old"], e["new"]) for e in run.named("course renamed")] == [
+        ("old-name", "Novo Nome")
+    ]
+    assert rows(db_dsn, "select id, status from content_projects where slug = 'novo-nome'") == [
+        (project_id, "planning")
+    ]
+    after = dict(
+        rows(
+            db_dsn,
+            "select slug, id from contents where project_id = %s and deleted_at is null",
+            project_id,
+        )
+    )
+    assert after == before  # every row id (and slug) kept
+    paths = {
+        p
+        for (p,) in rows(
+            db_dsn,
+            "select file_path from contents where project_id = %s and file_path is not null",
+            project_id,
+        )
+    }
+    assert paths and all(p.startswith("Novo Nome/") for p in paths)
+    assert "old-name" not in statuses(db_dsn)
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
+    assert totals(rescan(capsys, root, db_dsn)) == (0, 0, 0, 0)

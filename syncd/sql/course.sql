@@ -83,7 +83,7 @@ SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE s
 -- changed: written by someone else since syncd wrote it (its xmin moved on)
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
        c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
-       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed
+       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed, r.source_hash
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
 WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
@@ -92,7 +92,7 @@ WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug
 -- name: existing_rows_md5
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
        c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
-       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed,
+       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed, r.source_hash,
        md5(c.content) AS content_md5
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
@@ -213,8 +213,8 @@ WITH course AS (
     RETURNING p.id
 ), remembered AS (
     UPDATE syncd.courses c
-    SET status_before_archive = course.status, fingerprint = NULL, stat_fingerprint = NULL,
-        archived_at = now(), synced_at = now()
+    SET status_before_archive = course.status, stat_fingerprint = NULL,
+        archived_at = now(), synced_at = now()  -- the fingerprint stays: a rename is found by it
     FROM course WHERE c.course = course.course
     RETURNING c.course
 ), deleted AS (
@@ -291,3 +291,24 @@ WHERE c.archived_at IS NULL AND (c.source IS NULL OR c.source = %(source)s)
                WHERE r.project_id = c.project_id AND r.written_xmin IS NOT NULL
                  AND t.xmin::text <> r.written_xmin::text)
        OR c.row_count <> (SELECT count(*) FROM syncd.rows r WHERE r.project_id = c.project_id));
+
+-- name: rename_course
+-- a course folder renamed: the project (its slug follows the new name), its rows' paths and
+-- keys, and syncd's bookkeeping move with it; every id stays
+WITH moved AS (
+    UPDATE syncd.courses SET course = %(new)s WHERE course = %(old)s RETURNING project_id
+), project AS (
+    UPDATE public.content_projects p SET slug = %(slug)s FROM moved WHERE p.id = moved.project_id
+    RETURNING p.id
+), paths AS (
+    UPDATE public.contents t SET file_path = %(new)s || substr(t.file_path, length(%(old)s) + 1)
+    FROM moved
+    WHERE t.project_id = moved.project_id AND left(t.file_path, length(%(old)s) + 1) = %(old)s || '/'
+    RETURNING t.id, t.xmin, t.file_path
+), refusals AS (
+    DELETE FROM syncd.refused f USING moved WHERE f.project_id = moved.project_id
+)
+UPDATE syncd.rows r
+SET written_xmin = paths.xmin, row_key = 'file:' || paths.file_path
+FROM paths WHERE r.content_id = paths.id AND r.row_key LIKE 'file:%%'
+RETURNING r.content_id;
