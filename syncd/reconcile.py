@@ -290,7 +290,7 @@ class Reconciler:
             if (
                 known.fingerprint == fingerprint
                 and old != course
-                and self.mine(known, adopt=True)
+                and self.mine(known)  # never another root's course, even one without a source
                 and not os.path.lexists(self.root / old)
             ):
                 moved = self.store.rename_course(old, course, course_parser.course_slug(course))
