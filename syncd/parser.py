@@ -40,6 +40,7 @@ CURRICULUM = "curriculum.yaml"
 OUTLINE = "course-outline.md"
 METADATA_JSON = ".metadata.json"
 LESSONS = "lessons"
+SOURCES = "sources"  # raw material (transcripts, notes) beside a course's content
 OUTPUT_FOLDERS = ("assessments", "resources", "research")
 OUTPUT_SUFFIXES = (".md", ".yaml", ".yml")
 CONTENT_STATUSES = ("draft", "reviewed", "published", "archived")
@@ -94,8 +95,8 @@ def is_relevant(rel: str) -> bool:
         return False
     if rel == METADATA_JSON:
         return True
-    if any(p.startswith(".") for p in parts) or EDITOR_TEMP.search(name):
-        return False
+    if any(p.startswith(".") or p == SOURCES for p in parts) or EDITOR_TEMP.search(name):
+        return False  # hidden, editor temp files and raw sources/, at every depth
     if IGNORED_STEM.search(name.rsplit(".", 1)[0]):
         return False
     if len(parts) == 1:

@@ -283,20 +283,37 @@ class Reconciler:
         return snapshot, fingerprint, stat_fingerprint, started
 
     def _follow_rename(self, course: str, fingerprint: bytes) -> None:
-        """A new course folder holding exactly the files of one of this source's courses
-        whose folder is gone is that course, renamed (now, or across a restart): its project,
-        rows and ids move to the new name. The rows are then synced as usual."""
-        for old, known in list(self._known.items()):
-            if (
-                known.fingerprint == fingerprint
-                and old != course
-                and self.mine(known)  # never another root's course, even one without a source
-                and not os.path.lexists(self.root / old)
-            ):
-                moved = self.store.rename_course(old, course, course_parser.course_slug(course))
-                self._known[course] = self._known.pop(old)
-                self.log.info("course renamed", old=old, new=course, rows=moved)
-                return
+        """A new course folder that is one of this source's courses whose folder is gone is
+        that course, renamed (now, or across a restart): its project, rows and ids move to
+        the new name, and its rows are then synced as usual. It is that course when it
+        derives the same project slug (renamed, and maybe edited, to a name of the same
+        slug), else when it holds exactly its files. Two candidates: none is taken."""
+        slug = course_parser.course_slug(course)
+        if not slug:
+            return  # rejected by the parser: nothing moves
+        gone = [
+            (old, known)
+            for old, known in self._known.items()
+            if old != course
+            and self.mine(known)  # never another root's course, even one without a source
+            and not os.path.lexists(self.root / old)
+        ]
+        candidates = [old for old, known in gone if known.slug == slug] or [
+            old for old, known in gone if known.fingerprint == fingerprint
+        ]
+        if len(candidates) > 1:
+            self.log.warning(
+                "course rename ambiguous",
+                new=course,
+                candidates=candidates,
+                reason="several vanished courses match: synced as a new course",
+            )
+            return
+        if candidates:
+            (old,) = candidates
+            moved = self.store.rename_course(old, course, slug)
+            self._known[course] = self._known.pop(old)._replace(slug=slug)
+            self.log.info("course renamed", old=old, new=course, rows=moved)
 
     def _not_ours(self, course: str, scan: CourseScan) -> FileIssue | None:
         """Why a folder that is there is not synced from here, if it is not: it cannot be
@@ -367,6 +384,8 @@ class Reconciler:
         else:
             result = self.store.dry_run(snapshot)
         self._log_repairs(result, snapshot.course)
+        if result.owned_by is not None:
+            self._owned_elsewhere[snapshot.course] = result.owned_by
         if not self.keep_plans:
             result.plan = None  # it holds every row's text: memory must not grow with the tree
         for issue in result.rejected:

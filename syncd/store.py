@@ -148,6 +148,7 @@ class CourseResult:
     rejected: list[FileIssue] = field(default_factory=list)
     plan: Plan | None = None
     project_id: uuid.UUID | None = None
+    owned_by: str | None = None  # another source owns this course (or its project slug)
 
 
 class Known(NamedTuple):
@@ -158,12 +159,13 @@ class Known(NamedTuple):
     stat_fingerprint: bytes | None  # of their (path, size, mtime, ctime, inode)
     source: str | None = None  # the source that owns it; None: synced before sources
     owner_retired: bool = False
+    slug: str | None = None  # its project's slug
 
 
 def conflict_issue(course: str, owner: str) -> FileIssue:
     return FileIssue(
         course,
-        f"a course folder of this name is synced by source {owner!r}, which keeps it:"
+        f"a course folder of this name (or slug) is synced by source {owner!r}, which keeps it:"
         " nothing is written from here (`syncd sources` hands a course over)",
         "conflict",
     )
@@ -213,9 +215,14 @@ class CourseStore:
             conn.rollback()
         return {
             course: Known(
-                bytes(fp) if fp else None, archived, bytes(st) if st else None, source, retired
+                bytes(fp) if fp else None,
+                archived,
+                bytes(st) if st else None,
+                source,
+                retired,
+                slug,
             )
-            for course, fp, archived, st, source, retired in rows
+            for course, fp, archived, st, source, retired, slug in rows
         }
 
     def touch_source(self, root: str, host: str) -> bool:
@@ -321,7 +328,9 @@ class CourseStore:
                 return self._sync(snapshot, stat_fingerprint, check_slugs=True)
         except OwnedElsewhere as owned:
             return CourseResult(
-                snapshot.course, rejected=[conflict_issue(snapshot.course, owned.owner)]
+                snapshot.course,
+                rejected=[conflict_issue(snapshot.course, owned.owner)],
+                owned_by=owned.owner,
             )
         except RejectedError as error:
             if (error.sqlstate or "")[:2] not in ROW_DATA_CLASSES:
@@ -429,7 +438,9 @@ class CourseStore:
     ) -> None:
         p = snapshot.project
         sql.queue("lock_course", course=snapshot.course)
-        owner = sql.queue("course_owner", course=snapshot.course) if self.source else None
+        owner = (
+            sql.queue("course_owner", course=snapshot.course, slug=p.slug) if self.source else None
+        )
         minds = sorted(
             {m.slug: m for m in (p.creator_mind, p.persona_mind) if m}.values(),
             key=lambda m: m.slug,
@@ -445,9 +456,9 @@ class CourseStore:
         rows = self._queue_existing(sql, snapshot, with_md5=False)
         found = project.fetchone()  # the first round trip ends here
         if owner is not None:
-            held = owner.fetchone()
-            if held and held[0] not in (None, self.source) and not held[1]:
-                raise OwnedElsewhere(held[0])  # rolls back whatever was queued
+            for source, retired in owner.fetchall():
+                if source not in (None, self.source) and not retired:
+                    raise OwnedElsewhere(source)  # rolls back whatever was queued
         if found is None:  # a protected (rejected) brief of a course never synced before
             upsert = self._queue_project(sql, snapshot)
             found = sql.one("project_minds", slug=p.slug)

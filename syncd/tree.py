@@ -64,6 +64,8 @@ class CourseScan:
     follow: bool = False  # follow symbolic links
     visited: set[tuple[int, int]] = field(default_factory=set)  # (dev, inode) of folders read
     link_targets: set[str] = field(default_factory=set)  # real paths of followed folder links
+    root_real: str = ""  # real paths of the root and of the course folder (links into the
+    course_real: str = ""  # root's other courses, or above it, are never followed)
 
     def stat_fingerprint(self, salt: str) -> bytes:
         """Hash of every file's (path, size, mtime, ctime, inode). Any write changes a
@@ -142,6 +144,8 @@ def scan_course(root: Path, course: str, follow_symlinks: bool = False) -> Cours
     with contextlib.suppress(OSError):
         st = os.stat(folder)
         result.visited.add((st.st_dev, st.st_ino))
+    if follow_symlinks:
+        result.root_real, result.course_real = os.path.realpath(root), os.path.realpath(folder)
     _walk(str(folder), "", course, result, depth=0)
     return result
 
@@ -238,18 +242,36 @@ def _follow(
         if depth >= MAX_DEPTH or not _may_hold_relevant(name):
             return
         key = (st.st_dev, st.st_ino)
+        target = os.path.realpath(entry.path)
+        if _into_the_root(target, out):
+            out.unreadable.append(
+                FileIssue(shown, "symbolic link into the course root, outside its course", "link")
+            )
+            return
         if key in out.visited:
             out.unreadable.append(
                 FileIssue(shown, "symbolic link to a folder read already (a loop?)", "link")
             )
             return
         out.visited.add(key)
-        out.link_targets.add(os.path.realpath(entry.path))
+        out.link_targets.add(target)
         _walk(entry.path, name, course, out, depth=depth + 1)
         return
     if is_relevant(name) and stat.S_ISREG(st.st_mode):
         out.paths[name] = entry.path
         out.stats.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+
+
+def _into_the_root(target: str, out: CourseScan) -> bool:
+    """A folder link whose target is the root, above it, or in it but outside this course:
+    following it would read the root's other courses (or the whole tree) as this one's."""
+    root, course = out.root_real, out.course_real
+    if not root:
+        return False
+    inside = target == course or target.startswith(course + os.sep)
+    return not inside and (
+        root == target or root.startswith(target + os.sep) or target.startswith(root + os.sep)
+    )
 
 
 def _is_link(entry: os.DirEntry[str]) -> bool:

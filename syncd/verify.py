@@ -17,8 +17,9 @@ from syncd import parser as course_parser
 from syncd.course import FileIssue
 from syncd.errors import ParseError
 from syncd.parser import ParseOptions
+from syncd.reconcile import RootUnavailable
 from syncd.store import CourseStore
-from syncd.tree import count_files, list_courses, read_course, scan_course
+from syncd.tree import CourseFiles, count_files, list_courses, read_course, scan_course
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ def verify(
 ) -> Report:
     report = Report()
     drifts = report.drifts
-    listing = list_courses(root, follow_symlinks)
+    try:
+        listing = list_courses(root, follow_symlinks)
+    except OSError as exc:
+        raise RootUnavailable(f"course root {root} is unavailable: {exc.strerror}") from None
     held = set(listing.held)
     for course in listing.held:
         scan = scan_course(root, course, follow_symlinks)
@@ -79,53 +83,71 @@ def verify(
     refused = store.refused_files()
     known = store.fingerprints()
     conflicts = course_parser.slug_conflicts(listing.courses, known)
+    owners_by_slug = {
+        seen.slug: seen.source
+        for seen in known.values()
+        if seen.slug and seen.source not in (None, store.source) and not seen.owner_retired
+    }
     for course in listing.courses:
-        owner = known[course].source if course in known else None
-        if owner not in (None, store.source) and not known[course].owner_retired:
+        seen = known.get(course)
+        owner = seen.source if seen is not None and not seen.owner_retired else None
+        if owner in (None, store.source):
+            owner = owners_by_slug.get(course_parser.course_slug(course))
+        if owner is not None:
             drifts.append(Drift("conflict", course, f"synced by source {owner!r}, not this one"))
-            continue
-        if course in conflicts:
+        elif course in conflicts:
             drifts.append(
                 Drift("rejected", course, f"course slug also derived from {conflicts[course]!r}")
             )
-            continue
-        files = read_course(root, course, max_file_bytes, follow_symlinks)
-        try:
-            snapshot = course_parser.parse_course(course, files.files, options, files.unreadable)
-        except ParseError as error:
-            drifts.append(Drift("rejected", error.path, error.reason))
-            continue
-        drifts.extend(_issue(issue) for issue in snapshot.rejected)
-        plan, md5s = store.plan_for_verify(snapshot)
-        drifts.extend(_issue(issue) for issue in plan.rejected)
-        not_in_db = {issue.path for issue in (*snapshot.rejected, *plan.rejected)}
-        describe = {c.key: c.file_path or f"{course}:{c.key}" for c in snapshot.contents}
-
-        def drift(kind: str, key: str, detail: str, describe: dict[str, str] = describe) -> Drift:
-            path = describe[key]
-            if path in refused:  # the database refused this file's row: say so
-                return Drift("refused", path, refused[path])
-            return Drift(kind, path, detail)
-
-        for write in plan.inserts:
-            if write.record.file_path not in not_in_db:
-                drifts.append(drift("missing", write.record.key, "no row in the database"))
-        for write in plan.updates:
-            drifts.append(drift("stale", write.record.key, "row differs from the file"))
-        updated = {w.record.key for w in plan.updates}
-        for record in snapshot.contents:
-            row_id = plan.ids.get(record.key)
-            if record.key in updated or row_id not in md5s or record.content is None:
-                continue
-            if md5s[row_id] != hashlib.md5(record.content.encode()).hexdigest():  # noqa: S324 - compare with PostgreSQL md5()
-                drifts.append(drift("stale", record.key, "content differs from the file"))
-        gone_ids = set(plan.deletes)
-        if gone_ids:
-            for row_id, path in store.file_paths(gone_ids).items():
-                drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))
+        else:
+            files = read_course(root, course, max_file_bytes, follow_symlinks)
+            drifts.extend(_course_drifts(course, files, store, options, refused))
     present = {*listing.courses, *held}
     for course, seen in sorted(known.items()):
         if course not in present and not seen.archived and seen.source == store.source:
             drifts.append(Drift("course-gone", course, "project not archived but folder is gone"))
     report.skipped = [SkippedFolder(name, count_files(root / name)) for name in listing.skipped]
     return report
+
+
+def _course_drifts(
+    course: str,
+    files: CourseFiles,
+    store: CourseStore,
+    options: ParseOptions,
+    refused: dict[str, str],
+) -> list[Drift]:
+    """One course folder against its rows: the plan a sync would make now, the content of
+    every row, and every file that is not in the database as it is on disk."""
+    try:
+        snapshot = course_parser.parse_course(course, files.files, options, files.unreadable)
+    except ParseError as error:
+        return [Drift("rejected", error.path, error.reason)]
+    drifts = [_issue(issue) for issue in snapshot.rejected]
+    plan, md5s = store.plan_for_verify(snapshot)
+    drifts.extend(_issue(issue) for issue in plan.rejected)
+    not_in_db = {issue.path for issue in (*snapshot.rejected, *plan.rejected)}
+    describe = {c.key: c.file_path or f"{course}:{c.key}" for c in snapshot.contents}
+
+    def drift(kind: str, key: str, detail: str) -> Drift:
+        path = describe[key]
+        if path in refused:  # the database refused this file's row: say so
+            return Drift("refused", path, refused[path])
+        return Drift(kind, path, detail)
+
+    for write in plan.inserts:
+        if write.record.file_path not in not_in_db:
+            drifts.append(drift("missing", write.record.key, "no row in the database"))
+    for write in plan.updates:
+        drifts.append(drift("stale", write.record.key, "row differs from the file"))
+    updated = {w.record.key for w in plan.updates}
+    for record in snapshot.contents:
+        row_id = plan.ids.get(record.key)
+        if record.key in updated or row_id not in md5s or record.content is None:
+            continue
+        if md5s[row_id] != hashlib.md5(record.content.encode()).hexdigest():  # noqa: S324 - compare with PostgreSQL md5()
+            drifts.append(drift("stale", record.key, "content differs from the file"))
+    if plan.deletes:
+        for row_id, path in store.file_paths(set(plan.deletes)).items():
+            drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))
+    return drifts

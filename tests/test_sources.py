@@ -371,3 +371,99 @@ def test_a_renamed_course_folder_keeps_its_project_and_row_ids(
     assert "old-name" not in statuses(db_dsn)
     assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
     assert totals(rescan(capsys, root, db_dsn)) == (0, 0, 0, 0)
+
+
+# -- found by an operator-style review ------------------------------------------------------
+
+
+def test_a_row_deleted_in_sql_after_a_single_sync_is_re_created(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "once", lessons=2)
+    assert rescan(capsys, root, db_dsn).code == 0  # written once: the count must be known
+    path = "once/lessons/1.2-lesson-1-2.md"
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("delete from contents where file_path = %s", (path,))
+    run = rescan(capsys, root, db_dsn)
+    assert [e["path"] for e in run.named("row repaired")] == [path]
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
+
+
+def test_a_course_renamed_to_a_name_of_the_same_slug_and_edited_stays_one_live_project(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "course-y", lessons=3)
+    assert rescan(capsys, root, db_dsn).code == 0
+    ((project_id,),) = rows(db_dsn, "select id from content_projects")
+    (root / "course-y").rename(root / "Course Y")
+    write(root / "Course Y/lessons/1.1-lesson-1-1.md", lesson_text(1, 1, "edited"))
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert totals(run)[3] == 0  # nothing archived
+    assert rows(db_dsn, "select id, slug, status from content_projects") == [
+        (project_id, "course-y", "planning")
+    ]
+    assert rows(
+        db_dsn,
+        "select count(*) from contents where deleted_at is null and file_path like 'Course Y/%%'",
+    ) == [(4,)]
+    assert run.named("row repaired") == []  # a rename repairs nothing
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == 0
+
+
+def test_two_roots_whose_folder_names_derive_one_slug_are_a_conflict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    c, d = tmp_path / "c" / "courses", tmp_path / "d" / "courses"
+    make_course(c, "Python Em 30 Dias", lessons=3)
+    make_course(d, "python-em-30-dias", lessons=2)
+    assert rescan(capsys, c, db_dsn).code == 0
+    before = rows(db_dsn, "select id, file_path from contents order by id")
+
+    run = rescan(capsys, d, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert [e["path"] for e in run.named("file rejected")] == ["python-em-30-dias"]
+    assert rows(db_dsn, "select id, file_path from contents order by id") == before
+    assert run_cli(capsys, ["verify", "--root", str(c)], db_dsn).code == 0
+    check = run_cli(capsys, ["verify", "--root", str(d)], db_dsn)
+    assert [line.split()[:2] for line in check.stdout.splitlines()] == [
+        ["conflict", "python-em-30-dias"]
+    ]
+    report = run_cli(capsys, ["report"], db_dsn)
+    assert any(line.startswith("python-em-30-dias") for line in report.stdout.splitlines())
+
+
+def test_renames_that_cannot_be_told_apart_or_named_move_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    for name in ("twin-a", "twin-b", "plain"):
+        make_course(
+            root,
+            name,
+            lessons=1,
+        )
+    for name in ("twin-a", "twin-b"):  # identical files
+        (root / name / "curriculum.yaml").write_text(
+            'title: "Twin"\nmodules:\n  - module_id: 1\n    module_title: "M"\n', encoding="utf-8"
+        )
+    assert rescan(capsys, root, db_dsn).code == 0
+    projects = dict(rows(db_dsn, "select slug, id from content_projects"))
+    (root / "twin-a").rename(root / "twin-x")
+    (root / "twin-b").rename(root / "twin-y")
+    (root / "plain").rename(root / "¿¡!")
+
+    run = rescan(capsys, root, db_dsn)
+
+    assert run.code == 0, run.stderr
+    assert run.named("course renamed") == []
+    assert len(run.named("course rename ambiguous")) == 2
+    assert [e["path"] for e in run.named("file rejected")] == ["¿¡!"]
+    after = dict(rows(db_dsn, "select slug, id from content_projects"))
+    assert {k: after[k] for k in projects} == projects  # old projects kept (archived), none moved
+    assert after["plain"] == projects["plain"] and "" not in after

@@ -458,3 +458,40 @@ def test_the_daemon_watches_what_a_followed_link_points_to(
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+
+
+def test_follow_symlinks_never_reads_the_root_or_another_course_through_a_link(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    course = make_course(root, "one", lessons=1)
+    make_course(root, "two", lessons=2)
+    (course / "lessons/rootlink").symlink_to(root)
+    (course / "lessons/twolink").symlink_to(root / "two")
+    run = run_cli(capsys, ["--rescan", "--root", str(root), "--follow-symlinks"], db_dsn)
+    assert run.code == 0, run.stderr
+    assert set(lessons_by_module(db_dsn, "one")) == {"one/lessons/1.1-lesson-1-1.md"}
+    named = {e["path"] for e in run.named("file rejected")}
+    assert named == {"one/lessons/rootlink", "one/lessons/twolink"}
+
+
+def test_sources_folders_are_ignored_at_every_depth_and_verify_of_a_missing_root_exits_5(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    course = make_course(root, "raw", lessons=1)
+    write(course / "lessons/sources/transcript.md", "# raw\n")
+    write(course / "research/sources/raw.md", "# raw\n")
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    assert (
+        rows_count(db_dsn, "select count(*) from contents where file_path like '%%/sources/%%'")
+        == 0
+    )
+    missing = run_cli(capsys, ["verify", "--root", str(tmp_path / "nowhere")], db_dsn)
+    assert missing.code == 5 and "Traceback" not in missing.stderr
+
+
+def rows_count(dsn: str, sql: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else -1

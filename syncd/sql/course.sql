@@ -6,8 +6,9 @@ SELECT pg_advisory_xact_lock(hashtextextended('syncd:course:' || %(course)s, 0))
 -- name: course_fingerprints
 -- archived: by syncd (its folder vanished); a project archived in the app is not.
 SELECT c.course, c.fingerprint, c.archived_at IS NOT NULL AS archived, c.stat_fingerprint,
-       c.source, coalesce(s.retired_at IS NOT NULL, false) AS owner_retired
-FROM syncd.courses c LEFT JOIN syncd.sources s ON s.name = c.source;
+       c.source, coalesce(s.retired_at IS NOT NULL, false) AS owner_retired, p.slug
+FROM syncd.courses c LEFT JOIN syncd.sources s ON s.name = c.source
+LEFT JOIN public.content_projects p ON p.id = c.project_id;
 
 -- name: touch_source
 INSERT INTO syncd.sources AS s (name, root, host) VALUES (%(name)s, %(root)s, %(host)s)
@@ -15,9 +16,11 @@ ON CONFLICT (name) DO UPDATE SET root = EXCLUDED.root, host = EXCLUDED.host, las
 RETURNING s.retired_at;
 
 -- name: course_owner
+-- the sources of this course folder's name, and of any course holding its project slug
 SELECT c.source, coalesce(s.retired_at IS NOT NULL, false) AS owner_retired
 FROM syncd.courses c LEFT JOIN syncd.sources s ON s.name = c.source
-WHERE c.course = %(course)s;
+LEFT JOIN public.content_projects p ON p.id = c.project_id
+WHERE c.course = %(course)s OR p.slug = %(slug)s;
 
 -- name: save_conflicts
 -- the courses this source found owned by another one, replacing its previous list
@@ -185,9 +188,10 @@ SET project_id = EXCLUDED.project_id, row_key = EXCLUDED.row_key, row_hash = EXC
 -- name: upsert_course
 -- a course without a source (synced before sources existed) is adopted by this one
 INSERT INTO syncd.courses AS c (course, project_id, fingerprint, stat_fingerprint,
-                                status_before_archive, synced_at, source, archived_at)
+                                status_before_archive, synced_at, source, archived_at, row_count)
 VALUES (%(course)s, %(project_id)s, %(fingerprint)s, %(stat_fingerprint)s, NULL, now(),
-        %(source)s, NULL)
+        %(source)s, NULL,
+        (SELECT count(*) FROM syncd.rows r WHERE r.project_id = %(project_id)s))
 ON CONFLICT (course) DO UPDATE
 SET project_id = EXCLUDED.project_id, fingerprint = EXCLUDED.fingerprint,
     stat_fingerprint = EXCLUDED.stat_fingerprint, status_before_archive = NULL,
@@ -309,6 +313,7 @@ WITH moved AS (
     DELETE FROM syncd.refused f USING moved WHERE f.project_id = moved.project_id
 )
 UPDATE syncd.rows r
-SET written_xmin = paths.xmin, row_key = 'file:' || paths.file_path
-FROM paths WHERE r.content_id = paths.id AND r.row_key LIKE 'file:%%'
+SET written_xmin = paths.xmin,
+    row_key = CASE WHEN r.row_key LIKE 'file:%%' THEN 'file:' || paths.file_path ELSE r.row_key END
+FROM paths WHERE r.content_id = paths.id
 RETURNING r.content_id;
