@@ -293,7 +293,7 @@ class Reconciler:
             return  # rejected by the parser: nothing moves
         gone = [
             (old, known)
-            for old, known in self._known.items()
+            for old, known in list(self._known.items())  # a copy: writers update it meanwhile
             if old != course
             and self.mine(known)  # never another root's course, even one without a source
             and not os.path.lexists(self.root / old)
