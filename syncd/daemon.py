@@ -157,7 +157,7 @@ class Writer:
         if not self.breaker.allow():
             return
         try:
-            self._with_retries(self.reconciler.reconcile_all)
+            self._with_retries(lambda: self.reconciler.reconcile_all(progress=self._progress))
         except RootUnavailable as error:
             self.breaker.record_success()
             self.log.error("course root unavailable", reason=str(error))
@@ -207,6 +207,9 @@ class Writer:
         )
         return retrying(call)
 
+    def _progress(self, done: int, total: int, course: str) -> None:
+        self.last_tick = self.clock()  # a long full reconcile is progress, not a hang
+
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
 
@@ -237,6 +240,10 @@ class Daemon:
         self.stop = threading.Event()
         self.signal_received: str | None = None
         self._link_watches: dict[str, Any] = {}  # followed link target -> its watch
+        # Longer than any bounded wait of the writer: every retry of a call that runs into its
+        # client deadline (statement timeout twice, plus connecting), with back-off.
+        call_s = db.statement_timeout_ms / 1000 * 2 + db.connect_timeout_s
+        self._hung_after = max(60.0, call_s * 4 + 10.0)
 
     def run(self) -> int:
         s = self.settings
@@ -347,8 +354,11 @@ class Daemon:
                 ready_sent = True
                 self.notifier.ready(self._status(writer, debouncer, breaker))
                 self.log.info("daemon ready", pending=debouncer.pending())
-            progressing = now - writer.last_tick < max(5.0, tick * 5)
-            if observer.is_alive() and progressing:
+            # The watchdog is fed from this loop on the threads' liveness, not on a sync
+            # finishing: a writer waiting out an outage (retries, deadlines, back-off) is
+            # alive. Only a writer silent for longer than any bounded wait can last is hung.
+            writer_alive = thread.is_alive() and now - writer.last_tick < self._hung_after
+            if observer.is_alive() and writer_alive:
                 self.notifier.watchdog()
             self.notifier.status(self._status(writer, debouncer, breaker))
             if next_reconcile is not None and now >= next_reconcile:

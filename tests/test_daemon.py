@@ -266,3 +266,53 @@ def test_the_polling_observer_serves_mounts_without_inotify(
     atomic_write(root / "existing/lessons/1.3-polled.md", lesson_text(1, 3))
     daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, what="a lesson seen by polling")
     assert daemon.terminate() == 0
+
+
+def test_systemd_watchdog_pings_go_on_while_the_database_is_silent_and_a_reconcile_is_due(
+    start: Any, root: Path, db_dsn: str, tmp_path: Path
+) -> None:
+    """Issue 11, problem 1: WATCHDOG=1 was sent only while the writer loop ticked, and a
+    safety reconcile stuck in retries against a silent database stopped it for 20 s, longer
+    than WatchdogSec: systemd would have killed the daemon mid-outage."""
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(0.2)
+    pings: list[float] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        while not done.is_set():
+            try:
+                if "WATCHDOG=1" in sock.recv(4096).decode():
+                    pings.append(time.monotonic())
+            except TimeoutError:
+                continue
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    proxy, through_proxy = proxy_in_front_of(db_dsn)
+    try:
+        daemon = start(
+            root,
+            through_proxy,
+            "--reconcile-interval",
+            "2",
+            env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "6000000"},
+        )
+        daemon.wait_event("daemon ready", timeout=60)
+        proxy.deafen()
+        silent_from = time.monotonic()
+        atomic_write(root / "existing/lessons/1.9-during.md", lesson_text(1, 9))
+        daemon.wait_for(lambda: time.monotonic() - silent_from > 25, timeout=40, what="25 s")
+        during = [t for t in pings if t >= silent_from] + [time.monotonic()]
+        gaps = [b - a for a, b in zip([silent_from, *during], during, strict=False)]
+        assert max(gaps) < 6.0, f"longest gap between WATCHDOG=1 pings: {max(gaps):.1f} s"
+        proxy.heal()
+        daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, timeout=60, what="the edit")
+        assert daemon.terminate() == 0
+    finally:
+        proxy.close()
+        done.set()
+        listener.join()
+        sock.close()
