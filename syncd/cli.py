@@ -15,18 +15,11 @@ from typing import Any
 from syncd import config, embedded, logs, migrate
 from syncd.config import Secret, Settings
 from syncd.errors import ConfigError, FatalError, SyncdError, TransientError
+from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.privileges import missing_privileges
 from syncd.reconcile import Reconciler, RootUnavailable
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated
-
-EXIT_OK = 0
-EXIT_DRIFT = 1
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
-EXIT_FATAL_DB = 4
-EXIT_ROOT_UNAVAILABLE = 5
-EXIT_INTERRUPTED = 130
 
 COMMANDS = ("run", "verify", "migrate", "report", "sources", "embedded-stop")
 
@@ -51,6 +44,15 @@ def _flag(
     parser.add_argument(flag, help=help_text, **kwargs)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("syncd")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentParser:
     prog = "syncd" if command in ("run", "rescan") else f"syncd {command}"
     parser = argparse.ArgumentParser(
@@ -60,6 +62,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
         "started in --data-dir. Kill switch: CREATOR_OS_DB_PERSIST=false writes nothing.",
     )
+    parser.add_argument("--version", action="version", version=f"syncd {_version()}")
     f = _flag
     f(parser, env, "--root", "SYNCD_ROOT", "course tree to sync", default=str(config.DEFAULT_ROOT))
     f(
@@ -320,17 +323,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             command = "rescan"
         return _COMMANDS[command](settings, args)
     except ConfigError as error:
-        return _fail(EXIT_CONFIG, "configuration error", error, secrets)
+        return _fail(ExitCode.CONFIG, "configuration error", error, secrets)
     except RootUnavailable as error:
-        return _fail(EXIT_ROOT_UNAVAILABLE, "course root unavailable", error, secrets)
+        return _fail(ExitCode.ROOT_UNAVAILABLE, "course root unavailable", error, secrets)
     except TransientError as error:
-        return _fail(EXIT_UNREACHABLE, "database unavailable", error, secrets)
+        return _fail(ExitCode.UNREACHABLE, "database unavailable", error, secrets)
     except FatalError as error:
-        return _fail(EXIT_FATAL_DB, "database refused syncd", error, secrets)
+        return _fail(ExitCode.FATAL_DB, "database refused syncd", error, secrets)
     except SyncdError as error:
-        return _fail(EXIT_FATAL_DB, "error", error, secrets)
+        return _fail(ExitCode.FATAL_DB, "error", error, secrets)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 def _fail(code: int, what: str, error: Exception, secrets: list[str]) -> int:
@@ -434,7 +437,7 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(summary.rejected)} file(s) rejected:", file=sys.stderr)
         for issue in summary.rejected:
             print(f"  {issue.path}: {issue.reason}", file=sys.stderr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_plan(result: Any) -> None:
@@ -496,9 +499,9 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             " database",
             file=sys.stderr,
         )
-        return EXIT_DRIFT
+        return ExitCode.DRIFT
     print(f"in sync: {settings.root} and the database agree", file=sys.stderr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -513,10 +516,19 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             for migration in applied:
                 log.info("migration applied", version=migration.version, name=migration.name)
             log.info("migrations up to date", applied=len(applied))
-        for state in migrate.status(conn):
-            when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "pending"
-            print(f"{state.migration.version}  {state.migration.name:40}  {when}")
-    return EXIT_OK
+        from syncd.report import table
+
+        rows = [
+            (
+                s.migration.version,
+                s.migration.name,
+                "applied" if s.applied_at else "pending",
+                s.applied_at.isoformat(timespec="seconds") if s.applied_at else "",
+            )
+            for s in migrate.status(conn)
+        ]
+    print(table(["version", "name", "state", "applied_at"], rows))
+    return ExitCode.OK
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -532,7 +544,7 @@ def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
         print(report.render(conn))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
@@ -558,13 +570,13 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     headers = ["source", "root", "host", "last_seen", "retired_at", "courses"]
     print(report.table(headers, rows))
     print(f"this syncd: {settings.source_name}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_embedded_stop(settings: Settings, _args: argparse.Namespace) -> int:
     stopped = embedded.stop(settings.data_dir)
     print("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

@@ -32,6 +32,7 @@ from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
 from syncd.debounce import Debouncer
 from syncd.errors import ConfigError, FatalError, RejectedError, TransientError
+from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler, RootUnavailable
 from syncd.store import CourseStore, DbSettings, make_pool, translated
@@ -42,11 +43,6 @@ from syncd.watcher import (
     OverflowDetector,
     start_observer,
 )
-
-EXIT_OK = 0
-EXIT_FATAL_DB = 4
-EXIT_WATCHER_DIED = 6
-EXIT_WRITER_DIED = 7
 
 IDLE_CHECK_S = 10.0  # a pooled connection idle this long is checked before use
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
@@ -248,7 +244,9 @@ class Daemon:
     def run(self) -> int:
         s = self.settings
         if not s.root.is_dir():
-            raise ConfigError(f"course root {s.root} is not a folder")
+            raise RootUnavailable(
+                f"course root {s.root} is missing or not a folder: set --root (SYNCD_ROOT)"
+            )
         breaker = CircuitBreaker(
             s.breaker_failures, s.breaker_reset_s, self.clock, on_change=self._breaker_changed
         )
@@ -299,7 +297,7 @@ class Daemon:
         thread.start()
         self._observer = observer
         self._root_identity = _identity(s.root)
-        code = EXIT_OK
+        code: int = ExitCode.OK
         try:
             code = self._supervise(writer, thread, debouncer, breaker, handler)
         finally:
@@ -313,6 +311,8 @@ class Daemon:
             )
             for name in WATCHDOG_LOGGERS:
                 logging.getLogger(name).removeHandler(overflow)
+        if code == ExitCode.OK and self.signal_received == "SIGINT":
+            return ExitCode.INTERRUPTED  # Ctrl-C: the README's 130, after a clean stop
         return code
 
     # -- the main loop ------------------------------------------------------------------
@@ -338,14 +338,14 @@ class Daemon:
                 return self._writer_failed(writer)
             if not thread.is_alive():
                 self.log.error("writer thread stopped unexpectedly")
-                return EXIT_WRITER_DIED
+                return ExitCode.WRITER_DIED
             root_present = self._check_root(writer, debouncer, handler)
             observer = self._observer
             if root_present and not observer.is_alive():
                 observer_restarts += 1
                 self.log.error("watcher died", restarts=observer_restarts)
                 if observer_restarts > 3:
-                    return EXIT_WATCHER_DIED
+                    return ExitCode.WATCHER_DIED
                 self._rewatch(writer, debouncer, handler)
                 observer = self._observer
             if s.follow_symlinks:
@@ -375,7 +375,7 @@ class Daemon:
                     last_sync=writer.last_sync_wall,
                     observer_alive=observer.is_alive(),
                 )
-        return EXIT_OK
+        return ExitCode.OK
 
     def _shutdown(
         self,
@@ -396,13 +396,13 @@ class Daemon:
         thread.join(timeout=self.settings.shutdown_timeout_s)
         left: list[str] = []
         if (
-            code == EXIT_OK
+            code == ExitCode.OK
             and writer.fatal is None
             and writer.ready.is_set()
             and not thread.is_alive()
         ):
             left = writer.flush(self.clock() + self.settings.shutdown_timeout_s)
-        elif code == EXIT_OK and writer.fatal is None:
+        elif code == ExitCode.OK and writer.fatal is None:
             left = debouncer.take_all()
         if left:
             self.log.warning(
@@ -411,7 +411,7 @@ class Daemon:
         observer.join(timeout=5)
         pool.close(timeout=5)
         deadlines.close()
-        if code == EXIT_OK and writer.fatal is not None:
+        if code == ExitCode.OK and writer.fatal is not None:
             code = self._writer_failed(writer)
         self.log.info("daemon stopped", exit_code=code, unsynced=len(left))
         return code
@@ -420,9 +420,9 @@ class Daemon:
         error = writer.fatal
         if isinstance(error, FatalError):
             self.log.error("database refused syncd", reason=str(error))
-            return EXIT_FATAL_DB
+            return ExitCode.FATAL_DB
         self.log.error("writer thread crashed", error=repr(error))
-        return EXIT_WRITER_DIED
+        return ExitCode.WRITER_DIED
 
     def _check_root(
         self, writer: Writer, debouncer: Debouncer, handler: CourseEventHandler

@@ -2,11 +2,12 @@
 -- psql users can run this file as is: psql "$DATABASE_URL" -f syncd/sql/report.sql
 
 -- name: writes_last_24h
--- Rows written by syncd in the last 24 hours, by content type.
+-- Rows syncd created, updated (after their creation) and soft-deleted in the last 24 hours,
+-- by content type.
 SELECT c.content_type,
        count(*) FILTER (WHERE c.created_at > now() - interval '24 hours') AS created,
        count(*) FILTER (WHERE c.updated_at > now() - interval '24 hours'
-                          AND c.created_at <= now() - interval '24 hours') AS updated,
+                          AND c.updated_at > c.created_at) AS updated,
        count(*) FILTER (WHERE c.deleted_at > now() - interval '24 hours') AS soft_deleted
 FROM public.contents c JOIN syncd.rows r ON r.content_id = c.id
 GROUP BY c.content_type ORDER BY c.content_type;

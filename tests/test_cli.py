@@ -1,0 +1,75 @@
+"""Issue 11 (in part): one exit-code table for every command, and the small things an
+operator meets first at the terminal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncd.exits import ExitCode
+from tests.daemon_harness import REPO, DaemonProcess
+from tests.helpers import make_course, run_cli
+
+
+def test_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "--version"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("syncd ")
+
+
+@pytest.mark.parametrize("argv", [["--rescan"], ["verify"], []], ids=["rescan", "verify", "daemon"])
+def test_a_missing_root_exits_5_in_every_command_and_names_the_flag(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str, argv: list[str]
+) -> None:
+    run = run_cli(capsys, [*argv, "--root", str(tmp_path / "nowhere")], db_dsn)
+    assert run.code == ExitCode.ROOT_UNAVAILABLE == 5
+    assert "Traceback" not in run.stderr
+    failed = run.named("course root unavailable")
+    assert failed and "nowhere" in failed[0]["reason"]
+
+
+def test_ctrl_c_stops_the_daemon_cleanly_with_130(tmp_path: Path, db_dsn: str) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    daemon = DaemonProcess(root, db_dsn)
+    try:
+        daemon.wait_event("daemon ready", timeout=60)
+        daemon.proc.send_signal(signal.SIGINT)
+        assert daemon.proc.wait(timeout=30) == ExitCode.INTERRUPTED == 130
+        assert daemon.named("daemon stopped")
+    finally:
+        daemon.kill()
+
+
+def test_migrate_status_has_a_header_and_a_state_column(
+    capsys: pytest.CaptureFixture[str], empty_dsn: str
+) -> None:
+    before = run_cli(capsys, ["migrate", "--status"], empty_dsn)
+    lines = before.stdout.splitlines()
+    assert lines[0].split() == ["version", "name", "state", "applied_at"]
+    assert all(line.split()[2] == "pending" for line in lines[2:])
+    assert run_cli(capsys, ["migrate"], empty_dsn).code == 0
+    after = run_cli(capsys, ["migrate", "--status"], empty_dsn).stdout.splitlines()
+    assert all(line.split()[2] == "applied" for line in after[2:])
+
+
+def test_reports_24_hour_figures_count_updates_of_rows_created_today(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    course = make_course(root, "today", lessons=2)
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    (course / "lessons/1.1-lesson-1-1.md").write_text("# Edited today\n", encoding="utf-8")
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    report = run_cli(capsys, ["report"], db_dsn).stdout
+    lesson_line = next(line for line in report.splitlines() if line.startswith("course_lesson"))
+    assert lesson_line.split()[1:4] == ["2", "1", "0"]  # created, updated, soft-deleted
