@@ -361,9 +361,15 @@ class Reconciler:
         return conflicts.get(course)
 
     def _skipped(self, course: str, started: float) -> CourseResult:
-        result = CourseResult(course, skipped=True)
-        self._log_result(result, started)
-        return result
+        """Nothing to do: its files are as syncd last wrote them (said as such, not as a
+        sync of nothing)."""
+        self.log.info(
+            "course skipped",
+            course=course,
+            reason="unchanged",
+            ms=round((self.clock() - started) * 1000, 1),
+        )
+        return CourseResult(course, skipped=True)
 
     def save_touched(self) -> None:
         """Remember the new stat of courses whose files were touched but not changed."""

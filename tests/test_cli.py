@@ -73,3 +73,16 @@ def test_reports_24_hour_figures_count_updates_of_rows_created_today(
     report = run_cli(capsys, ["report"], db_dsn).stdout
     lesson_line = next(line for line in report.splitlines() if line.startswith("course_lesson"))
     assert lesson_line.split()[1:4] == ["2", "1", "0"]  # created, updated, soft-deleted
+
+
+def test_a_skipped_course_says_skipped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "same", lessons=1)
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    again = run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn)
+    assert again.named("course synced") == []
+    assert [(e["course"], e["reason"]) for e in again.named("course skipped")] == [
+        ("same", "unchanged")
+    ]
