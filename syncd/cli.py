@@ -14,11 +14,11 @@ from typing import Any
 
 from syncd import config, embedded, logs, migrate
 from syncd.config import Secret, Settings
-from syncd.errors import ConfigError, FatalError, SyncdError, TransientError
+from syncd.errors import ConfigError, FatalError, RootUnavailable, SyncdError, TransientError
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.privileges import missing_privileges
-from syncd.reconcile import Reconciler, RootUnavailable
+from syncd.reconcile import Reconciler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated
 
 COMMANDS = ("run", "verify", "migrate", "report", "sources", "embedded-stop")

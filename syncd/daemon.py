@@ -31,10 +31,10 @@ from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
 from syncd.debounce import Debouncer
-from syncd.errors import ConfigError, FatalError, RejectedError, TransientError
+from syncd.errors import ConfigError, FatalError, RejectedError, RootUnavailable, TransientError
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
-from syncd.reconcile import Reconciler, RootUnavailable
+from syncd.reconcile import Reconciler
 from syncd.store import CourseStore, DbSettings, make_pool, translated
 from syncd.systemd import Notifier
 from syncd.watcher import (
@@ -194,8 +194,7 @@ class Writer:
 
     def _with_retries(self, call: Callable[[], Any]) -> Any:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError)
-            & tenacity.retry_if_not_exception_type(RootUnavailable),
+            retry=tenacity.retry_if_exception_type(TransientError),
             stop=tenacity.stop_after_attempt(self.retry_attempts),
             wait=tenacity.wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
             sleep=self._sleep,

@@ -5,6 +5,8 @@
 - ``FatalError``: retrying cannot help (bad password, missing privilege, schema not
   migrated, bad configuration). Stop loudly with a distinct exit code.
 - ``RejectedError``: one record or file is bad. Log it, skip it, keep going.
+- ``RootUnavailable``: the course tree is not there (unmounted, unreadable): archive
+  nothing, say which ``--root``, try again later.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class ConfigError(SyncdError):
 
 class TransientError(SyncdError):
     """The database is unavailable for now; the work stays pending."""
+
+
+class RootUnavailable(SyncdError):
+    """The course root is missing, unreadable or suspiciously empty: nothing is archived,
+    and the work is retried later (not a database error: no breaker, no retry loop)."""
 
 
 class FatalError(SyncdError):

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from syncd import parser as course_parser
 from syncd.course import CourseSnapshot, FileIssue
-from syncd.errors import FatalError, ParseError, RejectedError, TransientError
+from syncd.errors import FatalError, ParseError, RejectedError, RootUnavailable
 from syncd.parser import ParseOptions
 from syncd.store import CourseResult, CourseStore, Known, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
@@ -56,10 +56,6 @@ def _done(result: CourseResult) -> Future[CourseResult]:
     future: Future[CourseResult] = Future()
     future.set_result(result)
     return future
-
-
-class RootUnavailable(TransientError):
-    """The course root is missing, unreadable or suspiciously empty: nothing is archived."""
 
 
 @dataclass
@@ -199,8 +195,8 @@ class Reconciler:
             listing = list_courses(self.root, self.follow_symlinks)
         except OSError as exc:
             raise RootUnavailable(
-                f"course root {self.root} is unreadable: {exc.strerror}"
-            ) from None
+                f"course root {self.root} is unreadable: {exc.strerror}: check --root"
+            ) from exc
         self._skipped_folders = {name: count_files(self.root / name) for name in listing.skipped}
         for name, files in self._skipped_folders.items():
             if name not in self._skipped_logged and files:

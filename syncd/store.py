@@ -77,7 +77,7 @@ def translated(where: str = "database") -> Iterator[None]:
     try:
         yield
     except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-        raise classify(exc, where) from None
+        raise classify(exc, where) from exc
 
 
 @dataclass(frozen=True)

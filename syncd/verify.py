@@ -15,9 +15,8 @@ from typing import Any
 
 from syncd import parser as course_parser
 from syncd.course import FileIssue
-from syncd.errors import ParseError
+from syncd.errors import ParseError, RootUnavailable
 from syncd.parser import ParseOptions
-from syncd.reconcile import RootUnavailable
 from syncd.store import CourseStore
 from syncd.tree import CourseFiles, count_files, list_courses, read_course, scan_course
 
