@@ -19,7 +19,7 @@ from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.privileges import missing_privileges
 from syncd.reconcile import Reconciler
-from syncd.store import CourseStore, DbSettings, connect, make_pool, translated
+from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
 
 COMMANDS = ("run", "verify", "migrate", "report", "sources", "embedded-stop")
 
@@ -392,7 +392,7 @@ def _store(
     """A store on a pool of ``workers`` connections (no per-checkout health check: a
     one-shot command that loses its database fails with exit 3 and is simply rerun)."""
     pool = make_pool(db, workers=workers, check=_no_check)
-    with translated("connect"):
+    with translated(where_to(db)):
         pool.open(wait=True, timeout=db.connect_timeout_s * 2)
     return CourseStore(pool.connection, source=source), pool.close
 

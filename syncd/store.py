@@ -102,11 +102,25 @@ def connect_kwargs(settings: DbSettings) -> dict[str, Any]:
 
 def connect(settings: DbSettings, **extra: Any) -> Conn:
     """One connection (migrations, verify, preflight), with errors translated."""
-    with translated("connect"):
+    with translated(where_to(settings)):
         conn = psycopg.connect(settings.dsn, **connect_kwargs(settings), **extra)
         conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
         conn.commit()
         return conn
+
+
+def where_to(settings: DbSettings) -> str:
+    """What a connection error says: the server it tried (no credentials) and the flag
+    that bounds the wait, so that the operator knows what to check or change."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(settings.dsn)
+    except psycopg.Error:
+        info = {}
+    server = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+    return (
+        f"connect to {server} (waited up to --connect-timeout {settings.connect_timeout_s} s,"
+        " SYNCD_CONNECT_TIMEOUT)"
+    )
 
 
 def make_pool(

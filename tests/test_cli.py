@@ -86,3 +86,16 @@ def test_a_skipped_course_says_skipped(
     assert [(e["course"], e["reason"]) for e in again.named("course skipped")] == [
         ("same", "unchanged")
     ]
+
+
+def test_an_unreachable_database_names_the_server_and_the_timeout_flag(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    dsn = "postgresql://syncd:not-shown-pw@127.0.0.1:1/creatoros"
+    run = run_cli(capsys, ["--rescan", "--root", str(root), "--connect-timeout", "1"], dsn)
+    assert run.code == ExitCode.UNREACHABLE == 3
+    reason = run.named("database unavailable")[0]["reason"]
+    assert "127.0.0.1:1" in reason and "--connect-timeout 1" in reason, reason
+    assert "not-shown-pw" not in run.stderr + run.stdout
