@@ -404,24 +404,18 @@ class Reconciler:
         id) or deleted (re-created from its file)."""
         if result.plan is None or not self.write:
             return
-        for write in result.plan.repaired:
+        repairs = [(w, "rewritten from its file") for w in result.plan.repaired]
+        if course in self._changed:
+            self._changed.discard(course)
+            repairs += [(w, "re-created from its file") for w in result.plan.inserts]
+        for write, action in repairs:
             self.log.info(
                 "row repaired",
                 course=course,
                 path=write.record.file_path,
                 id=str(write.id),
-                action="rewritten from its file",
+                action=action,
             )
-        if course in self._changed:
-            self._changed.discard(course)
-            for write in result.plan.inserts:
-                self.log.info(
-                    "row repaired",
-                    course=course,
-                    path=write.record.file_path,
-                    id=str(write.id),
-                    action="re-created from its file",
-                )
 
     def _log_result(self, result: CourseResult, started: float) -> None:
         event = "course synced" if self.write else "course planned (nothing written)"
