@@ -107,14 +107,15 @@ class Writer:
         except RuntimeError:  # shutting down: the flush takes it
             with self._lock:
                 self._in_flight.discard(course)
-            self.debouncer.mark(course)
+            self.debouncer.defer(course, self.clock())
 
     def _sync_task(self, course: str) -> None:
+        synced = False
         try:
             if not self.stop.is_set():
-                self._sync(course)
+                synced = self._sync(course)
             else:
-                self.debouncer.mark(course)  # left for the shutdown flush
+                self.debouncer.defer(course, self.clock())  # left for the shutdown flush
         except FatalError as error:
             self.fatal = error
         except BaseException as error:  # a crashed sync must stop the daemon loudly
@@ -127,9 +128,11 @@ class Writer:
                 self._again.discard(course)
             if again:  # it became due again meanwhile: sync it now, not a quiet period later
                 if self.stop.is_set():
-                    self.debouncer.mark(course)
+                    self.debouncer.defer(course, self.clock())
                 else:
                     self._submit(course)
+            elif synced:
+                self.debouncer.done(course)  # pending until here, retries included
 
     def flush(self, deadline: float) -> list[str]:
         """Shutdown: sync every pending course until ``deadline``; return the rest."""

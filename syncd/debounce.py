@@ -2,6 +2,9 @@
 or after a maximum delay since its first pending event, whichever comes first.
 
 Pending work is a set of courses, so memory does not grow with the number of events.
+A course taken for syncing stays pending, with the time of its first change, until the
+writer says it is ``done`` (or ``defer``s it back): so ``pending`` and ``oldest_age`` count
+every change that has not reached the database, a sync stuck in retries included.
 The clock is passed in; ``wait`` is the only method that blocks."""
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Debouncer:
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._not_before: dict[str, float] = {}
+        self._taken: dict[str, float] = {}  # being synced: course -> its first change
         self._cond = threading.Condition()
 
     def mark(self, course: str) -> None:
@@ -35,7 +39,7 @@ class Debouncer:
         """Keep ``course`` pending, not due before ``until`` (the store is unavailable)."""
         now = self._clock()
         with self._cond:
-            self._first.setdefault(course, now)
+            self._first.setdefault(course, self._taken.pop(course, now))
             self._last.setdefault(course, now)
             self._not_before[course] = max(until, self._not_before.get(course, until))
 
@@ -51,8 +55,14 @@ class Debouncer:
                 (c for c in self._first if self._due_at(c) <= now), key=lambda c: self._first[c]
             )
             for course in due:
+                self._taken.setdefault(course, self._first[course])
                 self._forget(course)
             return due
+
+    def done(self, course: str) -> None:
+        """The writer synced ``course`` (or gave up on it for good)."""
+        with self._cond:
+            self._taken.pop(course, None)
 
     def take_all(self) -> list[str]:
         """Everything pending, due or not (shutdown flush)."""
@@ -63,14 +73,16 @@ class Debouncer:
             return courses
 
     def pending(self) -> int:
+        """Courses with a change not in the database yet: waiting, or being synced."""
         with self._cond:
-            return len(self._first)
+            return len(self._first.keys() | self._taken.keys())
 
     def oldest_age(self) -> float:
         """Seconds since the oldest pending event (the sync lag), 0 when idle."""
         now = self._clock()
         with self._cond:
-            return max((now - t for t in self._first.values()), default=0.0)
+            firsts = [*self._first.values(), *self._taken.values()]
+            return max((now - t for t in firsts), default=0.0)
 
     def wait(self, timeout: float) -> None:
         """Block until a course may be due, a new mark arrives, or ``timeout`` passes."""

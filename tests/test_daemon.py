@@ -316,3 +316,31 @@ def test_systemd_watchdog_pings_go_on_while_the_database_is_silent_and_a_reconci
         done.set()
         listener.join()
         sock.close()
+
+
+def test_heartbeats_count_an_edit_whose_sync_waits_for_a_silent_database(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    """Issue 11, problem 2: a course stuck in retries was not counted: heartbeats said
+    `pending 0, lag_s 0.0` during an outage, so the README's alert could not fire."""
+    proxy, through_proxy = proxy_in_front_of(db_dsn)
+    try:
+        daemon = start(root, through_proxy, "--quiet-ms", "200")
+        daemon.wait_event("daemon ready", timeout=60)
+        proxy.deafen()
+        atomic_write(root / "existing/lessons/1.8-waiting.md", lesson_text(1, 8))
+        edited = time.monotonic()
+        seen = len(daemon.named("heartbeat"))
+        daemon.wait_event("heartbeat", count=seen + 6, timeout=30)
+        beats = daemon.named("heartbeat")[seen + 2 : seen + 6]  # well after the quiet period
+        assert all(b["pending"] >= 1 for b in beats), beats
+        assert beats[-1]["lag_s"] > beats[0]["lag_s"] >= 1.0, beats
+        assert time.monotonic() - edited < 30
+        proxy.heal()
+        daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, timeout=60, what="the edit")
+        daemon.wait_for(
+            lambda: daemon.named("heartbeat")[-1]["pending"] == 0, timeout=30, what="pending 0"
+        )
+        assert daemon.terminate() == 0
+    finally:
+        proxy.close()

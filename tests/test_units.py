@@ -33,6 +33,8 @@ def test_a_course_is_due_after_a_quiet_period_without_events() -> None:
     assert debouncer.take_due() == []
     clock.now += 0.1
     assert debouncer.take_due() == ["a"]
+    assert debouncer.pending() == 1  # being synced: still pending until done
+    debouncer.done("a")
     assert debouncer.pending() == 0
 
 
@@ -212,3 +214,22 @@ def test_hitting_the_inotify_watch_limit_is_a_clear_configuration_error(tmp_path
     with pytest.raises(ConfigError) as error:
         start_observer(tmp_path, handler, polling=False, observer_factory=LimitedObserver)
     assert "fs.inotify.max_user_watches" in str(error.value) and "--polling" in str(error.value)
+
+
+def test_a_course_taken_for_syncing_stays_pending_until_it_is_done() -> None:
+    """Issue 11, problem 2: a course stuck in retries was not counted: heartbeats said
+    pending 0 and lag 0 while an edit waited for the database."""
+    now = [100.0]
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=lambda: now[0])
+    debouncer.mark("c")
+    now[0] += 1.0
+    assert debouncer.take_due() == ["c"]
+    now[0] += 10.0  # its sync waits out an outage
+    assert debouncer.pending() == 1
+    assert debouncer.oldest_age() == pytest.approx(11.0)
+    debouncer.defer("c", until=now[0] + 5.0)  # it failed: back in line, its age kept
+    assert debouncer.pending() == 1 and debouncer.oldest_age() == pytest.approx(11.0)
+    now[0] += 5.0
+    assert debouncer.take_due() == ["c"]
+    debouncer.done("c")
+    assert debouncer.pending() == 0 and debouncer.oldest_age() == 0.0
