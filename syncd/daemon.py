@@ -13,6 +13,7 @@ Start order: watch (events buffer) → full reconcile → READY=1 → process ev
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -162,9 +163,8 @@ class Writer:
             self.log.error("course root unavailable", reason=str(error))
             self.stop.wait(min(self.breaker.reset_timeout_s, 5.0))
             return
-        except TransientError as error:
-            self._unavailable(error)
-            return
+        except TransientError:
+            return  # every failed attempt was counted and logged (_attempt)
         self.breaker.record_success()
         self.reconcile_requested.clear()
         self._synced()
@@ -177,14 +177,13 @@ class Writer:
             if retry:
                 self._with_retries(lambda: self.reconciler.sync_course(course))
             else:
-                self.reconciler.sync_course(course)
+                self._attempt(lambda: self.reconciler.sync_course(course))
         except RootUnavailable as error:
             self.breaker.record_success()
             self.log.error("course root unavailable", course=course, reason=str(error))
             self.debouncer.defer(course, self.clock() + 5.0)
             return False
-        except TransientError as error:
-            self._unavailable(error)
+        except TransientError:  # every failed attempt was counted and logged (_attempt)
             self.debouncer.defer(course, self.breaker.retry_at())
             return False
         except RejectedError as error:
@@ -195,15 +194,28 @@ class Writer:
         self._synced()
         return True
 
+    def _attempt(self, call: Callable[[], Any], attempt: int = 1) -> Any:
+        """One try; a transient failure counts for the breaker at once (per attempt, not
+        per finished sync) and is logged, so an outage shows within one attempt."""
+        try:
+            return call()
+        except TransientError as error:
+            self._unavailable(error, attempt)
+            raise
+
     def _with_retries(self, call: Callable[[], Any]) -> Any:
+        def stop(state: tenacity.RetryCallState) -> bool:  # the breaker opened: stop trying
+            return state.attempt_number >= self.retry_attempts or (self.breaker.state is State.OPEN)
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_attempt(self.retry_attempts),
+            stop=stop,
             wait=tenacity.wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(call)
+        attempts = itertools.count(1)
+        return retrying(lambda: self._attempt(call, next(attempts)))
 
     def _progress(self, done: int, total: int, course: str) -> None:
         self.last_tick = self.clock()  # a long full reconcile is progress, not a hang
@@ -211,11 +223,16 @@ class Writer:
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
 
-    def _unavailable(self, error: Exception) -> None:
-        self.breaker.record_failure()
+    def _unavailable(self, error: Exception, attempt: int = 1) -> None:
+        """Said first, then counted: the failure that opens the breaker precedes its
+        `breaker opened` line."""
         self.log.warning(
-            "database unavailable", reason=str(error), breaker=self.breaker.state.value
+            "database unavailable",
+            reason=str(error),
+            attempt=attempt,
+            breaker=self.breaker.state.value,
         )
+        self.breaker.record_failure()
 
     def _synced(self) -> None:
         self.last_sync = self.clock()

@@ -344,3 +344,38 @@ def test_heartbeats_count_an_edit_whose_sync_waits_for_a_silent_database(
         assert daemon.terminate() == 0
     finally:
         proxy.close()
+
+
+def test_the_breaker_counts_every_failed_attempt(start: Any, root: Path, db_dsn: str) -> None:
+    """Issue 11, problem 2: failures were counted per finished sync (after all its retries),
+    so the breaker never opened in a 50 s outage. With --breaker-failures 2 it opens after
+    the second failed attempt, and each attempt is reported as it fails."""
+    proxy, through_proxy = proxy_in_front_of(db_dsn)
+    try:
+        daemon = start(
+            root,
+            through_proxy,
+            "--quiet-ms",
+            "100",
+            "--breaker-failures",
+            "2",
+            "--breaker-reset",
+            "3",
+            "--statement-timeout-ms",
+            "1000",
+            "--connect-timeout",
+            "1",
+        )
+        daemon.wait_event("daemon ready", timeout=60)
+        proxy.deafen()
+        atomic_write(root / "existing/lessons/1.7-outage.md", lesson_text(1, 7))
+        opened = daemon.wait_event("breaker opened", timeout=60)
+        before = [e for e in daemon.events if e["timestamp"] <= opened["timestamp"]]
+        failures = [e for e in before if e["event"] == "database unavailable"]
+        # one per failed attempt, not per sync: the breaker opened within one sync's retries
+        assert [e.get("attempt") for e in failures] == [1, 2], failures
+        proxy.heal()
+        daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, timeout=60, what="the edit")
+        assert daemon.terminate() == 0
+    finally:
+        proxy.close()
