@@ -76,7 +76,8 @@ class Reconciler:
     _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     _skipped_logged: set[str] = field(default_factory=set)
     _conflicts: dict[str, str] | None = None  # during a full reconcile: folder -> owner
-    _skipped_folders: dict[str, int] = field(default_factory=dict)
+    _skipped_names: list[str] = field(default_factory=list)  # non-course folders, last listing
+    _skipped_folders: dict[str, int] = field(default_factory=dict)  # their file counts
     _links: dict[str, frozenset[str]] = field(default_factory=dict)  # course -> followed targets
     _links_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_elsewhere: dict[str, str] = field(default_factory=dict)  # course -> owning source
@@ -93,6 +94,7 @@ class Reconciler:
         )
         self._register_source()
         courses = self.list_courses()
+        self._count_skipped_folders()
         self._known = self.store.fingerprints()
         # Rows someone else changed or deleted since syncd wrote them: their courses are
         # synced even if no file changed, and the sync rewrites those rows from their files.
@@ -197,14 +199,19 @@ class Reconciler:
             raise RootUnavailable(
                 f"course root {self.root} is unreadable: {exc.strerror}: check --root"
             ) from exc
-        self._skipped_folders = {name: count_files(self.root / name) for name in listing.skipped}
+        self._skipped_names = listing.skipped
+        return sorted({*listing.courses, *listing.held})
+
+    def _count_skipped_folders(self) -> None:
+        """The files of each non-course folder, counted once per full reconcile (not on every
+        listing); a folder that holds any is warned about once per process."""
+        self._skipped_folders = {n: count_files(self.root / n) for n in self._skipped_names}
         for name, files in self._skipped_folders.items():
             if name not in self._skipped_logged and files:
                 self._skipped_logged.add(name)
                 self.log.warning(
                     "folder skipped", folder=name, files=files, reason="not a course folder"
                 )
-        return sorted({*listing.courses, *listing.held})
 
     # -- one course ---------------------------------------------------------------------
 
