@@ -504,12 +504,17 @@ class CourseStore:
         first, as the plan lists them), and take the ones the database refuses out of the
         plan: they keep their old rows, and so do the rows under them."""
         refused: list[_Refusal] = []
-        refused_ids: set[uuid.UUID] = set()
+        refused_ids: dict[uuid.UUID, str] = {}  # row id -> the SQLSTATE that kept it out
         for writes in (plan.inserts, plan.updates):
             kept: list[RowWrite] = []
             for write in writes:
-                if write.parent_id in refused_ids:  # its parent is not written either
-                    refused_ids.add(write.id)
+                path = write.record.file_path or f"{course}:{write.record.key}"
+                if write.parent_id in refused_ids:  # its parent is not written: nor is it
+                    state = refused_ids[write.parent_id]
+                    refused_ids[write.id] = state
+                    if write.record.file_path:  # a file is named; a module row has none
+                        reason = "not written: the row it hangs under was refused by the database"
+                        refused.append(_Refusal(path, state, f"{reason} (SQLSTATE {state})"))
                     continue
                 alone = Plan(
                     inserts=[write] if writes is plan.inserts else [],
@@ -522,8 +527,7 @@ class CourseStore:
                     state = getattr(exc, "sqlstate", None) or ""
                     if state[:2] not in ROW_DATA_CLASSES:
                         raise
-                    refused_ids.add(write.id)
-                    path = write.record.file_path or f"{course}:{write.record.key}"
+                    refused_ids[write.id] = state
                     reason = f"refused by the database: {_message(exc)} (SQLSTATE {state})"
                     refused.append(_Refusal(path, state, reason))
                     continue

@@ -495,3 +495,27 @@ def rows_count(dsn: str, sql: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(sql).fetchone()
     return int(row[0]) if row else -1
+
+
+def test_rows_under_a_refused_row_are_named_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """A module row the database refuses (its description too long for the full-text
+    index) keeps its lessons out too: each of them is named, none is dropped in silence."""
+    root = tmp_path / "courses"
+    course = make_course(root, "deep-refusal", lessons=2)
+    description = huge_lesson(1, 1).replace('"', "'").replace("\n", " ")
+    (course / "curriculum.yaml").write_text(
+        'title: "Deep"\nmodules:\n  - module_id: 1\n    module_title: "M"\n'
+        f'    description: "{description}"\n',
+        encoding="utf-8",
+    )
+    run = rescan(capsys, root, db_dsn)
+    assert run.code == 0, run.stderr
+    named = {e["path"] for e in run.named("file rejected")}
+    assert {
+        "deep-refusal/lessons/1.1-lesson-1-1.md",
+        "deep-refusal/lessons/1.2-lesson-1-2.md",
+    } <= named
+    check = verify(capsys, root, db_dsn)
+    assert check.code == 1
