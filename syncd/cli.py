@@ -486,7 +486,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             )
         finally:
             close()
-    if getattr(args, "json", False):
+    if args.json:
         print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
     else:
         for drift in report.drifts:
