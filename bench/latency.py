@@ -13,10 +13,12 @@ times are not available from PostgreSQL itself).
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -161,9 +163,17 @@ class BurstResult:
     write_s: float  # first rename -> last rename
 
 
-def burst(root: Path, staging: Path, index: int, dsn: str, timeout_s: float = 60.0) -> BurstResult:
+def burst(
+    root: Path,
+    staging: Path,
+    index: int,
+    dsn: str,
+    *,
+    timeout_s: float = 60.0,
+    prefix: str = "burst",
+) -> BurstResult:
     """A new 20-lesson course moved into the tree file by file (atomic renames)."""
-    name = gen.write_course(staging, index, prefix="burst")
+    name = gen.write_course(staging, index, prefix=prefix)
     source = staging / name
     lessons = sorted(Path("lessons") / p.name for p in (source / "lessons").iterdir())
     files = [Path("curriculum.yaml"), *lessons]
@@ -183,3 +193,110 @@ def burst(root: Path, staging: Path, index: int, dsn: str, timeout_s: float = 60
                 raise TimeoutError(f"burst {name} not committed within {timeout_s}s")
             time.sleep(POLL_S)
     return BurstResult(done - last, done - first, last - first)
+
+
+def single_saves(
+    tree: gen.Tree, dsn: str, saves: int, *, atomic: bool, timeout_s: float = 30.0
+) -> list[float]:
+    """Save to row, one save at a time into an idle daemon: each save rewrites a lesson's
+    revision label, in place (open, write, close: the close lands it) or through a temporary
+    file and a rename, and waits for its row before the next. Seconds per save."""
+    lessons = [
+        path
+        for course in tree.courses
+        for path in sorted((tree.root / course / "lessons").iterdir())
+    ]
+    marker = f"**{gen.REVISION_LABEL}:** r0"
+    poller = TokenPoller(dsn)
+    try:
+        for k in range(saves):
+            path = lessons[k % len(lessons)]
+            text = path.read_text(encoding="utf-8")
+            token = f"s{'a' if atomic else 'w'}{k:06d}"
+            new = text.replace(marker, f"**{gen.REVISION_LABEL}:** {token}", 1)
+            if marker not in text:  # saved before in this run: replace the last token
+                head, _, rest = text.partition(f"**{gen.REVISION_LABEL}:** ")
+                new = f"{head}**{gen.REVISION_LABEL}:** {token}{rest[rest.index(chr(10)) :]}"
+            if atomic:
+                write_atomic(path, new)
+            else:
+                path.write_text(new, encoding="utf-8")
+            poller.expect(str(path.relative_to(tree.root)), token, time.monotonic())
+            deadline = time.monotonic() + timeout_s
+            while poller.outstanding() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if poller.outstanding():
+                raise TimeoutError(f"save {k} of {path} not in the database within {timeout_s}s")
+            time.sleep(0.05)  # the daemon is idle again before the next save
+    finally:
+        poller.stop()
+    return poller.latencies
+
+
+@dataclass
+class ChunkedResult:
+    files: int
+    partial_versions_seen: int  # rows the database showed with only part of a file
+    close_to_row_s: list[float]  # the writer's close -> the whole file in the database
+
+
+CHUNK_QUERY = (
+    "SELECT metadata->'labels'->>%(label)s, content FROM public.contents "
+    "WHERE file_path = %(path)s AND deleted_at IS NULL"
+)
+
+
+def chunked_saves(tree: gen.Tree, dsn: str, files: int, pause_s: float) -> ChunkedResult:
+    """Lessons written in three chunks, ``pause_s`` apart, through one open file (a generator
+    streaming its output). The database is watched throughout: a version that has the new
+    revision label without the last chunk is a partial version."""
+    lessons = [sorted((tree.root / c / "lessons").iterdir())[0] for c in tree.courses[:files]]
+    partial = 0
+    close_to_row: list[float] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for k, path in enumerate(lessons):
+            rel = str(path.relative_to(tree.root))
+            token = f"chunked{k:04d}"
+            text = re.sub(  # whatever revision the lesson is at (single saves changed it)
+                rf"\*\*{gen.REVISION_LABEL}:\*\* \S+",
+                f"**{gen.REVISION_LABEL}:** {token}",
+                path.read_text(encoding="utf-8"),
+                count=1,
+            )
+            third = len(text) // 3
+            cuts = [text.index("\n", third) + 1, text.index("\n", 2 * third) + 1]
+            end = f"\nEnd of {token}.\n"
+            chunks = [text[: cuts[0]], text[cuts[0] : cuts[1]], text[cuts[1] :] + end]
+            closed_at = None
+            with open(path, "w", encoding="utf-8") as out:
+                for i, chunk in enumerate(chunks):
+                    out.write(chunk)
+                    out.flush()
+                    pause_until = time.monotonic() + (pause_s if i < len(chunks) - 1 else 0)
+                    while time.monotonic() < pause_until:  # watch the database meanwhile
+                        partial += _partial_rows(conn, rel, token, end)
+                        time.sleep(POLL_S)
+            closed_at = time.monotonic()
+            deadline = closed_at + 30
+            while True:
+                row = conn.execute(
+                    CHUNK_QUERY, {"label": gen.REVISION_LABEL, "path": rel}
+                ).fetchone()
+                if row is not None and row[0] == token:
+                    if end.strip() in (row[1] or ""):
+                        close_to_row.append(time.monotonic() - closed_at)
+                        break
+                    partial += 1
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{rel} not in the database within 30 s of its close")
+                time.sleep(POLL_S)
+    return ChunkedResult(len(lessons), partial, close_to_row)
+
+
+def _row(conn: psycopg.Connection[Any], rel: str) -> tuple[Any, ...] | None:
+    return conn.execute(CHUNK_QUERY, {"label": gen.REVISION_LABEL, "path": rel}).fetchone()
+
+
+def _partial_rows(conn: psycopg.Connection[Any], rel: str, token: str, end: str) -> int:
+    row = _row(conn, rel)
+    return int(row is not None and row[0] == token and end.strip() not in (row[1] or ""))

@@ -451,6 +451,84 @@ def latency_(ctx: Context) -> list[Row]:
     ]
 
 
+# ------------------------------------------------------------------ 8b. save_to_row
+
+
+def save_to_row(ctx: Context) -> list[Row]:
+    """Saves into an idle daemon (inotify): single saves land on their close, a burst is
+    one transaction, a file written in chunks is never seen half-written."""
+    cfg = ctx.config
+    tree = ctx.tree(5 * gen.LESSONS_PER_COURSE, prefix="save")
+    staging = ctx.tmp / "staging-saves"
+    staging.mkdir(exist_ok=True)
+    saves = 100 if cfg.quick else 300
+    with ctx.server.fresh_database() as db:
+        dsn = ctx.dsn(db)
+        with procs.Daemon(tree.root, dsn) as daemon:
+            daemon.wait_ready(timeout_s=600)
+            log(f"  {saves} single saves in place, then {saves} through a rename")
+            in_place = [s * 1000 for s in latency.single_saves(tree, dsn, saves, atomic=False)]
+            renamed = [s * 1000 for s in latency.single_saves(tree, dsn, saves, atomic=True)]
+            log("  5 lessons written in three chunks, 800 ms apart")
+            chunked = latency.chunked_saves(tree, dsn, files=5, pause_s=0.8)
+            log(f"  {cfg.bursts} bursts of 20 lessons")
+            bursts = [
+                latency.burst(tree.root, staging, i, dsn, prefix="saveburst")
+                for i in range(cfg.bursts)
+            ]
+            daemon.wait_event("heartbeat", timeout_s=60)
+            synced = [
+                e
+                for e in daemon.events
+                if e.get("event") == "course synced"
+                and str(e.get("course", "")).startswith("saveburst")
+            ]
+    limit_ms = 150.0
+    rows = []
+    for label, samples in (("in place (open, write, close)", in_place), ("by rename", renamed)):
+        p99 = percentile(samples, 99)
+        rows.append(
+            Row(
+                "save_to_row",
+                f"save to row, single saves {label} into an idle daemon (p50)",
+                "ms",
+                samples,
+                comparison=f"p95 {fmt(percentile(samples, 95))} ms, p99 {fmt(p99)} ms, "
+                f"n={len(samples)}",
+                target=f"p99 <= {limit_ms:.0f} ms",
+                met=p99 <= limit_ms,
+                miss=f"p99 {fmt(p99)} ms" if p99 > limit_ms else "",
+            )
+        )
+    burst_ms = [b.after_last_s * 1000 for b in bursts]
+    transactions = [int(e.get("transactions", 0)) for e in synced]
+    rows.append(
+        Row(
+            "save_to_row",
+            f"20-lesson burst into a new course, last rename to committed, {len(bursts)} bursts"
+            " (p50)",
+            "ms",
+            burst_ms,
+            comparison=f"p99 {fmt(percentile(burst_ms, 99))} ms; {len(synced)} course syncs "
+            f"for {len(bursts)} bursts, {sum(transactions)} transactions",
+            target="one transaction per burst",
+            met=len(synced) == len(bursts) and sum(transactions) == len(bursts),
+        )
+    )
+    rows.append(
+        Row(
+            "save_to_row",
+            f"lessons written in 3 chunks 800 ms apart: close to row (p50), {chunked.files} files",
+            "ms",
+            [s * 1000 for s in chunked.close_to_row_s],
+            comparison=f"{chunked.partial_versions_seen} partial versions seen in the database",
+            target="0 partial versions",
+            met=chunked.partial_versions_seen == 0,
+        )
+    )
+    return rows
+
+
 # ------------------------------------------------------------------ 9. idle_cpu
 
 
@@ -553,6 +631,7 @@ MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
     "rtt5": rtt5,
     "no_change_rescan": no_change_rescan,
     "latency": latency_,
+    "save_to_row": save_to_row,
     "idle_cpu": idle_cpu,
     "rss": rss,
 }

@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from syncd import config, embedded, logs, migrate
+from syncd import config, console, embedded, logs, migrate
 from syncd.config import Secret, Settings
 from syncd.errors import ConfigError, FatalError, RootUnavailable, SyncdError, TransientError
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.privileges import missing_privileges
 from syncd.reconcile import Reconciler
+from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
 
 COMMANDS = ("run", "verify", "migrate", "report", "sources", "embedded-stop")
@@ -64,14 +65,15 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     )
     parser.add_argument("--version", action="version", version=f"syncd {_version()}")
     f = _flag
-    f(parser, env, "--root", "SYNCD_ROOT", "course tree to sync", default=str(config.DEFAULT_ROOT))
+    d = Settings()  # every default comes from Settings: one source
+    f(parser, env, "--root", "SYNCD_ROOT", "course tree to sync", default=str(d.root))
     f(
         parser,
         env,
         "--data-dir",
         "SYNCD_DATA_DIR",
         "embedded PostgreSQL data directory",
-        default=str(config.default_data_dir()),
+        default=str(d.data_dir),
     )
     f(
         parser,
@@ -96,7 +98,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "SYNCD_MAX_FILE_BYTES",
         "files larger than this are rejected",
         type=int,
-        default=2 * 1024 * 1024,
+        default=d.max_file_bytes,
     )
     f(
         parser,
@@ -104,7 +106,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "--log-format",
         "SYNCD_LOG_FORMAT",
         "auto, json or console",
-        default="auto",
+        default=d.log_format,
         choices=("auto", "json", "console"),
     )
     f(
@@ -113,7 +115,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "--log-level",
         "SYNCD_LOG_LEVEL",
         "debug, info, warning or error",
-        default="info",
+        default=d.log_level,
     )
     f(
         parser,
@@ -122,7 +124,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "SYNCD_CONNECT_TIMEOUT",
         "seconds to wait for a connection",
         type=int,
-        default=5,
+        default=d.connect_timeout_s,
     )
     f(
         parser,
@@ -131,7 +133,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "SYNCD_SOURCE",
         "this syncd's name in the database (default: <host name>:<absolute root>); a"
         " reconcile archives only what its own source synced",
-        default="",
+        default=d.source,
     )
     f(
         parser,
@@ -147,9 +149,10 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         env,
         "--workers",
         "SYNCD_WORKERS",
-        "courses written concurrently by a full reconcile (one connection each)",
+        "courses synced at once, by live events and full reconciles alike (one database"
+        " connection each)",
         type=int,
-        default=4,
+        default=d.workers,
     )
     f(
         parser,
@@ -158,7 +161,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "SYNCD_STATEMENT_TIMEOUT_MS",
         "server-side statement timeout",
         type=int,
-        default=30_000,
+        default=d.statement_timeout_ms,
     )
     if command in ("run", "rescan"):
         f(
@@ -182,9 +185,9 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             env,
             "--quiet-ms",
             "SYNCD_QUIET_MS",
-            "debounce quiet period",
+            "debounce quiet period with --polling (inotify syncs a file when its writer closes it)",
             type=int,
-            default=500,
+            default=d.quiet_ms,
         )
         f(
             parser,
@@ -193,7 +196,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "SYNCD_MAX_DELAY_MS",
             "debounce maximum delay",
             type=int,
-            default=5000,
+            default=d.max_delay_ms,
         )
         f(
             parser,
@@ -202,7 +205,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "SYNCD_RECONCILE_INTERVAL",
             "seconds between safety reconciles, 0 = off",
             type=float,
-            default=600.0,
+            default=d.reconcile_interval_s,
         )
         f(
             parser,
@@ -219,7 +222,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "SYNCD_SHUTDOWN_TIMEOUT",
             "seconds to flush pending courses on SIGTERM",
             type=float,
-            default=20.0,
+            default=d.shutdown_timeout_s,
         )
         f(
             parser,
@@ -228,7 +231,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "SYNCD_BREAKER_FAILURES",
             "consecutive failures that open the circuit breaker",
             type=int,
-            default=3,
+            default=d.breaker_failures,
         )
         f(
             parser,
@@ -237,7 +240,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "SYNCD_BREAKER_RESET",
             "seconds the breaker stays open before a trial call",
             type=float,
-            default=5.0,
+            default=d.breaker_reset_s,
         )
         f(
             parser,
@@ -246,7 +249,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "SYNCD_HEARTBEAT",
             "seconds between heartbeat log lines",
             type=float,
-            default=30.0,
+            default=d.heartbeat_s,
         )
     if command == "migrate":
         parser.add_argument(
@@ -269,10 +272,10 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     return parser
 
 
-def _opt(args: argparse.Namespace, name: str, default: Any) -> Any:
-    """A daemon option, or its default for commands that do not take it."""
+def _opt(args: argparse.Namespace, name: str, setting: str) -> Any:
+    """A daemon option, or the ``Settings`` default for commands that do not take it."""
     value = getattr(args, name, None)
-    return default if value is None else value
+    return getattr(Settings, setting) if value is None else value
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -292,14 +295,14 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             statement_timeout_ms=int(args.statement_timeout_ms),
             follow_symlinks=bool(args.follow_symlinks),
             source=str(args.source or ""),
-            quiet_ms=int(_opt(args, "quiet_ms", 500)),
-            max_delay_ms=int(_opt(args, "max_delay_ms", 5000)),
-            reconcile_interval_s=float(_opt(args, "reconcile_interval", 600.0)),
-            polling=bool(_opt(args, "polling", False)),
-            shutdown_timeout_s=float(_opt(args, "shutdown_timeout", 20.0)),
-            breaker_failures=int(_opt(args, "breaker_failures", 3)),
-            breaker_reset_s=float(_opt(args, "breaker_reset", 5.0)),
-            heartbeat_s=float(_opt(args, "heartbeat", 30.0)),
+            quiet_ms=int(_opt(args, "quiet_ms", "quiet_ms")),
+            max_delay_ms=int(_opt(args, "max_delay_ms", "max_delay_ms")),
+            reconcile_interval_s=float(_opt(args, "reconcile_interval", "reconcile_interval_s")),
+            polling=bool(_opt(args, "polling", "polling")),
+            shutdown_timeout_s=float(_opt(args, "shutdown_timeout", "shutdown_timeout_s")),
+            breaker_failures=int(_opt(args, "breaker_failures", "breaker_failures")),
+            breaker_reset_s=float(_opt(args, "breaker_reset", "breaker_reset_s")),
+            heartbeat_s=float(_opt(args, "heartbeat", "heartbeat_s")),
         )
     )
 
@@ -406,7 +409,6 @@ def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Recon
         root=settings.root,
         store=store,
         log=logs.get(),
-        workers=settings.workers,
         options=ParseOptions(default_creator_mind=settings.creator_mind),
         max_file_bytes=settings.max_file_bytes,
         write=write,
@@ -420,19 +422,33 @@ def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Recon
 
 def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
     write = settings.persist and not args.dry_run
+    log = logs.get()
     if not settings.persist:
-        logs.get().warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
+        log.warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
     with _database(settings, migrate_now=settings.migrate, writes=write) as db:
         store, close = _store(db, settings.workers, settings.source_name)
+        scheduler = CourseScheduler(settings.workers)
         try:
             reconciler = _reconciler(settings, store, write=write)
             reconciler.keep_plans = bool(args.dry_run)
-            summary = reconciler.reconcile_all(progress=_progress_bar())
+            with console.rescan_progress() as progress:
+                try:
+                    summary = reconciler.reconcile_all(scheduler, progress=progress)
+                except KeyboardInterrupt:
+                    log.warning(
+                        "rescan interrupted",
+                        done=progress.done,
+                        total=progress.total,
+                        hint="rerun `syncd --rescan`: it resumes, skipping courses already synced",
+                    )
+                    return ExitCode.INTERRUPTED
             if args.dry_run:
                 for result in reconciler.last_results:
                     _print_plan(result)
         finally:
+            scheduler.shutdown()
             close()
+    console.print_summary(summary, write=write)
     if summary.rejected:
         print(f"{len(summary.rejected)} file(s) rejected:", file=sys.stderr)
         for issue in summary.rejected:
@@ -452,23 +468,6 @@ def _print_plan(result: Any) -> None:
         print(f"  + {write.record.file_path or write.record.key}  [{write.record.content_type}]")
     for write in plan.updates:
         print(f"  ~ {write.record.file_path or write.record.key}  [{write.record.content_type}]")
-
-
-def _progress_bar() -> Any:
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int, course: str) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {course[:30]:30}"
-        )
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -567,8 +566,9 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
             rows = store.sources()
         finally:
             close()
-    headers = ["source", "root", "host", "last_seen", "retired_at", "courses"]
-    print(report.table(headers, rows))
+    columns = ["name", "root", "host", "last_seen", "retired_at", "courses"]
+    headers = ["source", *columns[1:]]
+    print(report.table(headers, [tuple(row[c] for c in columns) for row in rows]))
     print(f"this syncd: {settings.source_name}")
     return ExitCode.OK
 

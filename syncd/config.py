@@ -69,7 +69,7 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     connect_timeout_s: int = 5
-    workers: int = 4  # courses written concurrently by a full reconcile
+    workers: int = 4  # courses synced at once (events and full reconciles); connections
     statement_timeout_ms: int = 30_000
     follow_symlinks: bool = False  # follow every symbolic link under the root
     source: str = ""  # this syncd's name in the database; "" = default_source(root)

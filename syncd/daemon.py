@@ -20,9 +20,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import tenacity
@@ -31,11 +31,12 @@ from syncd import config, logs
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
-from syncd.debounce import Debouncer
+from syncd.debounce import SETTLE_S, Debouncer
 from syncd.errors import ConfigError, FatalError, RejectedError, RootUnavailable, TransientError
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler
+from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, make_pool, translated
 from syncd.systemd import Notifier
 from syncd.watcher import (
@@ -51,14 +52,17 @@ WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify"
 
 @dataclass
 class Writer:
-    """Drains the debouncer into the database. Runs on its own thread."""
+    """Drains the debouncer into the database: runs the full reconciles and submits each
+    due course to the scheduler, on its own thread. ``step`` is one turn of its loop."""
 
     reconciler: Reconciler
     debouncer: Debouncer
     breaker: CircuitBreaker
+    scheduler: CourseScheduler
     stop: threading.Event
     log: Any
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], object] | None = None  # retry back-off; default: stop.wait
     retry_attempts: int = 3
     reconcile_requested: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
@@ -66,25 +70,14 @@ class Writer:
     last_tick: float = 0.0
     last_sync: float | None = None
     last_sync_wall: str = "never"
-    workers: int = 1  # due courses synced concurrently, one connection each
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _in_flight: set[str] = field(default_factory=set)
-    _again: set[str] = field(default_factory=set)  # became due again while in flight
-    _pool: ThreadPoolExecutor | None = None
+    _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
 
     def run(self) -> None:
         self.reconcile_requested.set()  # the first job: a full reconcile
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="syncd-course")
         try:
             while not self.stop.is_set() and self.fatal is None:
-                self.last_tick = self.clock()
-                if self.reconcile_requested.is_set():
-                    self._reconcile()
-                    if not self.ready.is_set() and not self.reconcile_requested.is_set():
-                        self.ready.set()
-                if self.ready.is_set():
-                    for course in self.debouncer.take_due():
-                        self._submit(course)
+                self.step()
                 self._idle()
         except FatalError as error:
             self.fatal = error
@@ -92,57 +85,72 @@ class Writer:
             self.fatal = error
             self.log.exception("writer crashed")
         finally:
-            self._pool.shutdown(wait=True)  # syncs in flight finish before shutdown goes on
+            self.scheduler.shutdown(wait=True)  # jobs in flight finish before shutdown goes on
+
+    def step(self) -> None:
+        """A requested full reconcile, then every due course handed to the scheduler."""
+        self.last_tick = self.clock()
+        if self.reconcile_requested.is_set():
+            self._reconcile()
+            if not self.ready.is_set() and not self.reconcile_requested.is_set():
+                self.ready.set()
+        if self.ready.is_set():
+            for course in self.debouncer.take_due():
+                self._submit(course)
+
+    def responsive(self, now: float, hung_after: float) -> bool:
+        """Has the loop turned (or a full reconcile moved on by a course) within
+        ``hung_after``? Waiting out an outage (retries, deadlines, back-off) is bounded and
+        counts as alive; only a writer stuck for longer is hung."""
+        return now - self.last_tick < hung_after
 
     def _submit(self, course: str) -> None:
-        """Sync ``course`` on a worker; a course is never synced twice at the same time."""
+        """One event job per course waiting at a time: a job that has not started yet reads
+        the newest files anyway. The scheduler never runs two jobs of a course at once."""
         with self._lock:
-            if course in self._in_flight:
-                self._again.add(course)
+            if course in self._queued:
                 return
-            self._in_flight.add(course)
+            self._queued.add(course)
         try:
-            if self._pool is None:
-                raise RuntimeError("writer not running")
-            self._pool.submit(self._sync_task, course)
+            self.scheduler.submit(course, partial(self._event_job, course))
         except RuntimeError:  # shutting down: the flush takes it
             with self._lock:
-                self._in_flight.discard(course)
+                self._queued.discard(course)
             self.debouncer.defer(course, self.clock())
 
-    def _sync_task(self, course: str) -> None:
-        synced = False
+    def _event_job(self, course: str) -> None:
+        with self._lock:
+            self._queued.discard(course)
         try:
-            if not self.stop.is_set():
-                synced = self._sync(course)
-            else:
+            if self.stop.is_set():
                 self.debouncer.defer(course, self.clock())  # left for the shutdown flush
+            elif self._sync(course):
+                self._course_synced(course)
         except FatalError as error:
             self.fatal = error
         except BaseException as error:  # a crashed sync must stop the daemon loudly
             self.fatal = error
             self.log.exception("course sync crashed", course=course)
-        finally:
-            with self._lock:
-                self._in_flight.discard(course)
-                again = course in self._again
-                self._again.discard(course)
-            if again:  # it became due again meanwhile: sync it now, not a quiet period later
-                if self.stop.is_set():
-                    self.debouncer.defer(course, self.clock())
-                else:
-                    self._submit(course)
-            elif synced:
-                self.debouncer.done(course)  # pending until here, retries included
+
+    def _course_synced(self, course: str) -> None:
+        """Its changes are in the database, unless a later job of it waits (then that one's
+        end says so): until then it counts as pending, retries included."""
+        if not self.scheduler.queued(course):
+            self.debouncer.done(course)
 
     def flush(self, deadline: float) -> list[str]:
         """Shutdown: sync every pending course until ``deadline``; return the rest."""
-        left = self.debouncer.take_all()
-        while left and self.clock() < deadline and self.fatal is None:
-            course = left[0]
-            if not self.breaker.allow() or not self._sync(course, retry=False):
-                break
-            left.pop(0)
+        courses = self.debouncer.take_all()
+        left = [c for c in courses if self.debouncer.is_writing(c)]  # never read half-written
+        for course in [c for c in courses if c not in left]:
+            synced = (
+                self.clock() < deadline
+                and self.fatal is None
+                and self.breaker.allow()
+                and self._sync(course, retry=False)
+            )
+            if not synced:
+                left.append(course)
         return left
 
     def _idle(self) -> None:
@@ -157,7 +165,11 @@ class Writer:
         if not self.breaker.allow():
             return
         try:
-            self._with_retries(lambda: self.reconciler.reconcile_all(progress=self._progress))
+            self._with_retries(
+                lambda: self.reconciler.reconcile_all(
+                    self.scheduler, progress=self._progress, after_course=self._course_synced
+                )
+            )
         except RootUnavailable as error:
             self.breaker.record_success()
             self.log.error("course root unavailable", reason=str(error))
@@ -210,7 +222,7 @@ class Writer:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
             stop=stop,
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
             sleep=self._sleep,
             reraise=True,
         )
@@ -221,7 +233,10 @@ class Writer:
         self.last_tick = self.clock()  # a long full reconcile is progress, not a hang
 
     def _sleep(self, seconds: float) -> None:
-        self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
+        if self.sleep is not None:
+            self.sleep(seconds)
+        else:
+            self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
 
     def _unavailable(self, error: Exception, attempt: int = 1) -> None:
         """Said first, then counted: the failure that opens the breaker precedes its
@@ -269,7 +284,12 @@ class Daemon:
         breaker = CircuitBreaker(
             s.breaker_failures, s.breaker_reset_s, self.clock, on_change=self._breaker_changed
         )
-        debouncer = Debouncer(s.quiet_ms / 1000, s.max_delay_ms / 1000, self.clock)
+        debouncer = Debouncer(
+            s.quiet_ms / 1000,
+            s.max_delay_ms / 1000,
+            self.clock,
+            settle_s=None if s.polling else SETTLE_S,  # polling sees no close events
+        )
         deadlines = SocketDeadlines(
             on_expire=lambda secs: self.log.warning("database call timed out", seconds=secs)
         )
@@ -286,14 +306,26 @@ class Daemon:
             max_file_bytes=s.max_file_bytes,
             write=s.persist,
             clock=self.clock,
-            workers=s.workers,
             follow_symlinks=s.follow_symlinks,
             host=config.host_name(),
+            being_written=debouncer.is_writing,
         )
         writer = Writer(
-            reconciler, debouncer, breaker, self.stop, self.log, self.clock, workers=s.workers
+            reconciler,
+            debouncer,
+            breaker,
+            CourseScheduler(s.workers),
+            self.stop,
+            self.log,
+            self.clock,
         )
-        handler = CourseEventHandler(s.root, debouncer.mark, self.log)
+        handler = CourseEventHandler(
+            s.root,
+            debouncer.mark,
+            self.log,
+            writing=None if s.polling else debouncer.writing,
+            closed=None if s.polling else debouncer.closed,
+        )
         overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(overflow)
@@ -376,7 +408,7 @@ class Daemon:
             # The watchdog is fed from this loop on the threads' liveness, not on a sync
             # finishing: a writer waiting out an outage (retries, deadlines, back-off) is
             # alive. Only a writer silent for longer than any bounded wait can last is hung.
-            writer_alive = thread.is_alive() and now - writer.last_tick < self._hung_after
+            writer_alive = thread.is_alive() and writer.responsive(now, self._hung_after)
             if observer.is_alive() and writer_alive:
                 self.notifier.watchdog()
             self.notifier.status(self._status(writer, debouncer, breaker))

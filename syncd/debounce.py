@@ -1,6 +1,13 @@
 """Per-course coalescing: a course becomes due after a quiet period without new events,
 or after a maximum delay since its first pending event, whichever comes first.
 
+With close events (inotify), the quiet period gives way to what the kernel says: a file
+being written (modified or created, not closed yet) holds its course until its writer
+closes it (``closed``), and a course whose files are all closed is due ``settle_s`` after
+its last event, so a single save lands at once and a burst of saves still makes one
+transaction. A file held open longer than ``OPEN_HOLD_S`` after its last write is taken as
+finished (its close was lost: a watch queue overflow, which also starts a full reconcile).
+
 Pending work is a set of courses, so memory does not grow with the number of events.
 A course taken for syncing stays pending, with the time of its first change, until the
 writer says it is ``done`` (or ``defer``s it back): so ``pending`` and ``oldest_age`` count
@@ -13,14 +20,24 @@ import threading
 import time
 from collections.abc import Callable
 
+SETTLE_S = 0.05  # with close events: after a course's last event, for a burst to gather
+OPEN_HOLD_S = 60.0  # a file written and never closed is taken as finished after this
+
 
 class Debouncer:
     def __init__(
-        self, quiet_s: float, max_delay_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        quiet_s: float,
+        max_delay_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        settle_s: float | None = None,
     ) -> None:
         self.quiet_s = quiet_s
         self.max_delay_s = max_delay_s
+        self.settle_s = settle_s  # None: no close events (polling), the quiet period rules
         self._clock = clock
+        self._open: dict[str, dict[str, float]] = {}  # course -> file being written -> last write
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._not_before: dict[str, float] = {}
@@ -35,6 +52,32 @@ class Debouncer:
             self._last[course] = now
             self._cond.notify_all()
 
+    def writing(self, course: str, path: str) -> None:
+        """``path`` of ``course`` was modified or created and is not closed yet."""
+        now = self._clock()
+        with self._cond:
+            if self.settle_s is not None:
+                self._open.setdefault(course, {})[path] = now
+            self._first.setdefault(course, now)
+            self._last[course] = now
+            self._cond.notify_all()
+
+    def closed(self, course: str, path: str) -> None:
+        """The writer of ``path`` closed it (or it was deleted or moved away)."""
+        with self._cond:
+            files = self._open.get(course)
+            if files is not None:
+                files.pop(path, None)
+                if not files:
+                    del self._open[course]
+        self.mark(course)
+
+    def is_writing(self, course: str) -> bool:
+        """Is a file of ``course`` open for writing (its content not final)?"""
+        now = self._clock()
+        with self._cond:
+            return self._held_until(course, now) > now
+
     def defer(self, course: str, until: float) -> None:
         """Keep ``course`` pending, not due before ``until`` (the store is unavailable)."""
         now = self._clock()
@@ -44,8 +87,19 @@ class Debouncer:
             self._not_before[course] = max(until, self._not_before.get(course, until))
 
     def _due_at(self, course: str) -> float:
-        due = min(self._last[course] + self.quiet_s, self._first[course] + self.max_delay_s)
+        quiet = self.quiet_s if self.settle_s is None else self.settle_s
+        due = min(self._last[course] + quiet, self._first[course] + self.max_delay_s)
+        due = max(due, self._held_until(course, self._clock()))
         return max(due, self._not_before.get(course, due))
+
+    def _held_until(self, course: str, now: float) -> float:
+        """When the last file of ``course`` still being written stops holding it."""
+        files = self._open.get(course)
+        if not files:
+            return 0.0
+        for path in [p for p, t in files.items() if t + OPEN_HOLD_S <= now]:
+            del files[path]  # its close was lost
+        return max((t + OPEN_HOLD_S for t in files.values()), default=0.0)
 
     def take_due(self) -> list[str]:
         """Remove and return every course that is due now, oldest first."""

@@ -25,14 +25,14 @@ def start(data_dir: Path) -> EmbeddedServer:
         try:
             import pgserver
         except ImportError as exc:  # pragma: no cover - pgserver is a dependency
-            raise ConfigError(f"embedded PostgreSQL needs the pgserver package: {exc}") from None
+            raise ConfigError(f"embedded PostgreSQL needs the pgserver package: {exc}") from exc
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             server = pgserver.get_server(data_dir, cleanup_mode=None)
         except Exception as exc:
             raise ConfigError(
                 f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
-            ) from None
+            ) from exc
     dsn = server.get_uri()
     psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
     return EmbeddedServer(data_dir, dsn, f"{psql} '{dsn}'")

@@ -12,6 +12,32 @@ import structlog
 
 from syncd.config import redact
 
+# One line per course: on a terminal they are debug (the progress bar counts courses);
+# in JSON they stay info, for machines.
+PER_COURSE_EVENTS = frozenset(
+    {"course synced", "course skipped", "course planned (nothing written)"}
+)
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time: while the progress bar is live,
+    rich puts a proxy there that prints each line above the bar."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _per_course_at_debug(level: str) -> Any:
+    def processor(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        if method == "info" and event.get("event") in PER_COURSE_EVENTS and level != "debug":
+            raise structlog.DropEvent
+        return event
+
+    return processor
+
 
 class Redactor:
     def __init__(self, secrets: list[str]) -> None:
@@ -43,15 +69,18 @@ def configure(
     secrets: list[str] | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    out = stream or sys.stderr
-    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    out: Any = stream or _CurrentStderr()
+    tty = (stream or sys.stderr).isatty()
+    console = fmt == "console" or (fmt == "auto" and tty)
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        structlog.dev.ConsoleRenderer(colors=tty)
         if console
         else structlog.processors.JSONRenderer(ensure_ascii=False)
     )
+    quieter = [_per_course_at_debug(level.lower())] if console and tty else []
     structlog.configure(
         processors=[
+            *quieter,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

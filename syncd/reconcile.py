@@ -11,8 +11,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from syncd import parser as course_parser
 from syncd.course import CourseSnapshot, FileIssue
 from syncd.errors import FatalError, ParseError, RejectedError, RootUnavailable
 from syncd.parser import ParseOptions
+from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, CourseStore, Known, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
 
@@ -52,12 +54,6 @@ class Summary:
         self.rejected.extend(result.rejected)
 
 
-def _done(result: CourseResult) -> Future[CourseResult]:
-    future: Future[CourseResult] = Future()
-    future.set_result(result)
-    return future
-
-
 @dataclass
 class Reconciler:
     root: Path
@@ -66,11 +62,13 @@ class Reconciler:
     log: Any
     max_file_bytes: int = 2 * 1024 * 1024
     write: bool = True  # False: dry run / kill switch; plan from reads, write nothing
-    workers: int = 1  # courses written concurrently during a full reconcile
     clock: Callable[[], float] = time.monotonic
     keep_plans: bool = False  # --dry-run prints them; otherwise they are dropped at once
     follow_symlinks: bool = False
     host: str = ""  # recorded with the source (the store's source name)
+    # Is a file of the course open for writing? (the daemon's close events): then its
+    # content is not final, and the course waits for the close instead of being read.
+    being_written: Callable[[str], bool] = lambda _course: False
     last_results: list[CourseResult] = field(default_factory=list)
     _known: dict[str, Known] = field(default_factory=dict)
     _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
@@ -82,38 +80,40 @@ class Reconciler:
     _links_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_elsewhere: dict[str, str] = field(default_factory=dict)  # course -> owning source
     _changed: set[str] = field(default_factory=set)  # courses with rows edited by others
+    # Course jobs run on the scheduler's workers: the state above is read and written under
+    # this lock (_links has its own).
+    _state: threading.RLock = field(default_factory=threading.RLock)
 
     # -- whole tree -------------------------------------------------------------------
 
-    def reconcile_all(self, progress: Progress | None = None) -> Summary:
-        """Every course once. Files are read and parsed here while up to ``workers``
-        threads write earlier courses, each in its own transaction."""
+    def reconcile_all(
+        self,
+        scheduler: CourseScheduler,
+        progress: Progress | None = None,
+        after_course: Callable[[str], None] | None = None,
+    ) -> Summary:
+        """Every course once, each a job of ``scheduler`` (read, parse, write in its own
+        transaction), at most two jobs per worker outstanding so that memory stays flat.
+        ``after_course`` is told of each course synced."""
         started = self.clock()
         self.log.info(
             "reconcile started", root=str(self.root), write=self.write, source=self.store.source
         )
+        scheduler.wait_idle()  # jobs of live events finish first: the state below is swapped
         self._register_source()
         courses = self.list_courses()
-        self._count_skipped_folders()
-        self._known = self.store.fingerprints()
-        # Rows someone else changed or deleted since syncd wrote them: their courses are
-        # synced even if no file changed, and the sync rewrites those rows from their files.
-        self._changed = self.store.changed_courses()
-        self._conflicts = course_parser.slug_conflicts(courses, self._known)
-        self._owned_elsewhere = {}
-        # Only what this source synced is archived when its folder is gone from this root.
-        live_known = [
-            c for c, known in self._known.items() if not known.archived and self.mine(known)
-        ]
-        if not courses and live_known:
-            raise RootUnavailable(
-                f"course root {self.root} holds no course while the database has "
-                f"{len(live_known)}: refusing to archive them (is the tree mounted?)"
-            )
+        live_known = self._begin_pass(courses)
         summary = Summary()
         self.last_results = []
         pending: deque[tuple[str, Future[CourseResult]]] = deque()
         done = 0
+
+        def job(course: str) -> CourseResult:
+            prepared = self.prepare(course)
+            result = prepared if isinstance(prepared, CourseResult) else self.commit(*prepared)
+            if after_course is not None:
+                after_course(course)
+            return result
 
         def collect(block_until: int) -> None:
             nonlocal done
@@ -131,20 +131,16 @@ class Reconciler:
                 if progress is not None:
                     progress(done, len(courses), course)
 
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="syncd-rw") as pool:
-            try:
-                for course in courses:
-                    prepared = self.prepare(course)
-                    if isinstance(prepared, CourseResult):
-                        pending.append((course, _done(prepared)))
-                    else:
-                        pending.append((course, pool.submit(self.commit, *prepared)))
-                    collect(block_until=2 * self.workers)
-                collect(block_until=0)
-            except BaseException:
-                for _, future in pending:
-                    future.cancel()
-                raise
+        try:
+            for course in courses:
+                pending.append((course, scheduler.submit(course, partial(job, course))))
+                collect(block_until=2 * scheduler.workers)
+            collect(block_until=0)
+        except BaseException:
+            for _, future in pending:
+                future.cancel()
+            scheduler.wait_idle()  # no job of this pass outlives it
+            raise
         self._save_tree_findings(summary, courses)
         for course in sorted(set(live_known) - set(courses)):
             summary.archived += int(self.archive(course))
@@ -165,18 +161,40 @@ class Reconciler:
         )
         return summary
 
+    def _begin_pass(self, courses: list[str]) -> list[str]:
+        """Count non-course folders, load what the database knows; return the courses this
+        source has live there."""
+        self._count_skipped_folders()
+        known = self.store.fingerprints()
+        # Rows someone else changed or deleted since syncd wrote them: their courses are
+        # synced even if no file changed, and the sync rewrites those rows from their files.
+        changed = self.store.changed_courses()
+        with self._state:
+            self._known, self._changed, self._owned_elsewhere = known, changed, {}
+            self._conflicts = course_parser.slug_conflicts(courses, known)
+        # Only what this source synced is archived when its folder is gone from this root.
+        live_known = [c for c, k in known.items() if not k.archived and self.mine(k)]
+        if not courses and live_known:
+            raise RootUnavailable(
+                f"course root {self.root} holds no course while the database has "
+                f"{len(live_known)}: refusing to archive them (is the tree mounted?)"
+            )
+        return live_known
+
     def _save_tree_findings(self, summary: Summary, courses: list[str]) -> None:
         """After a full pass: touched-but-unchanged stats, the courses this source adopts,
         those other sources own, and non-course folders, for the next rescan, `verify` and
         `report`."""
-        self._conflicts = None
+        with self._state:
+            self._conflicts = None
+            owned_elsewhere = dict(self._owned_elsewhere)
         self.save_touched()
         summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
         if not self.write:
             return
         if self.store.source:
-            self.store.adopt([c for c in courses if c not in self._owned_elsewhere])
-            self.store.save_conflicts(self._owned_elsewhere)
+            self.store.adopt([c for c in courses if c not in owned_elsewhere])
+            self.store.save_conflicts(owned_elsewhere)
         self.store.save_skipped_folders(summary.skipped_folders)
 
     def _register_source(self) -> None:
@@ -207,7 +225,7 @@ class Reconciler:
         listing); a folder that holds any is warned about once per process."""
         self._skipped_folders = {n: count_files(self.root / n) for n in self._skipped_names}
         for name, files in self._skipped_folders.items():
-            if name not in self._skipped_logged and files:
+            if name not in self._skipped_logged and files:  # the reconcile's own thread
                 self._skipped_logged.add(name)
                 self.log.warning(
                     "folder skipped", folder=name, files=files, reason="not a course folder"
@@ -240,24 +258,28 @@ class Reconciler:
             self.log.warning("file rejected", path=course, reason=refused.reason)
             return CourseResult(course, rejected=[refused])
         if not scan.exists or not course_parser.is_course_folder(scan.top_names):
-            if course in self._known and not self.list_courses():
+            if self._known_of(course) is not None and not self.list_courses():
                 raise RootUnavailable(
                     f"course root {self.root} holds no course: refusing to archive {course} "
                     "(is the tree mounted?)"
                 )
             self.archive(course)
             return CourseResult(course)
-        known = self._known.get(course)
+        known = self._known_of(course)
         synced = (
             known is not None
             and known.fingerprint is not None
             and not known.archived
-            and course not in self._changed
+            and not self._changed_by_others(course)
         )
         stat_fingerprint = scan.stat_fingerprint(course_parser.options_salt(self.options))
         if synced and known is not None and known.stat_fingerprint == stat_fingerprint:
             return self._skipped(course, started)
+        if self.being_written(course):
+            return self._skipped(course, started, "a file is open for writing")
         files = read_scanned(scan, self.max_file_bytes)
+        if self.being_written(course):  # a write began while it was read
+            return self._skipped(course, started, "a file is open for writing")
         fingerprint = course_parser.fingerprint(files.files, self.options)
         if known is None and self.write:
             self._follow_rename(course, fingerprint)
@@ -269,8 +291,9 @@ class Reconciler:
             and known.fingerprint == fingerprint
             and not files.unreadable
         ):
-            self._touched.append((course, fingerprint, stat_fingerprint))
-            self._known[course] = known._replace(stat_fingerprint=stat_fingerprint)
+            with self._state:
+                self._touched.append((course, fingerprint, stat_fingerprint))
+                self._known[course] = known._replace(stat_fingerprint=stat_fingerprint)
             return self._skipped(course, started)
         try:
             snapshot = course_parser.parse_course(
@@ -294,9 +317,11 @@ class Reconciler:
         slug = course_parser.course_slug(course)
         if not slug:
             return  # rejected by the parser: nothing moves
+        with self._state:
+            known_now = list(self._known.items())
         gone = [
             (old, known)
-            for old, known in list(self._known.items())  # a copy: writers update it meanwhile
+            for old, known in known_now
             if old != course
             and self.mine(known)  # never another root's course, even one without a source
             and not os.path.lexists(self.root / old)
@@ -315,7 +340,8 @@ class Reconciler:
         if candidates:
             (old,) = candidates
             moved = self.store.rename_course(old, course, slug)
-            self._known[course] = self._known.pop(old)._replace(slug=slug)
+            with self._state:
+                self._known[course] = self._known.pop(old)._replace(slug=slug)
             self.log.info("course renamed", old=old, new=course, rows=moved)
 
     def _not_ours(self, course: str, scan: CourseScan) -> FileIssue | None:
@@ -324,9 +350,10 @@ class Reconciler:
         reconcile), another source owns it, or another folder holds its slug."""
         if scan.held is not None:
             return scan.held
-        known = self._known.get(course)
+        known = self._known_of(course)
         if known is not None and known.source is not None and not self.mine(known, adopt=True):
-            self._owned_elsewhere[course] = known.source
+            with self._state:
+                self._owned_elsewhere[course] = known.source
             return conflict_issue(course, known.source)
         owner = self._conflict(course)
         if owner is not None:
@@ -336,6 +363,18 @@ class Reconciler:
                 f" folder {owner!r}, which keeps the course: rename one of them",
             )
         return None
+
+    def _known_of(self, course: str) -> Known | None:
+        with self._state:
+            return self._known.get(course)
+
+    def _changed_by_others(self, course: str, *, forget: bool = False) -> bool:
+        """Had rows of ``course`` been changed in SQL (``forget``: they are being repaired)."""
+        with self._state:
+            changed = course in self._changed
+            if forget:
+                self._changed.discard(course)
+            return changed
 
     def mine(self, known: Known, *, adopt: bool = False) -> bool:
         """Is this course this source's? With ``adopt``, one without a source (synced
@@ -352,7 +391,8 @@ class Reconciler:
 
     def _conflict(self, course: str) -> str | None:
         """The folder that keeps ``course``'s slug, when another one does."""
-        conflicts = self._conflicts
+        with self._state:
+            conflicts = self._conflicts
         if conflicts is None:  # a single course (daemon): look at the root's names now
             try:
                 names = [n for n in os.listdir(self.root) if not n.startswith(".")]
@@ -360,23 +400,25 @@ class Reconciler:
                 return None
             slug = course_parser.course_slug(course)
             rivals = [n for n in names if course_parser.course_slug(n) == slug]
-            conflicts = course_parser.slug_conflicts(rivals, self._known)
+            with self._state:
+                conflicts = course_parser.slug_conflicts(rivals, dict(self._known))
         return conflicts.get(course)
 
-    def _skipped(self, course: str, started: float) -> CourseResult:
-        """Nothing to do: its files are as syncd last wrote them (said as such, not as a
-        sync of nothing)."""
+    def _skipped(self, course: str, started: float, reason: str = "unchanged") -> CourseResult:
+        """Nothing to do now: its files are as syncd last wrote them, or one is still being
+        written (said as such, not as a sync of nothing)."""
         self.log.info(
             "course skipped",
             course=course,
-            reason="unchanged",
+            reason=reason,
             ms=round((self.clock() - started) * 1000, 1),
         )
         return CourseResult(course, skipped=True)
 
     def save_touched(self) -> None:
         """Remember the new stat of courses whose files were touched but not changed."""
-        touched, self._touched = self._touched, []
+        with self._state:
+            touched, self._touched = self._touched, []
         if touched and self.write:
             self.store.save_stat_fingerprints(touched)
 
@@ -394,16 +436,18 @@ class Reconciler:
             result = self.store.dry_run(snapshot)
         self._log_repairs(result, snapshot.course)
         if result.owned_by is not None:
-            self._owned_elsewhere[snapshot.course] = result.owned_by
+            with self._state:
+                self._owned_elsewhere[snapshot.course] = result.owned_by
         if not self.keep_plans:
             result.plan = None  # it holds every row's text: memory must not grow with the tree
         for issue in result.rejected:
             self.log.warning("file rejected", path=issue.path, reason=issue.reason)
         self._log_result(result, started)
         complete = not result.rejected
-        self._known[snapshot.course] = Known(
-            fingerprint if complete else None, False, stat_fingerprint if complete else None
-        )
+        with self._state:
+            self._known[snapshot.course] = Known(
+                fingerprint if complete else None, False, stat_fingerprint if complete else None
+            )
         return result
 
     def _log_repairs(self, result: CourseResult, course: str) -> None:
@@ -412,8 +456,7 @@ class Reconciler:
         if result.plan is None or not self.write:
             return
         repairs = [(w, "rewritten from its file") for w in result.plan.repaired]
-        if course in self._changed:
-            self._changed.discard(course)
+        if self._changed_by_others(course, forget=True):
             repairs += [(w, "re-created from its file") for w in result.plan.inserts]
         for write, action in repairs:
             self.log.info(
@@ -442,13 +485,14 @@ class Reconciler:
     def archive(self, course: str) -> int:
         """Archive a course whose folder is gone from this root (a positive observation):
         only one this source owns, or one without a source."""
-        known = self._known.get(course)
+        known = self._known_of(course)
         if known is None or known.archived or not (self.mine(known) or known.source is None):
             return 0
         if not self.write:
             self.log.info("course would be archived (nothing written)", course=course)
             return 0
         deleted = self.store.archive_course(course)
-        self._known[course] = known._replace(archived=True, stat_fingerprint=None)
+        with self._state:
+            self._known[course] = known._replace(archived=True, stat_fingerprint=None)
         self.log.info("course archived", course=course, deleted=deleted)
         return 1

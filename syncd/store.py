@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 import psycopg_pool
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from syncd.course import CourseSnapshot, FileIssue
@@ -85,7 +85,6 @@ class DbSettings:
     dsn: str
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 30_000
-    pool_max: int = 2  # at least one writer thread plus a spare
 
 
 def connect_kwargs(settings: DbSettings) -> dict[str, Any]:
@@ -136,7 +135,7 @@ def make_pool(
     return psycopg_pool.ConnectionPool(
         settings.dsn,
         min_size=1,
-        max_size=max(settings.pool_max, workers + 1),
+        max_size=workers,  # one connection per scheduler worker (--workers)
         kwargs=connect_kwargs(settings),
         configure=configure,
         check=check or psycopg_pool.ConnectionPool.check_connection,
@@ -225,30 +224,30 @@ class CourseStore:
     def fingerprints(self) -> dict[str, Known]:
         """course → what syncd last wrote of it, for every course syncd has written."""
         with translated("read fingerprints"), self._connection() as conn:
-            rows = conn.execute(query("course.sql", "course_fingerprints")).fetchall()
+            rows = _Sql(conn).all("course_fingerprints")
             conn.rollback()
         return {
-            course: Known(
-                bytes(fp) if fp else None,
-                archived,
-                bytes(st) if st else None,
-                source,
-                retired,
-                slug,
+            r["course"]: Known(
+                fingerprint=_bytes(r["fingerprint"]),
+                archived=r["archived"],
+                stat_fingerprint=_bytes(r["stat_fingerprint"]),
+                source=r["source"],
+                owner_retired=r["owner_retired"],
+                slug=r["slug"],
             )
-            for course, fp, archived, st, source, retired, slug in rows
+            for r in rows
         }
 
     def touch_source(self, root: str, host: str) -> bool:
         """Record this source as seen now (root, host); True when it has been retired."""
         with translated("record source"), self._connection() as conn, conn.transaction():
             row = _Sql(conn).one("touch_source", name=self.source, root=root, host=host)
-        return bool(row and row[0] is not None)
+        return bool(row and row["retired_at"] is not None)
 
-    def sources(self) -> list[tuple[Any, ...]]:
-        """(name, root, host, last seen, retired at, live courses) of every source."""
+    def sources(self) -> list[dict[str, Any]]:
+        """name, root, host, last_seen, retired_at, courses (live) of every source."""
         with translated("read sources"), self._connection() as conn:
-            rows: list[tuple[Any, ...]] = _Sql(conn).all("list_sources")
+            rows: list[dict[str, Any]] = _Sql(conn).all("list_sources")
             conn.rollback()
         return rows
 
@@ -259,7 +258,7 @@ class CourseStore:
             sql = _Sql(conn)
             if sql.one("source_exists", name=name) is None:
                 raise FatalError(f"no source named {name!r} (see `syncd sources`)")
-            courses = [row[0] for row in sql.all("source_courses", name=name)]
+            courses = [row["course"] for row in sql.all("source_courses", name=name)]
             for course in courses:
                 sql.queue("lock_course", course=course)
                 sql.all("archive_course", course=course)
@@ -273,7 +272,7 @@ class CourseStore:
             for source in (name, to):
                 if sql.one("source_exists", name=source) is None:
                     raise FatalError(f"no source named {source!r} (see `syncd sources`)")
-            courses = [row[0] for row in sql.all("hand_over", name=name, to=to)]
+            courses = [row["course"] for row in sql.all("hand_over", name=name, to=to)]
             sql.queue("retire_source", name=name)
         return courses
 
@@ -283,7 +282,7 @@ class CourseStore:
         with translated("find changed rows"), self._connection() as conn:
             rows = _Sql(conn).all("changed_courses", source=self.source)
             conn.rollback()
-        return {row[0] for row in rows}
+        return {row["course"] for row in rows}
 
     def rename_course(self, old: str, new: str, slug: str) -> int:
         """Course folder ``old`` is now ``new`` (same files): move its project (slug
@@ -381,25 +380,17 @@ class CourseStore:
                         fingerprint=snapshot.fingerprint if complete else None,
                         stat_fingerprint=stat_fingerprint if complete else None,
                     )
-            except psycopg.errors.UniqueViolation:
+            except psycopg.errors.UniqueViolation as exc:
                 if check_slugs:
                     raise
-                raise _SlugTaken from None
+                raise _SlugTaken from exc
             result.transactions = 1
         return result
 
     def dry_run(self, snapshot: CourseSnapshot) -> CourseResult:
         """The plan, computed from reads only."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
-        with translated(f"course {snapshot.course}"), self._connection() as conn:
-            sql = _Sql(conn)
-            project = sql.one("project_minds", slug=snapshot.project.slug)
-            minds = _planned_minds(sql, snapshot, project)
-            rows = self._existing(sql, snapshot, with_md5=False)
-            plan = self._plan(
-                sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
-            )
-            conn.rollback()
+        plan, _ = self.plan_from_reads(snapshot)
         self._count(result, plan)
         return result
 
@@ -412,32 +403,33 @@ class CourseStore:
             ).fetchall()
         return len(deleted)
 
-    def plan_for_verify(self, snapshot: CourseSnapshot) -> tuple[Plan, dict[uuid.UUID, str | None]]:
-        """The plan a sync would make now, plus the md5 of every row's content."""
+    def plan_from_reads(
+        self, snapshot: CourseSnapshot, *, with_md5: bool = False
+    ) -> tuple[Plan, dict[uuid.UUID, str | None]]:
+        """The plan a sync would make now, from reads only (dry run, verify); with
+        ``with_md5``, also the md5 of every row's content."""
         with translated(f"course {snapshot.course}"), self._connection() as conn:
             sql = _Sql(conn)
             project = sql.one("project_minds", slug=snapshot.project.slug)
             minds = _planned_minds(sql, snapshot, project)
-            rows = self._existing(sql, snapshot, with_md5=True)
-            md5s = {r[0]: r[12] for r in rows}
-            plan = self._plan(
-                sql, snapshot, rows, project[0] if project else None, minds, check_slugs=True
-            )
+            rows = self._queue_existing(sql, snapshot, with_md5=with_md5).fetchall()
+            project_id = project["id"] if project else None
+            plan = self._plan(sql, snapshot, rows, project_id, minds, check_slugs=True)
             conn.rollback()
-        return plan, md5s
+        return plan, {r["id"]: r["content_md5"] for r in rows} if with_md5 else {}
 
     def refused_files(self) -> dict[str, str]:
         """file_path -> the database's reason, for every file whose row it refused."""
         with translated("read refused files"), self._connection() as conn:
             rows = _Sql(conn).all("refused_files")
             conn.rollback()
-        return {path: reason for path, reason, _ in rows}
+        return {r["file_path"]: r["reason"] for r in rows}
 
     def file_paths(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         with translated("read file paths"), self._connection() as conn:
             rows = _Sql(conn).all("file_paths", ids=list(ids))
             conn.rollback()
-        return dict(rows)
+        return {r["id"]: r["file_path"] for r in rows}
 
     # -- the transaction ------------------------------------------------------------
 
@@ -470,17 +462,18 @@ class CourseStore:
         rows = self._queue_existing(sql, snapshot, with_md5=False)
         found = project.fetchone()  # the first round trip ends here
         if owner is not None:
-            for source, retired in owner.fetchall():
-                if source not in (None, self.source) and not retired:
-                    raise OwnedElsewhere(source)  # rolls back whatever was queued
+            for row in owner.fetchall():
+                if row["source"] not in (None, self.source) and not row["owner_retired"]:
+                    raise OwnedElsewhere(row["source"])  # rolls back whatever was queued
         if found is None:  # a protected (rejected) brief of a course never synced before
             upsert = self._queue_project(sql, snapshot)
             found = sql.one("project_minds", slug=p.slug)
             rows = self._queue_existing(sql, snapshot, with_md5=False)
         result.project_written = upsert is not None and upsert.fetchone() is not None
-        project_id, creator, persona = found
+        project_id = found["id"]
+        mind_ids = (found["creator_mind_id"], found["persona_mind_id"])
         plan = self._plan(
-            sql, snapshot, rows.fetchall(), project_id, (creator, persona), check_slugs=check_slugs
+            sql, snapshot, rows.fetchall(), project_id, mind_ids, check_slugs=check_slugs
         )
         refused = (
             self._write_rows_alone(sql, snapshot.course, project_id, plan) if row_by_row else []
@@ -560,14 +553,11 @@ class CourseStore:
 
     def _queue_existing(self, sql: _Sql, snapshot: CourseSnapshot, *, with_md5: bool) -> Any:
         return sql.queue(
-            "existing_rows_md5" if with_md5 else "existing_rows",
+            "existing_rows",
+            with_md5=with_md5,
             slug=snapshot.project.slug,
             legacy_slugs=[c.legacy_slug for c in snapshot.contents if c.legacy_slug],
         )
-
-    def _existing(self, sql: _Sql, snapshot: CourseSnapshot, *, with_md5: bool) -> list[Any]:
-        rows: list[Any] = self._queue_existing(sql, snapshot, with_md5=with_md5).fetchall()
-        return rows
 
     def _plan(
         self,
@@ -582,18 +572,18 @@ class CourseStore:
         """The plan for this course; ``minds`` = (creator, persona) ids of the project."""
         existing = [
             ExistingRow(
-                id=r[0],
-                slug=r[1],
-                file_path=r[2],
-                content_type=r[3],
-                sequence_order=r[4],
-                parent_id=r[5],
-                deleted=r[6],
-                row_key=r[7],
-                row_hash=bytes(r[8]) if r[8] else None,
-                fm_status=r[9],
-                changed=bool(r[10]),
-                source_hash=bytes(r[11]) if r[11] else None,
+                id=r["id"],
+                slug=r["slug"],
+                file_path=r["file_path"],
+                content_type=r["content_type"],
+                sequence_order=r["sequence_order"],
+                parent_id=r["parent_id"],
+                deleted=r["deleted"],
+                row_key=r["row_key"],
+                row_hash=_bytes(r["row_hash"]),
+                fm_status=r["fm_status"],
+                changed=bool(r["changed"]),
+                source_hash=_bytes(r["source_hash"]),
             )
             for r in rows
         ]
@@ -601,7 +591,7 @@ class CourseStore:
         plan = plan_course(snapshot, existing, creator_mind_id=creator, persona_mind_id=persona)
         if check_slugs and plan.inserts:
             taken = {
-                r[0]
+                r["slug"]
                 for r in sql.all(
                     "foreign_slugs", slugs=[w.slug for w in plan.inserts], project_id=project_id
                 )
@@ -728,35 +718,40 @@ class CourseStore:
         result.rejected.extend(plan.rejected)
 
 
+def _bytes(value: Any) -> bytes | None:
+    return bytes(value) if value else None
+
+
 def _planned_minds(
     sql: _Sql, snapshot: CourseSnapshot, project: Any
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     """(creator, persona) ids a sync would give the course's rows, from reads only."""
     if project is not None and "project" in snapshot.protected:
-        return project[1], project[2]
+        return project["creator_mind_id"], project["persona_mind_id"]
     p = snapshot.project
     slugs = [m.slug for m in (p.creator_mind, p.persona_mind) if m]
-    ids = dict(sql.all("mind_ids", slugs=slugs)) if slugs else {}
+    ids = {r["slug"]: r["id"] for r in sql.all("mind_ids", slugs=slugs)} if slugs else {}
     creator = ids.get(p.creator_mind.slug) if p.creator_mind else None
     persona = ids.get(p.persona_mind.slug) if p.persona_mind else None
     return creator, persona
 
 
 class _Sql:
-    """Named queries from course.sql on one connection."""
+    """Named queries from course.sql on one connection; rows are read by column name."""
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
     def queue(self, name: str, /, **params: Any) -> Any:
         """Execute; in pipeline mode the result is read only when fetched."""
-        return self.conn.execute(query("course.sql", name), params)
+        return self.conn.cursor(row_factory=dict_row).execute(query("course.sql", name), params)
 
     def one(self, name: str, /, **params: Any) -> Any:
-        return self.conn.execute(query("course.sql", name), params).fetchone()
+        return self.queue(name, **params).fetchone()
 
     def all(self, name: str, /, **params: Any) -> list[Any]:
-        return self.conn.execute(query("course.sql", name), params).fetchall()
+        rows: list[Any] = self.queue(name, **params).fetchall()
+        return rows
 
     def many(self, name: str, rows: list[dict[str, Any]]) -> None:
         with self.conn.cursor() as cur:

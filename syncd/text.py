@@ -73,9 +73,9 @@ def load_yaml_documents(path: str, text: str) -> list[Any]:
     try:
         documents = [doc for doc in yaml.load_all(text, Loader=SAFE_LOADER) if doc is not None]
     except yaml.YAMLError as exc:
-        raise ParseError(path, f"invalid YAML: {_first_line(exc)}") from None
-    except RecursionError:
-        raise ParseError(path, "invalid YAML: nested too deeply") from None
+        raise ParseError(path, f"invalid YAML: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise ParseError(path, "invalid YAML: nested too deeply") from exc
     for doc in documents:
         _check_size(path, doc)
     return documents
@@ -94,9 +94,9 @@ def split_frontmatter(path: str, text: str) -> tuple[dict[str, Any], str]:
     try:
         data = handler.load(block, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
-        raise ParseError(path, f"invalid frontmatter YAML: {_first_line(exc)}") from None
-    except RecursionError:
-        raise ParseError(path, "invalid frontmatter YAML: nested too deeply") from None
+        raise ParseError(path, f"invalid frontmatter YAML: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise ParseError(path, "invalid frontmatter YAML: nested too deeply") from exc
     if data is None:
         return {}, body
     if not isinstance(data, dict):

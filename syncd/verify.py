@@ -73,7 +73,7 @@ def verify(
     try:
         listing = list_courses(root, follow_symlinks)
     except OSError as exc:
-        raise RootUnavailable(f"course root {root} is unavailable: {exc.strerror}") from None
+        raise RootUnavailable(f"course root {root} is unavailable: {exc.strerror}") from exc
     held = set(listing.held)
     for course in listing.held:
         scan = scan_course(root, course, follow_symlinks)
@@ -123,7 +123,7 @@ def _course_drifts(
     except ParseError as error:
         return [Drift("rejected", error.path, error.reason)]
     drifts = [_issue(issue) for issue in snapshot.rejected]
-    plan, md5s = store.plan_for_verify(snapshot)
+    plan, md5s = store.plan_from_reads(snapshot, with_md5=True)
     drifts.extend(_issue(issue) for issue in plan.rejected)
     not_in_db = {issue.path for issue in (*snapshot.rejected, *plan.rejected)}
     describe = {c.key: c.file_path or f"{course}:{c.key}" for c in snapshot.contents}

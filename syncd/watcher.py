@@ -13,7 +13,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from watchdog.events import (
+    FileClosedEvent,
     FileClosedNoWriteEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
     FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -41,22 +45,46 @@ def course_of(root: str, path: str | bytes) -> tuple[str, str] | None:
 
 
 class CourseEventHandler(FileSystemEventHandler):
-    def __init__(self, root: Path, on_course: Callable[[str], None], log: Any) -> None:
+    """Routes each event to its course. With ``writing`` and ``closed`` (inotify),
+    a file written to is being written until its writer closes it (a created file is not:
+    watchdog also reports every file of a folder moved in as created, and nothing closes
+    those); without them
+    (polling, which sees no close), every event is a plain ``on_course``."""
+
+    def __init__(
+        self,
+        root: Path,
+        on_course: Callable[[str], None],
+        log: Any,
+        *,
+        writing: Callable[[str, str], None] | None = None,
+        closed: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.root = str(root.absolute())
         self.on_course = on_course
+        self.file_writing = writing
+        self.file_closed = closed
         self.log = log
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
             if isinstance(event, IGNORED_EVENTS):
                 return
-            for path in (event.src_path, getattr(event, "dest_path", "")):
-                if path:
-                    self._route(path, event.is_directory)
+            if isinstance(event, FileModifiedEvent):  # written to (IN_MODIFY), not closed yet
+                self._route(event.src_path, False, self.file_writing)
+            elif isinstance(event, FileClosedEvent | FileDeletedEvent | FileMovedEvent):
+                self._route(event.src_path, False, self.file_closed)  # no longer being written
+            else:
+                self._route(event.src_path, event.is_directory, None)
+            dest = getattr(event, "dest_path", "")
+            if dest:
+                self._route(dest, event.is_directory, None)
         except Exception as exc:  # never let an exception kill the observer thread
             self.log.error("watch event dropped", error=repr(exc))
 
-    def _route(self, path: str | bytes, is_directory: bool) -> None:
+    def _route(
+        self, path: str | bytes, is_directory: bool, file_state: Callable[[str, str], None] | None
+    ) -> None:
         found = course_of(self.root, path)
         if found is None:
             return
@@ -64,7 +92,10 @@ class CourseEventHandler(FileSystemEventHandler):
         if inner == "" and not is_directory and not os.path.islink(path):
             return  # a loose file directly under the root is not a course (a link may be one)
         if inner == "" or is_directory or is_relevant(inner) or os.path.islink(path):
-            self.on_course(course)  # a new link is named at once, never read
+            if file_state is not None and inner:
+                file_state(course, inner)
+            else:
+                self.on_course(course)  # a new link is named at once, never read
 
 
 class LinkTargetHandler(FileSystemEventHandler):
@@ -125,6 +156,6 @@ def start_observer(
                 f"cannot watch {root}: the inotify watch limit is reached ({exc.strerror}). "
                 "Raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=524288) "
                 "or run with --polling"
-            ) from None
-        raise ConfigError(f"cannot watch {root}: {exc.strerror or exc}") from None
+            ) from exc
+        raise ConfigError(f"cannot watch {root}: {exc.strerror or exc}") from exc
     return observer

@@ -25,6 +25,7 @@ class Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._deaf = threading.Event()
+        self._refusing = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
@@ -35,15 +36,24 @@ class Proxy:
         """Keep accepting connections but never answer again, on old and new ones."""
         self._deaf.set()
 
+    def refuse(self) -> None:
+        """The database goes down: open connections are cut, new ones closed at once."""
+        self._refusing.set()
+        self._cut()
+
     def heal(self) -> None:
         """Answer again; connections that were deaf are cut so that clients reconnect."""
+        self._cut()
+        self._deaf.clear()
+        self._refusing.clear()
+
+    def _cut(self) -> None:
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for client, upstream in pairs:
             for sock in (client, upstream):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-        self._deaf.clear()
 
     def close(self) -> None:
         self._closed.set()
@@ -67,6 +77,9 @@ class Proxy:
                 continue
             except OSError:
                 return
+            if self._refusing.is_set():
+                client.close()
+                continue
             if isinstance(self.target, str):
                 upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             else:

@@ -99,3 +99,103 @@ def test_an_unreachable_database_names_the_server_and_the_timeout_flag(
     reason = run.named("database unavailable")[0]["reason"]
     assert "127.0.0.1:1" in reason and "--connect-timeout 1" in reason, reason
     assert "not-shown-pw" not in run.stderr + run.stdout
+
+
+class _DeadObserver:
+    """An observer whose thread has died (as when watchdog's thread raises), every time."""
+
+    def is_alive(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        return None
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+def test_a_watcher_that_dies_and_cannot_be_restarted_exits_6(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    monkeypatch.setattr("syncd.daemon.start_observer", lambda *_a, **_k: _DeadObserver())
+    run = run_cli(capsys, ["--root", str(root)], db_dsn)
+    assert run.code == ExitCode.WATCHER_DIED == 6
+    assert [e["restarts"] for e in run.named("watcher died")] == [1, 2, 3, 4]
+    assert run.named("daemon stopped")[0]["exit_code"] == 6
+
+
+def test_a_writer_thread_that_crashes_exits_7(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+
+    def bug(*_args: object) -> None:
+        raise RuntimeError("a bug in syncd")
+
+    monkeypatch.setattr("syncd.reconcile.Reconciler.prepare", bug)
+    run = run_cli(capsys, ["--root", str(root)], db_dsn)
+    assert run.code == ExitCode.WRITER_DIED == 7
+    assert run.named("writer crashed")
+    assert run.named("daemon stopped")[0]["exit_code"] == 7
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", text)
+
+
+def test_at_a_terminal_a_rescan_shows_a_bar_and_a_summary_not_a_line_per_course(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    import os
+    import pty
+
+    root = tmp_path / "courses"
+    for i in range(12):
+        make_course(root, f"c{i:02d}", lessons=2)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: syncd on a terminal
+        os.chdir(REPO)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+        env.update({"DATABASE_URL": db_dsn, "TERM": "xterm", "COLUMNS": "120"})
+        os.execve(  # noqa: S606 - the child of pty.fork becomes syncd, no shell wanted
+            sys.executable, [sys.executable, "-m", "syncd", "--rescan", "--root", str(root)], env
+        )
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    screen = _strip_ansi(b"".join(chunks).decode("utf-8", "replace"))
+    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert "rescan summary" in screen and "inserted" in screen
+    assert "reconcile finished" in screen
+    assert "course synced" not in screen  # per-course lines are debug at a terminal
+
+
+def test_an_interrupted_rescan_says_how_far_it_got_and_that_a_rerun_resumes(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    for i in range(60):
+        make_course(root, f"c{i:02d}", lessons=3)
+    daemon = DaemonProcess(root, db_dsn, "--rescan", "--workers", "1")
+    try:
+        daemon.wait_event("course synced", timeout=60)
+        daemon.proc.send_signal(signal.SIGINT)
+        assert daemon.proc.wait(timeout=30) == ExitCode.INTERRUPTED
+        daemon.wait_event("rescan interrupted", timeout=10)
+        said = daemon.named("rescan interrupted")[0]
+        assert 0 < said["done"] < said["total"] == 60
+        assert "resumes" in said["hint"]
+    finally:
+        daemon.kill()

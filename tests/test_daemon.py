@@ -133,7 +133,8 @@ def test_edits_deletes_and_moved_in_folders_are_synced(
 def test_sigterm_flushes_pending_changes_and_exits_zero(
     start: Any, root: Path, db_dsn: str
 ) -> None:
-    daemon = start(root, db_dsn, "--quiet-ms", "20000", "--max-delay-ms", "60000")
+    # polling has no close events: the quiet period keeps the change pending until the stop
+    daemon = start(root, db_dsn, "--polling", "--quiet-ms", "20000", "--max-delay-ms", "60000")
     daemon.wait_event("daemon ready")
     atomic_write(root / "existing/lessons/1.3-pending.md", lesson_text(1, 3))
     daemon.wait_for(
@@ -376,6 +377,109 @@ def test_the_breaker_counts_every_failed_attempt(start: Any, root: Path, db_dsn:
         assert [e.get("attempt") for e in failures] == [1, 2], failures
         proxy.heal()
         daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, timeout=60, what="the edit")
+        assert daemon.terminate() == 0
+    finally:
+        proxy.close()
+
+
+def test_a_lesson_written_in_three_chunks_never_shows_a_partial_version(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    """A generator that pauses longer than the quiet period between chunks: the file is
+    open for writing until it is closed, so only the closed file is read."""
+    daemon = start(root, db_dsn)
+    daemon.wait_event("daemon ready")
+    file_path = "existing/lessons/1.3-chunked.md"
+    chunks = [lesson_text(1, 3, "Part one."), "\nPart two.\n", "\nPart three.\n"]
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:  # every version the database shows, for as long as it may show one
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                found = conn.execute(
+                    "select content from contents where file_path = %s", (file_path,)
+                ).fetchall()
+                if found and (not versions or versions[-1] != found[0][0]):
+                    versions.append(found[0][0])
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        with open(root / file_path, "w", encoding="utf-8") as out:
+            for i, chunk in enumerate(chunks):
+                out.write(chunk)
+                out.flush()
+                if i < len(chunks) - 1:
+                    time.sleep(0.8)  # the generator pauses: longer than the quiet period
+        daemon.wait_for(
+            lambda: bool(versions) and "Part three." in versions[-1],
+            what="the whole lesson in the database",
+        )
+    finally:
+        stop.set()
+        poller.join()
+    assert all("Part three." in v for v in versions), versions  # no partial version, ever
+    assert daemon.terminate() == 0
+
+
+def readme_alerts() -> dict[str, str]:
+    """The README's jq alerts, by the comment above each: the test runs them as written."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("Alerts an operator wants", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    alerts, comment = {}, ""
+    for line in block.strip().splitlines():
+        if line.startswith("#"):
+            comment = line.lstrip("# ").strip()
+        elif line.startswith("jq "):
+            alerts[comment] = line
+    return alerts
+
+
+def run_alert(command: str, log: Path) -> list[str]:
+    import shlex
+    import shutil
+
+    assert shutil.which("jq"), "jq is needed to run the README's alerts (.ci/run installs it)"
+    argv = [log.as_posix() if arg == "syncd.log" else arg for arg in shlex.split(command)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def test_the_readme_alerts_fire_in_an_outage_and_clear_after_it(
+    start: Any, root: Path, db_dsn: str, tmp_path: Path
+) -> None:
+    alerts = readme_alerts()
+    breaker = alerts["the database has been away: breaker opened"]
+    lagging = alerts["sync lag above 30 s or courses piling up"]
+    proxy, through_proxy = proxy_in_front_of(db_dsn)
+    try:
+        daemon = start(root, through_proxy)  # the defaults, as shipped
+        daemon.wait_event("daemon ready", timeout=60)
+        proxy.refuse()  # the database is down
+        atomic_write(root / "existing/lessons/1.9-outage.md", lesson_text(1, 9))
+        daemon.wait_for(
+            lambda: any(e["lag_s"] > 30 for e in daemon.named("heartbeat")),
+            timeout=90,
+            what="a heartbeat 30 s into the outage",
+        )
+        during = tmp_path / "during.log"
+        during.write_text("".join(daemon.lines), encoding="utf-8")
+        assert run_alert(breaker, during), "the breaker alert did not fire"
+        assert run_alert(lagging, during), "the lag alert did not fire"
+
+        proxy.heal()
+        daemon.wait_for(lambda: live_lessons(db_dsn, "existing") == 3, timeout=60, what="the edit")
+        daemon.wait_event("breaker closed", timeout=30)
+        landed = len(daemon.lines)
+        seen = len(daemon.named("heartbeat"))
+        daemon.wait_event("heartbeat", count=seen + 2, timeout=30)
+        after = tmp_path / "after.log"
+        after.write_text("".join(daemon.lines[landed:]), encoding="utf-8")
+        assert '"heartbeat"' in after.read_text(encoding="utf-8")
+        assert run_alert(lagging, after) == [], "the lag alert still fires after recovery"
+        assert run_alert(breaker, after) == []
         assert daemon.terminate() == 0
     finally:
         proxy.close()

@@ -233,3 +233,114 @@ def test_a_course_taken_for_syncing_stays_pending_until_it_is_done() -> None:
     assert debouncer.take_due() == ["c"]
     debouncer.done("c")
     assert debouncer.pending() == 0 and debouncer.oldest_age() == 0.0
+
+
+# -- close events (inotify): saves land on close, half-written files wait ------------------
+
+
+def test_with_close_events_a_closed_save_is_due_after_the_settle_time_not_the_quiet_period() -> (
+    None
+):
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+    debouncer.writing("a", "lessons/1.1-x.md")
+    debouncer.closed("a", "lessons/1.1-x.md")
+    clock.now += 0.04
+    assert debouncer.take_due() == []
+    clock.now += 0.01
+    assert debouncer.take_due() == ["a"]
+
+
+def test_a_burst_of_closed_saves_is_one_batch() -> None:
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+    for i in range(20):  # 20 lessons written one after another, 10 ms apart
+        debouncer.writing("a", f"lessons/1.{i}-x.md")
+        clock.now += 0.005
+        debouncer.closed("a", f"lessons/1.{i}-x.md")
+        clock.now += 0.005
+        assert debouncer.take_due() == []
+    clock.now += 0.05
+    assert debouncer.take_due() == ["a"]
+
+
+def test_a_file_still_open_for_writing_holds_its_course_past_the_maximum_delay() -> None:
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+    for _chunk in range(8):  # chunks written 0.8 s apart, the file never closed meanwhile
+        debouncer.writing("a", "lessons/1.1-x.md")
+        clock.now += 0.8
+        assert debouncer.is_writing("a")
+        assert debouncer.take_due() == []
+    debouncer.writing("b", "lessons/1.1-y.md")  # another course is not held by it
+    debouncer.closed("b", "lessons/1.1-y.md")
+    clock.now += 0.05
+    assert debouncer.take_due() == ["b"]
+    debouncer.closed("a", "lessons/1.1-x.md")
+    assert not debouncer.is_writing("a")
+    clock.now += 0.05
+    assert debouncer.take_due() == ["a"]
+
+
+def test_a_file_whose_close_was_lost_stops_holding_after_the_open_hold() -> None:
+    from syncd.debounce import OPEN_HOLD_S
+
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+    debouncer.writing("a", "lessons/1.1-x.md")
+    clock.now += OPEN_HOLD_S - 0.1
+    assert debouncer.take_due() == []
+    clock.now += 0.1
+    assert not debouncer.is_writing("a")
+    assert debouncer.take_due() == ["a"]
+
+
+def test_without_close_events_writes_wait_for_the_quiet_period() -> None:
+    clock = Clock()
+    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock)  # polling
+    debouncer.writing("a", "lessons/1.1-x.md")
+    assert not debouncer.is_writing("a")
+    clock.now += 0.4
+    assert debouncer.take_due() == []
+    clock.now += 0.1
+    assert debouncer.take_due() == ["a"]
+
+
+def test_writes_closes_and_other_events_are_routed_by_kind(tmp_path: Path) -> None:
+    from watchdog.events import (
+        DirModifiedEvent,
+        FileAttribEvent,
+        FileClosedEvent,
+        FileCreatedEvent,
+        FileDeletedEvent,
+        FileModifiedEvent,
+        FileMovedEvent,
+    )
+
+    seen: list[tuple[str, ...]] = []
+    handler = CourseEventHandler(
+        tmp_path,
+        lambda c: seen.append(("mark", c)),
+        logging.getLogger("test"),
+        writing=lambda c, p: seen.append(("writing", c, p)),
+        closed=lambda c, p: seen.append(("closed", c, p)),
+    )
+    root = str(tmp_path)
+    handler.dispatch(FileCreatedEvent(f"{root}/a/lessons/1.1-x.md"))  # also: moved in
+    handler.dispatch(FileModifiedEvent(f"{root}/a/lessons/1.1-x.md"))
+    handler.dispatch(FileClosedEvent(f"{root}/a/lessons/1.1-x.md"))
+    handler.dispatch(DirModifiedEvent(f"{root}/a/lessons"))
+    handler.dispatch(FileAttribEvent(f"{root}/a/lessons/1.1-x.md"))  # chmod: no write
+    handler.dispatch(FileMovedEvent(f"{root}/b/lessons/1.1-y.md", f"{root}/b/lessons/1.2-y.md"))
+    handler.dispatch(FileDeletedEvent(f"{root}/c/curriculum.yaml"))
+    handler.dispatch(FileModifiedEvent(f"{root}/a/lessons/.1.1-x.md.swp"))  # noise
+    assert seen == [
+        ("mark", "a"),
+        ("writing", "a", "lessons/1.1-x.md"),
+        ("closed", "a", "lessons/1.1-x.md"),
+        ("mark", "a"),
+        ("mark", "a"),
+        ("closed", "b", "lessons/1.1-y.md"),
+        ("mark", "b"),
+        ("closed", "c", "curriculum.yaml"),
+    ]

@@ -83,20 +83,12 @@ RETURNING id;
 SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE slug = %(slug)s;
 
 -- name: existing_rows
--- changed: written by someone else since syncd wrote it (its xmin moved on)
-SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
-       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
-       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed, r.source_hash
-FROM public.contents c
-LEFT JOIN syncd.rows r ON r.content_id = c.id
-WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
-   OR (c.file_path IS NULL AND c.project_id IS NULL AND c.slug = ANY(%(legacy_slugs)s::text[]));
-
--- name: existing_rows_md5
-SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order, c.parent_content_id,
-       c.deleted_at IS NOT NULL AS deleted, r.row_key, r.row_hash, r.fm_status,
-       coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed, r.source_hash,
-       md5(c.content) AS content_md5
+-- changed: written by someone else since syncd wrote it (its xmin moved on); content_md5
+-- only when asked (verify compares contents)
+SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order,
+       c.parent_content_id AS parent_id, c.deleted_at IS NOT NULL AS deleted, r.row_key,
+       r.row_hash, r.fm_status, coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed,
+       r.source_hash, CASE WHEN %(with_md5)s THEN md5(c.content) END AS content_md5
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
 WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
