@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from syncd import config, console, embedded, logs, migrate
+from syncd import config, console, embedded, health, logs, migrate
 from syncd.config import Secret, Settings
 from syncd.errors import ConfigError, FatalError, RootUnavailable, SyncdError, TransientError
 from syncd.exits import ExitCode
@@ -22,7 +22,7 @@ from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
 
-COMMANDS = ("run", "verify", "migrate", "report", "sources", "embedded-stop")
+COMMANDS = ("run", "verify", "migrate", "report", "sources", "health", "embedded-stop")
 
 
 def _flag(
@@ -59,7 +59,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Keep a CreatorOS PostgreSQL database in step with the course folders on disk. "
-        "Commands: run (default), verify, migrate, report, sources, embedded-stop.",
+        "Commands: run (default), verify, migrate, report, sources, health, embedded-stop.",
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
         "started in --data-dir. Kill switch: CREATOR_OS_DB_PERSIST=false writes nothing.",
     )
@@ -251,6 +251,36 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             type=float,
             default=d.heartbeat_s,
         )
+    if command in ("run", "rescan", "health"):
+        f(
+            parser,
+            env,
+            "--health-file",
+            "SYNCD_HEALTH_FILE",
+            "where the daemon keeps its state for `syncd health` (default: health.json beside"
+            " --data-dir)",
+            default=None,
+        )
+    if command == "health":
+        f(
+            parser,
+            env,
+            "--stalled-after",
+            "SYNCD_HEALTH_STALLED_AFTER",
+            "unhealthy when the daemon's state is older than this, or its writer or watcher is"
+            " stuck (seconds)",
+            type=float,
+            default=d.stalled_after_s,
+        )
+        f(
+            parser,
+            env,
+            "--unreachable-after",
+            "SYNCD_HEALTH_UNREACHABLE_AFTER",
+            "unhealthy when the database has been unreachable (breaker open) this long (seconds)",
+            type=float,
+            default=d.unreachable_after_s,
+        )
     if command == "migrate":
         parser.add_argument(
             "--status", action="store_true", help="list applied and pending migrations"
@@ -303,6 +333,9 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             breaker_failures=int(_opt(args, "breaker_failures", "breaker_failures")),
             breaker_reset_s=float(_opt(args, "breaker_reset", "breaker_reset_s")),
             heartbeat_s=float(_opt(args, "heartbeat", "heartbeat_s")),
+            health_file=Path(args.health_file) if getattr(args, "health_file", None) else None,
+            stalled_after_s=float(_opt(args, "stalled_after", "stalled_after_s")),
+            unreachable_after_s=float(_opt(args, "unreachable_after", "unreachable_after_s")),
         )
     )
 
@@ -573,6 +606,17 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_health(settings: Settings, _args: argparse.Namespace) -> int:
+    """Reads the running daemon's state file: no database, no network, nothing written."""
+    healthy, why = health.verdict(
+        settings.health_path,
+        stalled_after_s=settings.stalled_after_s,
+        unreachable_after_s=settings.unreachable_after_s,
+    )
+    print(why)
+    return ExitCode.OK if healthy else ExitCode.UNHEALTHY
+
+
 def cmd_embedded_stop(settings: Settings, _args: argparse.Namespace) -> int:
     stopped = embedded.stop(settings.data_dir)
     print("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running")
@@ -586,6 +630,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "report": cmd_report,
     "sources": cmd_sources,
+    "health": cmd_health,
     "embedded-stop": cmd_embedded_stop,
 }
 

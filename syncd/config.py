@@ -82,6 +82,14 @@ class Settings:
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
     heartbeat_s: float = 30.0
+    # health (`syncd health`, the image's HEALTHCHECK)
+    health_file: Path | None = None  # None: health.json beside the data dir
+    stalled_after_s: float = 30.0  # state not written, or writer/watcher stuck, this long
+    unreachable_after_s: float = 60.0  # database unreachable (breaker not closed) this long
+
+    @property
+    def health_path(self) -> Path:
+        return self.health_file or self.data_dir.parent / "health.json"
 
     @property
     def source_name(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import tenacity
 
-from syncd import config, logs
+from syncd import config, health, logs
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
@@ -270,6 +270,9 @@ class Daemon:
         self.stop = threading.Event()
         self.signal_received: str | None = None
         self._link_watches: dict[str, Any] = {}  # followed link target -> its watch
+        self._unreachable_since: float | None = None  # wall clock: the breaker left closed
+        self._health_due = 0.0  # monotonic: when the health file is written next
+        self._health_failed = False
         # Longer than any bounded wait of the writer: every retry of a call that runs into its
         # client deadline (statement timeout twice, plus connecting), with back-off.
         call_s = db.statement_timeout_ms / 1000 * 2 + db.connect_timeout_s
@@ -412,6 +415,8 @@ class Daemon:
             if observer.is_alive() and writer_alive:
                 self.notifier.watchdog()
             self.notifier.status(self._status(writer, debouncer, breaker))
+            if now >= self._health_due:
+                self._write_health(writer, debouncer, breaker, writer_alive, observer.is_alive())
             if next_reconcile is not None and now >= next_reconcile:
                 writer.reconcile_requested.set()
                 debouncer.wake()
@@ -460,6 +465,7 @@ class Daemon:
                 "shutdown with unsynced courses (the next start reconciles them)", courses=left
             )
         observer.join(timeout=5)
+        health.remove(self.settings.health_path)  # a stopped daemon is not healthy
         pool.close(timeout=5)
         deadlines.close()
         if code == ExitCode.OK and writer.fatal is not None:
@@ -540,12 +546,52 @@ class Daemon:
         debouncer.wake()
 
     def _breaker_changed(self, old: State, new: State) -> None:
+        if new is State.CLOSED:
+            self._unreachable_since = None
+        elif self._unreachable_since is None:
+            self._unreachable_since = time.time()
+        self._health_due = 0.0  # said at the next tick
         if new is State.OPEN:
             self.log.warning("breaker opened", previous=old.value)
         elif new is State.HALF_OPEN:
             self.log.info("breaker half-open", previous=old.value)
         else:
             self.log.info("breaker closed", previous=old.value)
+
+    def _write_health(
+        self,
+        writer: Writer,
+        debouncer: Debouncer,
+        breaker: CircuitBreaker,
+        writer_alive: bool,
+        observer_alive: bool,
+    ) -> None:
+        """The state `syncd health` reads (the image's HEALTHCHECK)."""
+        self._health_due = self.clock() + health.WRITE_EVERY_S
+        state = health.HealthState(
+            written_at=time.time(),
+            pid=os.getpid(),
+            ready=writer.ready.is_set(),
+            writer_responsive=writer_alive,
+            observer_alive=observer_alive,
+            breaker=breaker.state.value,
+            unreachable_since=self._unreachable_since,
+            pending=debouncer.pending(),
+            lag_s=round(debouncer.oldest_age(), 3),
+            last_sync=writer.last_sync_wall,
+        )
+        try:
+            health.write(self.settings.health_path, state)
+            self._health_failed = False
+        except OSError as exc:
+            if not self._health_failed:  # said once, not every few seconds
+                self._health_failed = True
+                self.log.warning(
+                    "health file not written",
+                    path=str(self.settings.health_path),
+                    reason=exc.strerror,
+                    hint="set --health-file (SYNCD_HEALTH_FILE) to a writable place",
+                )
 
     def _status(self, writer: Writer, debouncer: Debouncer, breaker: CircuitBreaker) -> str:
         return (

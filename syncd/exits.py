@@ -8,6 +8,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     DRIFT = 1  # `syncd verify` found a difference
+    UNHEALTHY = 1  # `syncd health`: the daemon is stalled or the database away too long
     CONFIG = 2  # bad flag or variable, inotify limit
     UNREACHABLE = 3  # the database cannot be reached
     FATAL_DB = 4  # the database refuses syncd (password, privilege, schema, retired source)

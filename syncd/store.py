@@ -1,4 +1,5 @@
-"""All SQL and psycopg. Driver errors become syncd errors here and nowhere else."""
+"""The course SQL (named queries in sql/course.sql) and psycopg. Driver errors become syncd
+errors here (`translated`); migrate.py, privileges.py and report.sql keep their own SQL."""
 
 from __future__ import annotations
 

@@ -245,6 +245,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "SYNCD_TEST_IMAGE",
             "SYNCD_SCHEMA_DIR",
             "SYNCD_REQUIRE_SUPABASE_SERVERS",
+            "SYNCD_CONTAINER_TESTS",
+            "SYNCD_CI_CACHE",
         ):
             monkeypatch.delenv(name)
     monkeypatch.delenv("DATABASE_URL", raising=False)
@@ -261,3 +263,26 @@ def _no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads left running: {still}"
+
+
+# -- the container tests (issue 12) --------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `containers` tests need rootful podman and mmdebstrap, which `.ci/run` installs:
+    they run when SYNCD_CONTAINER_TESTS=1 (and then fail if containers cannot run here, never
+    skip), and are deselected otherwise, so that `./test.sh` passes on a machine with only
+    Python. The summary line counts them as deselected, not as passed."""
+    if os.environ.get("SYNCD_CONTAINER_TESTS") == "1":
+        return
+    chosen = [item for item in items if "containers" not in item.keywords]
+    dropped = [item for item in items if "containers" in item.keywords]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = chosen
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if os.environ.get("SYNCD_CONTAINER_TESTS") == "1":
+        return "container tests: on (rootful podman)"
+    return "container tests: deselected (SYNCD_CONTAINER_TESTS=1 runs them; .ci/run does)"

@@ -1,0 +1,89 @@
+"""The daemon's own state, for `syncd health` (the image's HEALTHCHECK): the supervisor
+writes a small JSON file every few seconds; the command reads it, and nothing else (no
+database, no network, nothing written), so it is fast and cannot disturb the daemon.
+
+Unhealthy when the file is stale (the supervisor itself stopped), when the writer or the
+watcher has stalled, or when the database has been unreachable (breaker not closed) for
+longer than a threshold."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+WRITE_EVERY_S = 5.0  # how often the supervisor rewrites the file (and at every breaker change)
+
+
+@dataclass(frozen=True)
+class HealthState:
+    written_at: float  # wall clock, seconds since the epoch
+    pid: int
+    ready: bool  # the first full reconcile is done
+    writer_responsive: bool
+    observer_alive: bool
+    breaker: str
+    unreachable_since: float | None  # wall clock when the breaker left closed, if it has
+    pending: int
+    lag_s: float
+    last_sync: str
+
+
+def write(path: Path, state: HealthState) -> None:
+    """Atomically (a temporary file, then a rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def verdict(
+    path: Path, *, stalled_after_s: float, unreachable_after_s: float, now: float | None = None
+) -> tuple[bool, str]:
+    """(healthy, one line saying why) from the state file at ``path``."""
+    now = time.time() if now is None else now
+    try:
+        state = HealthState(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return False, f"no health file at {path}: is the daemon running (same --data-dir)?"
+    except (OSError, ValueError, TypeError) as exc:
+        return False, f"health file {path} unreadable: {exc}"
+    age = now - state.written_at
+    if age > stalled_after_s:
+        return False, f"stalled: the daemon has not written its state for {age:.0f} s"
+    if not _alive(state.pid):
+        return False, f"the daemon (pid {state.pid}) is not running"
+    if not state.writer_responsive:
+        return False, "stalled: the writer has made no progress for longer than any wait lasts"
+    if not state.observer_alive:
+        return False, "stalled: the watcher is not running"
+    if state.unreachable_since is not None:
+        down = now - state.unreachable_since
+        if down > unreachable_after_s:
+            return False, (
+                f"database unreachable for {down:.0f} s (breaker {state.breaker}), "
+                f"{state.pending} course(s) pending"
+            )
+    return True, (
+        f"healthy: {'ready' if state.ready else 'first reconcile running'}, breaker "
+        f"{state.breaker}, {state.pending} pending, lag {state.lag_s:.1f} s, "
+        f"last sync {state.last_sync}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
