@@ -102,10 +102,11 @@ def ensure_base(
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     tar = cache / tarball
-    if not tar.exists():
+    if not tar.is_file():
         if shutil.which("mmdebstrap") is None:
             pytest.fail("mmdebstrap is not installed (.ci/run installs it)")
-        partial = tar.with_suffix(".partial")
+        partial = tar.with_name(f"{tar.stem}.partial.tar")  # mmdebstrap: a .tar name, a tarball
+        partial.unlink(missing_ok=True)  # left by an interrupted run
         argv = [
             "mmdebstrap",
             "--mode=root",
