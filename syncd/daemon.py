@@ -40,6 +40,7 @@ from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, make_pool, translated
 from syncd.systemd import Notifier
 from syncd.watcher import (
+    POLL_INTERVAL_S,
     CourseEventHandler,
     LinkTargetHandler,
     OverflowDetector,
@@ -287,9 +288,13 @@ class Daemon:
         breaker = CircuitBreaker(
             s.breaker_failures, s.breaker_reset_s, self.clock, on_change=self._breaker_changed
         )
+        quiet_s, max_delay_s = s.quiet_ms / 1000, s.max_delay_ms / 1000
+        if s.polling:  # events come once per poll: a quiet period shorter would split bursts
+            quiet_s = max(quiet_s, 1.5 * POLL_INTERVAL_S)
+            max_delay_s = max(max_delay_s, quiet_s)
         debouncer = Debouncer(
-            s.quiet_ms / 1000,
-            s.max_delay_ms / 1000,
+            quiet_s,
+            max_delay_s,
             self.clock,
             settle_s=None if s.polling else SETTLE_S,  # polling sees no close events
         )
@@ -326,8 +331,7 @@ class Daemon:
             s.root,
             debouncer.mark,
             self.log,
-            writing=None if s.polling else debouncer.writing,
-            closed=None if s.polling else debouncer.closed,
+            files=None if s.polling else debouncer,  # polling sees no opens or closes
         )
         overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
         for name in WATCHDOG_LOGGERS:
@@ -339,8 +343,9 @@ class Daemon:
             root=str(s.root),
             write=s.persist,
             polling=s.polling,
-            quiet_ms=s.quiet_ms,
-            max_delay_ms=s.max_delay_ms,
+            quiet_ms=round(debouncer.quiet_s * 1000) if s.polling else None,
+            settle_ms=None if s.polling else round(SETTLE_S * 1000),
+            max_delay_ms=round(debouncer.max_delay_s * 1000),
             pid=os.getpid(),
         )
         if not s.persist:
@@ -428,6 +433,7 @@ class Daemon:
                     pending=debouncer.pending(),
                     breaker=breaker.state.value,
                     lag_s=round(debouncer.oldest_age(), 3),
+                    held=debouncer.held(),
                     last_sync=writer.last_sync_wall,
                     observer_alive=observer.is_alive(),
                 )
@@ -542,6 +548,7 @@ class Daemon:
 
     def _overflowed(self, writer: Writer, debouncer: Debouncer) -> None:
         self.log.warning("watch queue overflowed: events were lost, full reconcile scheduled")
+        debouncer.files_unknown()
         writer.reconcile_requested.set()
         debouncer.wake()
 

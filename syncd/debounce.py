@@ -2,11 +2,10 @@
 or after a maximum delay since its first pending event, whichever comes first.
 
 With close events (inotify), the quiet period gives way to what the kernel says: a file
-being written (modified or created, not closed yet) holds its course until its writer
-closes it (``closed``), and a course whose files are all closed is due ``settle_s`` after
-its last event, so a single save lands at once and a burst of saves still makes one
-transaction. A file held open longer than ``OPEN_HOLD_S`` after its last write is taken as
-finished (its close was lost: a watch queue overflow, which also starts a full reconcile).
+being written (``OpenFiles``: written to or created, and still open) holds its course
+until it is closed, and a course whose files are all closed is due ``settle_s`` after its
+last event, so a single save lands at once and a burst of saves still makes one
+transaction.
 
 Pending work is a set of courses, so memory does not grow with the number of events.
 A course taken for syncing stays pending, with the time of its first change, until the
@@ -19,6 +18,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+
+from syncd.openfiles import OpenFiles
 
 SETTLE_S = 0.05  # with close events: after a course's last event, for a burst to gather
 OPEN_HOLD_S = 60.0  # a file written and never closed is taken as finished after this
@@ -37,7 +38,7 @@ class Debouncer:
         self.max_delay_s = max_delay_s
         self.settle_s = settle_s  # None: no close events (polling), the quiet period rules
         self._clock = clock
-        self._open: dict[str, dict[str, float]] = {}  # course -> file being written -> last write
+        self._files = OpenFiles(OPEN_HOLD_S)  # fed only with close events (inotify)
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._not_before: dict[str, float] = {}
@@ -52,25 +53,51 @@ class Debouncer:
             self._last[course] = now
             self._cond.notify_all()
 
-    def writing(self, course: str, path: str) -> None:
-        """``path`` of ``course`` was modified or created and is not closed yet."""
-        now = self._clock()
+    # -- file events (inotify only: under polling every event is a plain ``mark``) ----------
+
+    def opened(self, course: str, path: str) -> None:
+        """``path`` was opened (for reading or writing: inotify does not say)."""
         with self._cond:
             if self.settle_s is not None:
-                self._open.setdefault(course, {})[path] = now
-            self._first.setdefault(course, now)
-            self._last[course] = now
+                self._files.opened(course, path)
+
+    def writing(self, course: str, path: str) -> None:
+        """``path`` was written to."""
+        with self._cond:
+            if self.settle_s is not None:
+                self._files.written(course, path, self._clock())
+        self.mark(course)
+
+    def created(self, course: str, path: str) -> None:
+        with self._cond:
+            if self.settle_s is not None:
+                self._files.created(course, path, self._clock())
+        self.mark(course)
+
+    def closed(self, course: str, path: str, *, wrote: bool) -> None:
+        """A close of ``path``; one that did not write (a reader, syncd itself) marks the
+        course only when it released a file that had been written."""
+        with self._cond:
+            released = self._files.closed(course, path)
+        if wrote or released:
+            self.mark(course)
+
+    def gone(self, course: str, path: str) -> None:
+        """Deleted or moved away."""
+        with self._cond:
+            self._files.gone(course, path)
+        self.mark(course)
+
+    def files_unknown(self) -> None:
+        """Events were lost (queue overflow): no file is taken as being written."""
+        with self._cond:
+            self._files.clear()
             self._cond.notify_all()
 
-    def closed(self, course: str, path: str) -> None:
-        """The writer of ``path`` closed it (or it was deleted or moved away)."""
+    def held(self) -> int:
+        """Courses waiting for a file being written to be closed."""
         with self._cond:
-            files = self._open.get(course)
-            if files is not None:
-                files.pop(path, None)
-                if not files:
-                    del self._open[course]
-        self.mark(course)
+            return self._files.held_courses(self._clock())
 
     def is_writing(self, course: str) -> bool:
         """Is a file of ``course`` open for writing (its content not final)?"""
@@ -93,13 +120,7 @@ class Debouncer:
         return max(due, self._not_before.get(course, due))
 
     def _held_until(self, course: str, now: float) -> float:
-        """When the last file of ``course`` still being written stops holding it."""
-        files = self._open.get(course)
-        if not files:
-            return 0.0
-        for path in [p for p, t in files.items() if t + OPEN_HOLD_S <= now]:
-            del files[path]  # its close was lost
-        return max((t + OPEN_HOLD_S for t in files.values()), default=0.0)
+        return self._files.held_until(course, now)
 
     def take_due(self) -> list[str]:
         """Remove and return every course that is due now, oldest first."""

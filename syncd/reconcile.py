@@ -118,15 +118,17 @@ class Reconciler:
         def collect(block_until: int) -> None:
             nonlocal done
             while len(pending) > block_until:
-                course, future = pending.popleft()
+                course, future = pending[0]  # left there until done: an interrupt counts it
                 try:
                     result = future.result()
-                    if self.keep_plans:
-                        self.last_results.append(result)
-                    summary.add(result)
                 except RejectedError as error:
                     summary.failed.append(course)
                     self.log.error("course rejected", course=course, reason=error.reason)
+                else:
+                    if self.keep_plans:
+                        self.last_results.append(result)
+                    summary.add(result)
+                pending.popleft()
                 done += 1
                 if progress is not None:
                     progress(done, len(courses), course)
@@ -140,6 +142,10 @@ class Reconciler:
             for _, future in pending:
                 future.cancel()
             scheduler.wait_idle()  # no job of this pass outlives it
+            if progress is not None:  # the courses that finished meanwhile count as done
+                finished = [f for _, f in pending if f.done() and not f.cancelled()]
+                done += sum(1 for f in finished if f.exception() is None)
+                progress(done, len(courses), "")
             raise
         self._save_tree_findings(summary, courses)
         for course in sorted(set(live_known) - set(courses)):

@@ -10,11 +10,12 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from watchdog.events import (
     FileClosedEvent,
     FileClosedNoWriteEvent,
+    FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
@@ -44,12 +45,34 @@ def course_of(root: str, path: str | bytes) -> tuple[str, str] | None:
     return parts[0], str(PurePosixPath(*parts[1:])) if len(parts) > 1 else ""
 
 
+# inotify's file events and what ``FileEvents`` hears of them
+FILE_EVENTS: dict[type, str] = {
+    FileOpenedEvent: "opened",
+    FileModifiedEvent: "writing",
+    FileCreatedEvent: "created",
+    FileClosedEvent: "closed",
+    FileClosedNoWriteEvent: "closed",
+    FileDeletedEvent: "gone",
+    FileMovedEvent: "gone",  # its source
+}
+
+
+class FileEvents(Protocol):
+    """What a file's open, write and close events tell (inotify): ``Debouncer`` takes them."""
+
+    def opened(self, course: str, path: str) -> None: ...
+    def writing(self, course: str, path: str) -> None: ...
+    def created(self, course: str, path: str) -> None: ...
+    def closed(self, course: str, path: str, *, wrote: bool) -> None: ...
+    def gone(self, course: str, path: str) -> None: ...
+
+
 class CourseEventHandler(FileSystemEventHandler):
-    """Routes each event to its course. With ``writing`` and ``closed`` (inotify),
-    a file written to is being written until its writer closes it (a created file is not:
-    watchdog also reports every file of a folder moved in as created, and nothing closes
-    those); without them
-    (polling, which sees no close), every event is a plain ``on_course``."""
+    """Routes each event to its course. With ``files`` (inotify), a relevant file's opens,
+    writes, creation, closes and removal go there, so that a file being written holds its
+    course until it is closed; without it (polling, which sees no opens or closes), every
+    event is a plain ``on_course``. Opens and closes without writing (readers, syncd itself)
+    never make a course due by themselves."""
 
     def __init__(
         self,
@@ -57,45 +80,63 @@ class CourseEventHandler(FileSystemEventHandler):
         on_course: Callable[[str], None],
         log: Any,
         *,
-        writing: Callable[[str, str], None] | None = None,
-        closed: Callable[[str, str], None] | None = None,
+        files: FileEvents | None = None,
     ) -> None:
         self.root = str(root.absolute())
         self.on_course = on_course
-        self.file_writing = writing
-        self.file_closed = closed
+        self.files = files
         self.log = log
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
+            files = self.files
+            if files is not None and not event.is_directory and self._file_event(event, files):
+                return
             if isinstance(event, IGNORED_EVENTS):
                 return
-            if isinstance(event, FileModifiedEvent):  # written to (IN_MODIFY), not closed yet
-                self._route(event.src_path, False, self.file_writing)
-            elif isinstance(event, FileClosedEvent | FileDeletedEvent | FileMovedEvent):
-                self._route(event.src_path, False, self.file_closed)  # no longer being written
-            else:
-                self._route(event.src_path, event.is_directory, None)
-            dest = getattr(event, "dest_path", "")
-            if dest:
-                self._route(dest, event.is_directory, None)
+            for path in (event.src_path, getattr(event, "dest_path", "")):
+                if path:
+                    found = self._target(path, event.is_directory)
+                    if found is not None:
+                        self.on_course(found[0])
         except Exception as exc:  # never let an exception kill the observer thread
             self.log.error("watch event dropped", error=repr(exc))
 
-    def _route(
-        self, path: str | bytes, is_directory: bool, file_state: Callable[[str, str], None] | None
-    ) -> None:
+    def _file_event(self, event: FileSystemEvent, files: FileEvents) -> bool:
+        """Hand a file event to ``files``; False for the kinds it does not take."""
+        kind = FILE_EVENTS.get(type(event))
+        if kind is None:
+            return False
+        if kind == "writing" and not os.path.lexists(event.src_path):
+            return True  # written after it was deleted: not this path's content
+        found = self._target(event.src_path, False)
+        if found is not None:
+            course, inner = found
+            if not inner:
+                if kind != "opened" and not isinstance(event, FileClosedNoWriteEvent):
+                    self.on_course(course)  # a link at the root, named at once
+            elif kind == "closed":
+                files.closed(course, inner, wrote=isinstance(event, FileClosedEvent))
+            else:
+                getattr(files, kind)(course, inner)
+        dest = getattr(event, "dest_path", "")
+        if dest:  # moved: the source is gone, the destination is a finished file
+            moved_to = self._target(dest, False)
+            if moved_to is not None:
+                self.on_course(moved_to[0])
+        return True
+
+    def _target(self, path: str | bytes, is_directory: bool) -> tuple[str, str] | None:
+        """(course, path inside it) of an event that concerns a course, else None."""
         found = course_of(self.root, path)
         if found is None:
-            return
-        course, inner = found
+            return None
+        inner = found[1]
         if inner == "" and not is_directory and not os.path.islink(path):
-            return  # a loose file directly under the root is not a course (a link may be one)
+            return None  # a loose file directly under the root is not a course (a link may be one)
         if inner == "" or is_directory or is_relevant(inner) or os.path.islink(path):
-            if file_state is not None and inner:
-                file_state(course, inner)
-            else:
-                self.on_course(course)  # a new link is named at once, never read
+            return found
+        return None
 
 
 class LinkTargetHandler(FileSystemEventHandler):
@@ -129,10 +170,13 @@ class OverflowDetector(logging.Handler):
             self.on_overflow()
 
 
+POLL_INTERVAL_S = 1.0  # --polling: how often the tree is stat'ed
+
+
 def polling_observer() -> Any:
     """Stat polling that never follows a symbolic link (lstat): a link loop inside a course
     costs nothing, as under inotify."""
-    return PollingObserverVFS(stat=os.lstat, listdir=os.scandir, polling_interval=1.0)
+    return PollingObserverVFS(stat=os.lstat, listdir=os.scandir, polling_interval=POLL_INTERVAL_S)
 
 
 def start_observer(

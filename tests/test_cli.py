@@ -199,3 +199,12 @@ def test_an_interrupted_rescan_says_how_far_it_got_and_that_a_rerun_resumes(
         assert "resumes" in said["hint"]
     finally:
         daemon.kill()
+    rerun = DaemonProcess(root, db_dsn, "--rescan")
+    try:
+        assert rerun.proc.wait(timeout=120) == 0
+        finished = rerun.wait_event("reconcile finished")
+        # it resumes: exactly the courses said to be done are skipped, the rest are written
+        assert finished["skipped"] == said["done"], (finished, said)
+        assert finished["courses"] == 60
+    finally:
+        rerun.kill()

@@ -269,6 +269,24 @@ def test_the_polling_observer_serves_mounts_without_inotify(
     assert daemon.terminate() == 0
 
 
+def test_with_polling_a_burst_longer_than_one_poll_is_still_one_transaction(
+    start: Any, root: Path, db_dsn: str
+) -> None:
+    """Polling reports changes once a second: with the default quiet period (500 ms), a
+    generator writing a course over two seconds was synced in pieces."""
+    daemon = start(root, db_dsn, "--polling")  # the defaults
+    daemon.wait_event("daemon ready")
+    course = root / "polled-burst"
+    write(course / "curriculum.yaml", 'title: "P"\nmodules:\n  - module_id: 1\n')
+    for n in range(1, 21):
+        write(course / "lessons" / f"1.{n}-lesson.md", lesson_text(1, n))
+        time.sleep(0.1)  # 2 s in all
+    daemon.wait_for(lambda: live_lessons(db_dsn, "polled-burst") == 20, what="the whole burst")
+    synced = [e for e in daemon.named("course synced") if e["course"] == "polled-burst"]
+    assert len(synced) == 1, synced
+    assert daemon.terminate() == 0
+
+
 def test_systemd_watchdog_pings_go_on_while_the_database_is_silent_and_a_reconcile_is_due(
     start: Any, root: Path, db_dsn: str, tmp_path: Path
 ) -> None:
@@ -382,14 +400,22 @@ def test_the_breaker_counts_every_failed_attempt(start: Any, root: Path, db_dsn:
         proxy.close()
 
 
+@pytest.mark.parametrize(
+    ("file_path", "meanwhile"),
+    [
+        ("existing/lessons/1.3-chunked.md", "nothing"),
+        ("existing/lessons/1.1-lesson-1-1.md", "touch"),  # another program opens and closes it
+        ("existing/lessons/1.4-new.md", "slow start"),  # created, open, first write 0.8 s later
+    ],
+)
 def test_a_lesson_written_in_three_chunks_never_shows_a_partial_version(
-    start: Any, root: Path, db_dsn: str
+    start: Any, root: Path, db_dsn: str, file_path: str, meanwhile: str
 ) -> None:
     """A generator that pauses longer than the quiet period between chunks: the file is
-    open for writing until it is closed, so only the closed file is read."""
+    being written until it is closed, so only the closed file is read, even when another
+    program opens and closes it meanwhile, or the generator creates it and starts late."""
     daemon = start(root, db_dsn)
     daemon.wait_event("daemon ready")
-    file_path = "existing/lessons/1.3-chunked.md"
     chunks = [lesson_text(1, 3, "Part one."), "\nPart two.\n", "\nPart three.\n"]
     versions: list[str] = []
     stop = threading.Event()
@@ -408,11 +434,16 @@ def test_a_lesson_written_in_three_chunks_never_shows_a_partial_version(
     poller.start()
     try:
         with open(root / file_path, "w", encoding="utf-8") as out:
+            if meanwhile == "slow start":
+                time.sleep(0.8)
             for i, chunk in enumerate(chunks):
                 out.write(chunk)
                 out.flush()
                 if i < len(chunks) - 1:
-                    time.sleep(0.8)  # the generator pauses: longer than the quiet period
+                    time.sleep(0.4)
+                    if meanwhile == "touch":
+                        subprocess.run(["touch", str(root / file_path)], check=True)
+                    time.sleep(0.4)  # the generator pauses: longer than the quiet period
         daemon.wait_for(
             lambda: bool(versions) and "Part three." in versions[-1],
             what="the whole lesson in the database",
@@ -420,7 +451,10 @@ def test_a_lesson_written_in_three_chunks_never_shows_a_partial_version(
     finally:
         stop.set()
         poller.join()
-    assert all("Part three." in v for v in versions), versions  # no partial version, ever
+    new_versions = [v for v in versions if "Part one." in v]  # not the lesson as it was
+    assert all("Part three." in v for v in new_versions), versions  # no partial version, ever
+    rejected = [e for e in daemon.named("file rejected") if e["path"] == file_path]
+    assert not rejected, rejected  # never read while empty either
     assert daemon.terminate() == 0
 
 

@@ -238,13 +238,23 @@ def test_a_course_taken_for_syncing_stays_pending_until_it_is_done() -> None:
 # -- close events (inotify): saves land on close, half-written files wait ------------------
 
 
+def inotify_debouncer(clock: Clock) -> Debouncer:
+    return Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+
+
+def save(debouncer: Debouncer, course: str, path: str) -> None:
+    """What inotify reports of one save in place: open, write, close."""
+    debouncer.opened(course, path)
+    debouncer.writing(course, path)
+    debouncer.closed(course, path, wrote=True)
+
+
 def test_with_close_events_a_closed_save_is_due_after_the_settle_time_not_the_quiet_period() -> (
     None
 ):
     clock = Clock()
-    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
-    debouncer.writing("a", "lessons/1.1-x.md")
-    debouncer.closed("a", "lessons/1.1-x.md")
+    debouncer = inotify_debouncer(clock)
+    save(debouncer, "a", "lessons/1.1-x.md")
     clock.now += 0.04
     assert debouncer.take_due() == []
     clock.now += 0.01
@@ -253,12 +263,10 @@ def test_with_close_events_a_closed_save_is_due_after_the_settle_time_not_the_qu
 
 def test_a_burst_of_closed_saves_is_one_batch() -> None:
     clock = Clock()
-    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+    debouncer = inotify_debouncer(clock)
     for i in range(20):  # 20 lessons written one after another, 10 ms apart
-        debouncer.writing("a", f"lessons/1.{i}-x.md")
-        clock.now += 0.005
-        debouncer.closed("a", f"lessons/1.{i}-x.md")
-        clock.now += 0.005
+        save(debouncer, "a", f"lessons/1.{i}-x.md")
+        clock.now += 0.01
         assert debouncer.take_due() == []
     clock.now += 0.05
     assert debouncer.take_due() == ["a"]
@@ -266,33 +274,111 @@ def test_a_burst_of_closed_saves_is_one_batch() -> None:
 
 def test_a_file_still_open_for_writing_holds_its_course_past_the_maximum_delay() -> None:
     clock = Clock()
-    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
+    debouncer = inotify_debouncer(clock)
+    debouncer.opened("a", "lessons/1.1-x.md")
     for _chunk in range(8):  # chunks written 0.8 s apart, the file never closed meanwhile
         debouncer.writing("a", "lessons/1.1-x.md")
         clock.now += 0.8
-        assert debouncer.is_writing("a")
+        assert debouncer.is_writing("a") and debouncer.held() == 1
         assert debouncer.take_due() == []
-    debouncer.writing("b", "lessons/1.1-y.md")  # another course is not held by it
-    debouncer.closed("b", "lessons/1.1-y.md")
+    save(debouncer, "b", "lessons/1.1-y.md")  # another course is not held by it
     clock.now += 0.05
     assert debouncer.take_due() == ["b"]
-    debouncer.closed("a", "lessons/1.1-x.md")
+    debouncer.closed("a", "lessons/1.1-x.md", wrote=True)
     assert not debouncer.is_writing("a")
     clock.now += 0.05
     assert debouncer.take_due() == ["a"]
 
 
-def test_a_file_whose_close_was_lost_stops_holding_after_the_open_hold() -> None:
+def test_another_program_opening_and_closing_the_file_does_not_release_it() -> None:
+    """`touch` (or a reader) while a generator streams the file: inotify's closes do not say
+    whose they are, so the file stays held until the last one."""
+    clock = Clock()
+    debouncer = inotify_debouncer(clock)
+    path = "lessons/1.1-x.md"
+    debouncer.opened("a", path)  # the generator
+    debouncer.writing("a", path)
+    debouncer.opened("a", path)  # touch
+    debouncer.closed("a", path, wrote=True)
+    clock.now += 1.0
+    assert debouncer.is_writing("a") and debouncer.take_due() == []
+    debouncer.writing("a", path)
+    debouncer.closed("a", path, wrote=True)  # the generator is done
+    clock.now += 0.05
+    assert not debouncer.is_writing("a") and debouncer.take_due() == ["a"]
+
+
+def test_a_new_file_is_held_from_its_creation_until_its_creator_closes_it() -> None:
+    clock = Clock()
+    debouncer = inotify_debouncer(clock)
+    path = "lessons/1.9-new.md"
+    debouncer.created("a", path)
+    debouncer.opened("a", path)
+    clock.now += 0.8  # the generator has not written its first chunk yet
+    assert debouncer.is_writing("a") and debouncer.take_due() == []
+    debouncer.writing("a", path)
+    debouncer.closed("a", path, wrote=True)
+    clock.now += 0.05
+    assert debouncer.take_due() == ["a"]
+
+
+def test_a_file_of_a_folder_moved_in_is_created_but_never_held() -> None:
+    clock = Clock()
+    debouncer = inotify_debouncer(clock)
+    debouncer.created("a", "lessons/1.1-x.md")  # watchdog reports the folder's files as created
+    assert not debouncer.is_writing("a")
+    clock.now += 0.05
+    assert debouncer.take_due() == ["a"]
+    debouncer.done("a")
+    debouncer.opened("a", "lessons/1.1-x.md")  # syncd reads it
+    assert debouncer.is_writing("a")  # created, and open: it could be its creator
+    debouncer.closed("a", "lessons/1.1-x.md", wrote=False)
+    assert not debouncer.is_writing("a")
+    clock.now += 0.05
+    assert debouncer.take_due() == ["a"]  # released: read again, never left unsynced
+
+
+def test_reads_alone_never_make_a_course_due() -> None:
+    clock = Clock()
+    debouncer = inotify_debouncer(clock)
+    for _ in range(3):
+        debouncer.opened("a", "lessons/1.1-x.md")
+        debouncer.closed("a", "lessons/1.1-x.md", wrote=False)
+    clock.now += 1.0
+    assert debouncer.take_due() == [] and debouncer.pending() == 0
+
+
+def test_a_write_whose_open_was_not_seen_holds_until_a_close_and_a_lost_close_until_the_hold() -> (
+    None
+):
     from syncd.debounce import OPEN_HOLD_S
 
     clock = Clock()
-    debouncer = Debouncer(quiet_s=0.5, max_delay_s=5.0, clock=clock, settle_s=0.05)
-    debouncer.writing("a", "lessons/1.1-x.md")
+    debouncer = inotify_debouncer(clock)
+    debouncer.writing("a", "lessons/1.1-x.md")  # opened before syncd watched
+    clock.now += 10
+    assert debouncer.is_writing("a") and debouncer.take_due() == []
+    debouncer.closed("a", "lessons/1.1-x.md", wrote=True)
+    clock.now += 0.05
+    assert debouncer.take_due() == ["a"]
+    debouncer.writing("b", "lessons/1.1-y.md")  # and its close is lost
     clock.now += OPEN_HOLD_S - 0.1
     assert debouncer.take_due() == []
-    clock.now += 0.1
+    clock.now += 0.2
+    assert not debouncer.is_writing("b") and debouncer.take_due() == ["b"]
+
+
+def test_a_deleted_file_and_lost_events_hold_nothing() -> None:
+    clock = Clock()
+    debouncer = inotify_debouncer(clock)
+    debouncer.opened("a", "lessons/1.1-x.md")
+    debouncer.writing("a", "lessons/1.1-x.md")
+    debouncer.gone("a", "lessons/1.1-x.md")
     assert not debouncer.is_writing("a")
-    assert debouncer.take_due() == ["a"]
+    debouncer.opened("b", "lessons/1.1-y.md")
+    debouncer.writing("b", "lessons/1.1-y.md")
+    debouncer.files_unknown()  # the watch queue overflowed
+    assert not debouncer.is_writing("b")
 
 
 def test_without_close_events_writes_wait_for_the_quiet_period() -> None:
@@ -306,41 +392,68 @@ def test_without_close_events_writes_wait_for_the_quiet_period() -> None:
     assert debouncer.take_due() == ["a"]
 
 
-def test_writes_closes_and_other_events_are_routed_by_kind(tmp_path: Path) -> None:
+class RecordingFiles:
+    def __init__(self) -> None:
+        self.seen: list[tuple[object, ...]] = []
+
+    def opened(self, course: str, path: str) -> None:
+        self.seen.append(("opened", course, path))
+
+    def writing(self, course: str, path: str) -> None:
+        self.seen.append(("writing", course, path))
+
+    def created(self, course: str, path: str) -> None:
+        self.seen.append(("created", course, path))
+
+    def closed(self, course: str, path: str, *, wrote: bool) -> None:
+        self.seen.append(("closed", course, path, wrote))
+
+    def gone(self, course: str, path: str) -> None:
+        self.seen.append(("gone", course, path))
+
+
+def test_file_events_are_routed_by_kind(tmp_path: Path) -> None:
     from watchdog.events import (
         DirModifiedEvent,
         FileAttribEvent,
         FileClosedEvent,
+        FileClosedNoWriteEvent,
         FileCreatedEvent,
         FileDeletedEvent,
         FileModifiedEvent,
         FileMovedEvent,
+        FileOpenedEvent,
     )
 
-    seen: list[tuple[str, ...]] = []
+    files = RecordingFiles()
     handler = CourseEventHandler(
-        tmp_path,
-        lambda c: seen.append(("mark", c)),
-        logging.getLogger("test"),
-        writing=lambda c, p: seen.append(("writing", c, p)),
-        closed=lambda c, p: seen.append(("closed", c, p)),
+        tmp_path, lambda c: files.seen.append(("mark", c)), logging.getLogger("t"), files=files
     )
     root = str(tmp_path)
-    handler.dispatch(FileCreatedEvent(f"{root}/a/lessons/1.1-x.md"))  # also: moved in
-    handler.dispatch(FileModifiedEvent(f"{root}/a/lessons/1.1-x.md"))
-    handler.dispatch(FileClosedEvent(f"{root}/a/lessons/1.1-x.md"))
+    lesson = tmp_path / "a/lessons/1.1-x.md"
+    lesson.parent.mkdir(parents=True)
+    lesson.write_text("# x\n", encoding="utf-8")
+    handler.dispatch(FileCreatedEvent(str(lesson)))
+    handler.dispatch(FileOpenedEvent(str(lesson)))
+    handler.dispatch(FileModifiedEvent(str(lesson)))
+    handler.dispatch(FileClosedEvent(str(lesson)))
+    handler.dispatch(FileClosedNoWriteEvent(str(lesson)))
     handler.dispatch(DirModifiedEvent(f"{root}/a/lessons"))
-    handler.dispatch(FileAttribEvent(f"{root}/a/lessons/1.1-x.md"))  # chmod: no write
+    handler.dispatch(FileAttribEvent(str(lesson)))  # chmod: no write
     handler.dispatch(FileMovedEvent(f"{root}/b/lessons/1.1-y.md", f"{root}/b/lessons/1.2-y.md"))
     handler.dispatch(FileDeletedEvent(f"{root}/c/curriculum.yaml"))
+    handler.dispatch(FileModifiedEvent(f"{root}/c/lessons/1.1-deleted.md"))  # no such file
     handler.dispatch(FileModifiedEvent(f"{root}/a/lessons/.1.1-x.md.swp"))  # noise
-    assert seen == [
+    rel = "lessons/1.1-x.md"
+    assert files.seen == [
+        ("created", "a", rel),
+        ("opened", "a", rel),
+        ("writing", "a", rel),
+        ("closed", "a", rel, True),
+        ("closed", "a", rel, False),
         ("mark", "a"),
-        ("writing", "a", "lessons/1.1-x.md"),
-        ("closed", "a", "lessons/1.1-x.md"),
         ("mark", "a"),
-        ("mark", "a"),
-        ("closed", "b", "lessons/1.1-y.md"),
+        ("gone", "b", "lessons/1.1-y.md"),
         ("mark", "b"),
-        ("closed", "c", "curriculum.yaml"),
+        ("gone", "c", "curriculum.yaml"),
     ]
