@@ -27,6 +27,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SYNCD_ROOT=/courses \
     SYNCD_DATA_DIR=/var/lib/syncd/postgres \
     SYNCD_LOG_FORMAT=json \
+    SYNCD_SOURCE_REQUIRED=1 \
     PYTHONUNBUFFERED=1
 VOLUME ["/courses", "/var/lib/syncd"]
 USER 10001:10001

@@ -357,6 +357,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
         if command == "run" and args.rescan:
             command = "rescan"
+        if command in ("run", "rescan", "verify", "sources"):
+            config.check_source(settings, env)
         return _COMMANDS[command](settings, args)
     except ConfigError as error:
         return _fail(ExitCode.CONFIG, "configuration error", error, secrets)

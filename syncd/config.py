@@ -53,6 +53,38 @@ def default_source(root: Path) -> str:
     return f"{host_name()}:{root.absolute()}"
 
 
+CONTAINER_MARKERS = (Path("/run/.containerenv"), Path("/.dockerenv"))  # podman, Docker
+CONTAINER_ID_HOSTNAME = re.compile(r"[0-9a-f]{12}")  # Docker's and podman's default
+
+
+def host_name_changes_with_container(env: Mapping[str, str] | None = None) -> bool:
+    """Is the host name one that a recreated container does not keep: a Docker or podman
+    container named by its id, or a Kubernetes pod? (A container with a host name of its
+    own, like a long-lived development box, keeps it.)"""
+    env = os.environ if env is None else env
+    if "KUBERNETES_SERVICE_HOST" in env:
+        return True
+    in_container = any(marker.exists() for marker in CONTAINER_MARKERS)
+    return in_container and CONTAINER_ID_HOSTNAME.fullmatch(host_name()) is not None
+
+
+def check_source(settings: Settings, env: Mapping[str, str]) -> None:
+    """A default source (``<host>:<root>``) would change with every recreated container,
+    and the courses it synced before would then be refused as another source's (nothing
+    written, no error); and every container of one host on its network would share one
+    (``<host>:/courses``) and archive each other's courses. The image sets
+    SYNCD_SOURCE_REQUIRED=1; there, and where the host name changes with the container, a
+    source must be named."""
+    required = parse_bool("SYNCD_SOURCE_REQUIRED", env.get("SYNCD_SOURCE_REQUIRED", "false"))
+    if not settings.source and (required or host_name_changes_with_container(env)):
+        raise ConfigError(
+            f"in a container the default source name ({settings.source_name!r}) changes "
+            "whenever the container is recreated (the courses synced before would then be "
+            "refused as another source's), or is shared by every container of the host: set "
+            "SYNCD_SOURCE (--source) to a name of this tree's own that stays"
+        )
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("syncd")) / "postgres"
 

@@ -71,6 +71,7 @@ class Writer:
     last_tick: float = 0.0
     last_sync: float | None = None
     last_sync_wall: str = "never"
+    root_problem: str | None = None  # why the course root cannot be read now, if it cannot
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
 
@@ -173,12 +174,17 @@ class Writer:
             )
         except RootUnavailable as error:
             self.breaker.record_success()
+            self.root_problem = str(error)
+            if not self.ready.is_set():  # at start: exit 5, as every command does
+                self.fatal = error
+                return
             self.log.error("course root unavailable", reason=str(error))
             self.stop.wait(min(self.breaker.reset_timeout_s, 5.0))
             return
         except TransientError:
             return  # every failed attempt was counted and logged (_attempt)
         self.breaker.record_success()
+        self.root_problem = None
         self.reconcile_requested.clear()
         self._synced()
 
@@ -193,6 +199,7 @@ class Writer:
                 self._attempt(lambda: self.reconciler.sync_course(course))
         except RootUnavailable as error:
             self.breaker.record_success()
+            self.root_problem = str(error)
             self.log.error("course root unavailable", course=course, reason=str(error))
             self.debouncer.defer(course, self.clock() + 5.0)
             return False
@@ -204,6 +211,7 @@ class Writer:
             self.log.error("course rejected", course=course, reason=error.reason)
             return True
         self.breaker.record_success()
+        self.root_problem = None
         self._synced()
         return True
 
@@ -481,6 +489,9 @@ class Daemon:
 
     def _writer_failed(self, writer: Writer) -> int:
         error = writer.fatal
+        if isinstance(error, RootUnavailable):
+            self.log.error("course root unavailable", reason=str(error), exit_code=5)
+            return ExitCode.ROOT_UNAVAILABLE
         if isinstance(error, FatalError):
             self.log.error("database refused syncd", reason=str(error))
             return ExitCode.FATAL_DB
@@ -497,6 +508,7 @@ class Daemon:
             return identity is not None
         self._root_identity = identity
         if identity is None:
+            writer.root_problem = f"{self.settings.root} is missing"
             self.log.error(
                 "course root unavailable",
                 root=str(self.settings.root),
@@ -586,6 +598,7 @@ class Daemon:
             pending=debouncer.pending(),
             lag_s=round(debouncer.oldest_age(), 3),
             last_sync=writer.last_sync_wall,
+            root_problem=writer.root_problem,
         )
         try:
             health.write(self.settings.health_path, state)

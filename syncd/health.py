@@ -30,6 +30,7 @@ class HealthState:
     pending: int
     lag_s: float
     last_sync: str
+    root_problem: str | None = None  # the course root cannot be read (missing, unreadable)
 
 
 def write(path: Path, state: HealthState) -> None:
@@ -37,6 +38,7 @@ def write(path: Path, state: HealthState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    temp.chmod(0o644)  # no secret in it: a monitoring user may read it (the unit's umask is 077)
     os.replace(temp, path)
 
 
@@ -65,6 +67,8 @@ def verdict(
         return False, "stalled: the writer has made no progress for longer than any wait lasts"
     if not state.observer_alive:
         return False, "stalled: the watcher is not running"
+    if state.root_problem:
+        return False, f"course root unavailable: {state.root_problem}"
     if state.unreachable_since is not None:
         down = now - state.unreachable_since
         if down > unreachable_after_s:

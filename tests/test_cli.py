@@ -208,3 +208,47 @@ def test_an_interrupted_rescan_says_how_far_it_got_and_that_a_rerun_resumes(
         assert finished["courses"] == 60
     finally:
         rerun.kill()
+
+
+def test_a_daemon_started_on_an_emptied_root_exits_5_like_every_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """The tree is not mounted: the database has courses, the root is empty. The daemon
+    used to wait there for ever without READY (systemd: a start timeout every 5 minutes)."""
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0
+    for path in sorted(root.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    run = run_cli(capsys, ["--root", str(root)], db_dsn)
+    assert run.code == ExitCode.ROOT_UNAVAILABLE == 5
+    failed = run.named("course root unavailable")
+    assert failed and "is the tree mounted?" in failed[-1]["reason"]
+    assert not run.named("daemon ready")
+
+
+def test_in_a_container_a_source_must_be_named(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_dsn: str
+) -> None:
+    marker = tmp_path / ".containerenv"
+    marker.write_text("", encoding="utf-8")
+    monkeypatch.setattr("syncd.config.CONTAINER_MARKERS", (marker,))
+    monkeypatch.setattr("syncd.config.host_name", lambda: "5281cb97485b")  # a container id
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    run = run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn)
+    assert run.code == ExitCode.CONFIG == 2
+    assert "SYNCD_SOURCE" in run.named("configuration error")[0]["reason"]
+    named = run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn, {"SYNCD_SOURCE": "box-1"})
+    assert named.code == 0
+
+
+def test_the_image_requires_a_named_source(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    required = {"SYNCD_SOURCE_REQUIRED": "1"}  # set by the Dockerfile
+    run = run_cli(capsys, ["--root", str(root)], db_dsn, required)
+    assert run.code == ExitCode.CONFIG and "SYNCD_SOURCE" in run.stderr
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn, required).code == 2

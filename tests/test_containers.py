@@ -109,6 +109,12 @@ def test_the_image_builds_runs_as_non_root_syncs_reports_health_and_stops_cleanl
     started = time.monotonic()
     env = ["-e", f"DATABASE_URL={dsn}"]
     podman("run", "--rm", "--network", "host", *env, IMAGE, "migrate", timeout=300)
+    unnamed = podman(
+        "run", "--rm", "--network", "host", *env, "-v", f"{root}:/courses:ro", IMAGE, "--rescan",
+        check=False,
+    )  # fmt: skip
+    assert unnamed.returncode == 2 and "SYNCD_SOURCE" in unnamed.stderr, unnamed.stderr
+    env += ["-e", "SYNCD_SOURCE=suite-image"]  # the README's Docker section names one
     name = f"syncd-suite-{os.getpid()}"
     podman(
         "run",

@@ -63,6 +63,8 @@ def test_the_verdict_names_each_way_of_being_unhealthy(tmp_path: Path) -> None:
         False,
         "database unreachable for 61 s (breaker half-open), 2 course(s) pending",
     )
+    health.write(path, state(root_problem="/courses is missing"))
+    assert judge(path) == (False, "course root unavailable: /courses is missing")
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
