@@ -103,7 +103,7 @@ class Debouncer:
         """Is a file of ``course`` open for writing (its content not final)?"""
         now = self._clock()
         with self._cond:
-            return self._held_until(course, now) > now
+            return self._files.held_until(course, now) > now
 
     def defer(self, course: str, until: float) -> None:
         """Keep ``course`` pending, not due before ``until`` (the store is unavailable)."""
@@ -116,11 +116,8 @@ class Debouncer:
     def _due_at(self, course: str) -> float:
         quiet = self.quiet_s if self.settle_s is None else self.settle_s
         due = min(self._last[course] + quiet, self._first[course] + self.max_delay_s)
-        due = max(due, self._held_until(course, self._clock()))
+        due = max(due, self._files.held_until(course, self._clock()))
         return max(due, self._not_before.get(course, due))
-
-    def _held_until(self, course: str, now: float) -> float:
-        return self._files.held_until(course, now)
 
     def take_due(self) -> list[str]:
         """Remove and return every course that is due now, oldest first."""

@@ -86,15 +86,3 @@ class CourseScheduler:
                 return
             job, future = waiting.popleft()
         self._start(course, job, future)
-
-
-class InlineExecutor(Executor):
-    """Runs each job at once on the caller's thread (in-process tests, dry runs)."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:
-            future.set_exception(error)
-        return future

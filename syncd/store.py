@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 import psycopg_pool
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from syncd.course import CourseSnapshot, FileIssue
@@ -364,7 +364,6 @@ class CourseStore:
         a row the database refuses is rejected alone and the others are written."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
-            conn.row_factory = tuple_row
             try:
                 with conn.pipeline() if not row_by_row else nullcontext(), conn.transaction():
                     if row_by_row:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,9 +17,22 @@ from syncd.daemon import Writer
 from syncd.debounce import Debouncer
 from syncd.errors import TransientError
 from syncd.reconcile import Summary
-from syncd.scheduler import CourseScheduler, InlineExecutor
+from syncd.scheduler import CourseScheduler
 
+T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
+
+
+class InlineExecutor(Executor):
+    """Runs each job at once on the caller's thread (in-process tests, dry runs)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
 
 
 class Clock:

@@ -519,3 +519,17 @@ def test_rows_under_a_refused_row_are_named_too(
     } <= named
     check = verify(capsys, root, db_dsn)
     assert check.code == 1
+
+
+def test_the_daemon_as_the_service_user_exits_5_on_a_root_it_cannot_read(
+    shared_tmp: Path, db_dsn: str
+) -> None:
+    """Operator report (issue 12 review): on a root the service user may not read, the
+    daemon waited for ever without READY (under systemd: a 300 s start timeout, restarted
+    every 5 minutes). It exits 5, as `--rescan` and `verify` do."""
+    root = shared_tmp / "courses"
+    make_course(root, "c", lessons=1)
+    root.chmod(0o700)  # root's: the service user may not list it
+    run = as_service_user(db_dsn, "--root", str(root), "--health-file", str(shared_tmp / "h"))
+    assert run.code == 5, run.stderr
+    assert "Permission denied" in run.stderr and "--root" in run.stderr
