@@ -4,13 +4,19 @@ timeout (one trial call) → closed on success, open again on failure.
 Hand-written rather than a library: the ones on PyPI either hold a lock around the
 protected call (serialising every database call) or are asyncio-only. Here the lock
 guards only the state; the caller makes the call itself between ``allow`` and
-``record_*``. The clock is passed in."""
+``record_*``. The clock is passed in.
+
+The breaker also keeps what health reports are derived from, under the same lock: since
+when it has been away from closed, and the kind and reason of the last failure. The
+``on_change`` callback runs under the lock too, so that transitions are told in the order
+they happened (it must only record or log, never call back into the breaker)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -18,6 +24,17 @@ class State(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    """One consistent reading of the breaker (for health, heartbeats and status)."""
+
+    state: State
+    away_since: float | None  # clock time it left closed; None while closed
+    kind: str  # of the last failure: "unreachable", "disk-full", "auth"
+    reason: str  # the last failure's message ("" when none since closing)
+    kind_since: float | None  # clock time failures of this kind began (unbroken)
 
 
 class CircuitBreaker:
@@ -34,11 +51,21 @@ class CircuitBreaker:
         self.reset_timeout_s = reset_timeout_s
         self._clock = clock
         self._on_change = on_change
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._state = State.CLOSED
         self._failures = 0
         self._opened_at = 0.0
         self._trial_in_flight = False
+        self._away_since: float | None = None
+        self._kind = ""
+        self._reason = ""
+        self._kind_since: float | None = None
+
+    def view(self) -> BreakerView:
+        with self._lock:
+            return BreakerView(
+                self._state, self._away_since, self._kind, self._reason, self._kind_since
+            )
 
     @property
     def state(self) -> State:
@@ -54,49 +81,49 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May the caller try the protected call now? Never blocks."""
-        change = None
         with self._lock:
             if self._state is State.OPEN:
                 if self._clock() < self._opened_at + self.reset_timeout_s:
                     return False
-                change = (self._state, State.HALF_OPEN)
-                self._state = State.HALF_OPEN
+                self._move(State.HALF_OPEN)
                 self._trial_in_flight = False
             if self._state is State.HALF_OPEN:
                 if self._trial_in_flight:
-                    allowed = False
-                else:
-                    self._trial_in_flight = allowed = True
-            else:
-                allowed = True
-        self._notify(change)
-        return allowed
+                    return False
+                self._trial_in_flight = True
+            return True
 
     def record_success(self) -> None:
-        change = None
         with self._lock:
             self._failures = 0
             self._trial_in_flight = False
+            self._kind, self._reason, self._kind_since = "", "", None
             if self._state is not State.CLOSED:
-                change = (self._state, State.CLOSED)
-                self._state = State.CLOSED
-        self._notify(change)
+                self._move(State.CLOSED)
 
-    def record_failure(self) -> None:
-        change = None
+    def record_failure(self, kind: str = "unreachable", reason: str = "") -> None:
+        """A failed call; ``kind`` says what kind of outage it shows (health names it)."""
         with self._lock:
+            now = self._clock()
+            if kind != self._kind or self._kind_since is None:
+                self._kind_since = now
+            self._kind, self._reason = kind, reason
             self._failures += 1
             self._trial_in_flight = False
             if self._state is State.HALF_OPEN or (
                 self._state is State.CLOSED and self._failures >= self.failure_threshold
             ):
-                change = (self._state, State.OPEN)
-                self._state = State.OPEN
-                self._opened_at = self._clock()
+                self._opened_at = now
+                self._move(State.OPEN)
             elif self._state is State.OPEN:
-                self._opened_at = self._clock()
-        self._notify(change)
+                self._opened_at = now
 
-    def _notify(self, change: tuple[State, State] | None) -> None:
-        if change is not None and self._on_change is not None:
-            self._on_change(*change)
+    def _move(self, new: State) -> None:
+        """Under the lock: change state, keep ``away_since``, tell ``on_change``."""
+        old, self._state = self._state, new
+        if new is State.CLOSED:
+            self._away_since = None
+        elif self._away_since is None:
+            self._away_since = self._clock()
+        if self._on_change is not None:
+            self._on_change(old, new)

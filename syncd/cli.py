@@ -14,7 +14,14 @@ from typing import Any
 
 from syncd import config, console, embedded, health, logs, migrate
 from syncd.config import Secret, Settings
-from syncd.errors import ConfigError, FatalError, RootUnavailable, SyncdError, TransientError
+from syncd.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    FatalError,
+    RootUnavailable,
+    SyncdError,
+    TransientError,
+)
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.privileges import missing_privileges
@@ -251,6 +258,16 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             type=float,
             default=d.heartbeat_s,
         )
+        f(
+            parser,
+            env,
+            "--auth-grace",
+            "SYNCD_AUTH_GRACE",
+            "seconds the database may reject the password (rotated while running) before the"
+            " daemon exits 4",
+            type=float,
+            default=d.auth_grace_s,
+        )
     if command in ("run", "rescan", "health"):
         f(
             parser,
@@ -333,6 +350,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             breaker_failures=int(_opt(args, "breaker_failures", "breaker_failures")),
             breaker_reset_s=float(_opt(args, "breaker_reset", "breaker_reset_s")),
             heartbeat_s=float(_opt(args, "heartbeat", "heartbeat_s")),
+            auth_grace_s=float(_opt(args, "auth_grace", "auth_grace_s")),
             health_file=Path(args.health_file) if getattr(args, "health_file", None) else None,
             stalled_after_s=float(_opt(args, "stalled_after", "stalled_after_s")),
             unreachable_after_s=float(_opt(args, "unreachable_after", "unreachable_after_s")),
@@ -366,6 +384,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return _fail(ExitCode.ROOT_UNAVAILABLE, "course root unavailable", error, secrets)
     except TransientError as error:
         return _fail(ExitCode.UNREACHABLE, "database unavailable", error, secrets)
+    except AuthenticationFailed as error:
+        return _fail(ExitCode.FATAL_DB, "database authentication failed", error, secrets)
     except FatalError as error:
         return _fail(ExitCode.FATAL_DB, "database refused syncd", error, secrets)
     except SyncdError as error:

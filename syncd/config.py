@@ -114,6 +114,7 @@ class Settings:
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
     heartbeat_s: float = 30.0
+    auth_grace_s: float = 300.0  # a password the database rejects this long ends the daemon
     # health (`syncd health`, the image's HEALTHCHECK)
     health_file: Path | None = None  # None: health.json beside the data dir
     stalled_after_s: float = 30.0  # state not written, or writer/watcher stuck, this long

@@ -30,14 +30,25 @@ import tenacity
 from syncd import config, health, logs
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
+from syncd.course_failures import CourseFailures, describe_failure, is_course_level
 from syncd.deadline import SocketDeadlines
 from syncd.debounce import SETTLE_S, Debouncer
-from syncd.errors import ConfigError, FatalError, RejectedError, RootUnavailable, TransientError
+from syncd.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    CourseBusy,
+    DatabaseFull,
+    FatalError,
+    RejectedError,
+    RootUnavailable,
+    SyncdError,
+    TransientError,
+)
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
-from syncd.store import CourseStore, DbSettings, make_pool, translated
+from syncd.store import CourseStore, DbSettings, PoolExhausted, make_pool, probe, translated
 from syncd.systemd import Notifier
 from syncd.watcher import (
     POLL_INTERVAL_S,
@@ -48,6 +59,8 @@ from syncd.watcher import (
 )
 
 IDLE_CHECK_S = 10.0  # a pooled connection idle this long is checked before use
+PROBE_EVERY_S = 5.0  # the pool says "no connection available": ask the server why, this often
+STOP_TAIL_S = 4.0  # after --shutdown-timeout: closing the watcher and the pool
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
 
@@ -65,6 +78,11 @@ class Writer:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], object] | None = None  # retry back-off; default: stop.wait
     retry_attempts: int = 3
+    failures: CourseFailures = field(init=False)  # courses failing on their own (``clock``)
+    # Why the pool cannot connect (a rejected password), asked when it says only "no
+    # connection available"; None: not asked.
+    diagnose: Callable[[], SyncdError | None] | None = None
+    auth_grace_s: float = 300.0  # a password rejected this long ends the daemon (exit 4)
     reconcile_requested: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
     fatal: BaseException | None = None
@@ -72,8 +90,13 @@ class Writer:
     last_sync: float | None = None
     last_sync_wall: str = "never"
     root_problem: str | None = None  # why the course root cannot be read now, if it cannot
+    reconcile_left: int = 0  # courses of the running full reconcile not done yet
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
+    _auth_said: tuple[float, float] | None = None  # (said at, next after) in this failing run
+
+    def __post_init__(self) -> None:
+        self.failures = CourseFailures(self.clock)
 
     def run(self) -> None:
         self.reconcile_requested.set()  # the first job: a full reconcile
@@ -111,6 +134,7 @@ class Writer:
         the newest files anyway. The scheduler never runs two jobs of a course at once."""
         with self._lock:
             if course in self._queued:
+                self.debouncer.done(course)  # the job waiting reads this change too
                 return
             self._queued.add(course)
         try:
@@ -127,18 +151,41 @@ class Writer:
             if self.stop.is_set():
                 self.debouncer.defer(course, self.clock())  # left for the shutdown flush
             elif self._sync(course):
-                self._course_synced(course)
+                self.debouncer.done(course)
         except FatalError as error:
             self.fatal = error
-        except BaseException as error:  # a crashed sync must stop the daemon loudly
+        except BaseException as error:  # only what is not one course's (a crash) ends it
             self.fatal = error
             self.log.exception("course sync crashed", course=course)
 
-    def _course_synced(self, course: str) -> None:
-        """Its changes are in the database, unless a later job of it waits (then that one's
-        end says so): until then it counts as pending, retries included."""
-        if not self.scheduler.queued(course):
-            self.debouncer.done(course)
+    def _course_failed(self, course: str, error: BaseException) -> None:
+        """One course's own failure: named, retried alone on its back-off; the rest goes
+        on."""
+        failure = describe_failure(error)
+        record = self.failures.failed(course, failure)
+        if failure.kind == "error":  # a surprise: its traceback is wanted
+            self.log.error(failure.event, course=course, reason=failure.reason, exc_info=error)
+        self.log.error(
+            failure.event,
+            course=course,
+            kind=failure.kind,
+            reason=failure.reason,
+            sqlstate=failure.sqlstate,
+            attempt=record.attempts,
+            failing_s=round(self.clock() - record.since, 1),
+            retry_in_s=round(record.retry_at - self.clock(), 1),
+        )
+        self.debouncer.defer(course, record.retry_at)
+
+    def _course_recovered(self, course: str) -> None:
+        record = self.failures.recovered(course)
+        if record is not None:
+            self.log.info(
+                "course recovered",
+                course=course,
+                attempts=record.attempts,
+                failing_s=round(self.clock() - record.since, 1),
+            )
 
     def flush(self, deadline: float) -> list[str]:
         """Shutdown: sync every pending course until ``deadline``; return the rest."""
@@ -169,7 +216,10 @@ class Writer:
         try:
             self._with_retries(
                 lambda: self.reconciler.reconcile_all(
-                    self.scheduler, progress=self._progress, after_course=self._course_synced
+                    self.scheduler,
+                    progress=self._progress,
+                    on_failure=self._course_failed,
+                    after_course=self._course_recovered,
                 )
             )
         except RootUnavailable as error:
@@ -185,6 +235,7 @@ class Writer:
             return  # every failed attempt was counted and logged (_attempt)
         self.breaker.record_success()
         self.root_problem = None
+        self.reconcile_left = 0
         self.reconcile_requested.clear()
         self._synced()
 
@@ -193,10 +244,8 @@ class Writer:
             self.debouncer.defer(course, self.breaker.retry_at())
             return False
         try:
-            if retry:
-                self._with_retries(lambda: self.reconciler.sync_course(course))
-            else:
-                self._attempt(lambda: self.reconciler.sync_course(course))
+            call = partial(self.reconciler.sync_course, course)
+            result = self._with_retries(call) if retry else self._attempt(call)
         except RootUnavailable as error:
             self.breaker.record_success()
             self.root_problem = str(error)
@@ -206,13 +255,21 @@ class Writer:
         except TransientError:  # every failed attempt was counted and logged (_attempt)
             self.debouncer.defer(course, self.breaker.retry_at())
             return False
-        except RejectedError as error:
-            self.breaker.record_success()  # the database answered: it is up
-            self.log.error("course rejected", course=course, reason=error.reason)
-            return True
+        except Exception as error:
+            if not is_course_level(error):
+                raise  # fatal: ends the daemon with its exit code
+            if isinstance(error, RejectedError | CourseBusy):
+                self.breaker.record_success()  # the database answered: it is up
+            self._course_failed(course, error)
+            return False
         self.breaker.record_success()
         self.root_problem = None
+        retry_at = getattr(result, "retry_at", None)
+        if retry_at is not None:  # nothing done yet (a vanished folder waits for its rename)
+            self.debouncer.defer(course, retry_at)
+            return False
         self._synced()
+        self._course_recovered(course)
         return True
 
     def _attempt(self, call: Callable[[], Any], attempt: int = 1) -> Any:
@@ -221,8 +278,16 @@ class Writer:
         try:
             return call()
         except TransientError as error:
-            self._unavailable(error, attempt)
+            self._unavailable(self._cause(error), attempt)
             raise
+
+    def _cause(self, error: TransientError) -> SyncdError:
+        """The pool says only "no connection available": ask why (a rejected password)."""
+        if isinstance(error, PoolExhausted) and self.diagnose is not None:
+            cause = self.diagnose()
+            if isinstance(cause, AuthenticationFailed):
+                return cause
+        return error
 
     def _with_retries(self, call: Callable[[], Any]) -> Any:
         def stop(state: tenacity.RetryCallState) -> bool:  # the breaker opened: stop trying
@@ -240,6 +305,7 @@ class Writer:
 
     def _progress(self, done: int, total: int, course: str) -> None:
         self.last_tick = self.clock()  # a long full reconcile is progress, not a hang
+        self.reconcile_left = total - done
 
     def _sleep(self, seconds: float) -> None:
         if self.sleep is not None:
@@ -247,16 +313,48 @@ class Writer:
         else:
             self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
 
-    def _unavailable(self, error: Exception, attempt: int = 1) -> None:
+    def _unavailable(self, error: SyncdError, attempt: int = 1) -> None:
         """Said first, then counted: the failure that opens the breaker precedes its
         `breaker opened` line."""
+        if isinstance(error, AuthenticationFailed):
+            self._auth_rejected(error)
+            return
+        kind = "disk-full" if isinstance(error, DatabaseFull) else "unreachable"
         self.log.warning(
             "database unavailable",
+            cause=kind,
             reason=str(error),
             attempt=attempt,
             breaker=self.breaker.state.value,
         )
-        self.breaker.record_failure()
+        self.breaker.record_failure(kind, str(error))
+
+    def _auth_rejected(self, error: AuthenticationFailed) -> None:
+        """A rejected password: its own event, said again with back-off (15 s, doubling to
+        5 min) while it lasts, and after ``auth_grace_s`` the end of the daemon (exit 4): a
+        running syncd cannot learn a new password (DATABASE_URL is read at start), so the
+        unit stops restarting it and `systemctl status` shows why."""
+        self.breaker.record_failure("auth", str(error))
+        view = self.breaker.view()
+        now = self.clock()
+        since = view.kind_since if view.kind_since is not None else now
+        failing_s = now - since
+        said = self._auth_said
+        if said is None or said[0] < since or now >= said[1]:
+            every = 15.0 if said is None or said[0] < since else min((said[1] - said[0]) * 2, 300.0)
+            self._auth_said = (now, now + every)
+            self.log.error(
+                "database authentication failed",
+                reason=str(error),
+                failing_s=round(failing_s, 1),
+                exits_in_s=round(max(self.auth_grace_s - failing_s, 0.0), 1),
+                hint="the password in DATABASE_URL is rejected: update it and restart syncd",
+            )
+        if failing_s >= self.auth_grace_s and self.fatal is None:
+            self.fatal = AuthenticationFailed(
+                f"{error} (rejected for {failing_s:.0f} s, --auth-grace {self.auth_grace_s:g} s):"
+                " update DATABASE_URL and restart syncd"
+            )
 
     def _synced(self) -> None:
         self.last_sync = self.clock()
@@ -279,7 +377,7 @@ class Daemon:
         self.stop = threading.Event()
         self.signal_received: str | None = None
         self._link_watches: dict[str, Any] = {}  # followed link target -> its watch
-        self._unreachable_since: float | None = None  # wall clock: the breaker left closed
+        self._root_missing: str | None = None  # the supervisor's own look at the root
         self._health_due = 0.0  # monotonic: when the health file is written next
         self._health_failed = False
         # Longer than any bounded wait of the writer: every retry of a call that runs into its
@@ -334,6 +432,8 @@ class Daemon:
             self.stop,
             self.log,
             self.clock,
+            diagnose=ProbeEvery(lambda: probe(self.db), self.clock),
+            auth_grace_s=s.auth_grace_s,
         )
         handler = CourseEventHandler(
             s.root,
@@ -378,8 +478,6 @@ class Daemon:
             )
             for name in WATCHDOG_LOGGERS:
                 logging.getLogger(name).removeHandler(overflow)
-        if code == ExitCode.OK and self.signal_received == "SIGINT":
-            return ExitCode.INTERRUPTED  # Ctrl-C: the README's 130, after a clean stop
         return code
 
     # -- the main loop ------------------------------------------------------------------
@@ -417,19 +515,22 @@ class Daemon:
                 observer = self._observer
             if s.follow_symlinks:
                 self._watch_link_targets(writer, debouncer)
-            if writer.ready.is_set() and not ready_sent:
-                ready_sent = True
-                self.notifier.ready(self._status(writer, debouncer, breaker))
-                self.log.info("daemon ready", pending=debouncer.pending())
             # The watchdog is fed from this loop on the threads' liveness, not on a sync
             # finishing: a writer waiting out an outage (retries, deadlines, back-off) is
             # alive. Only a writer silent for longer than any bounded wait can last is hung.
             writer_alive = thread.is_alive() and writer.responsive(now, self._hung_after)
+            # One reading of the state per tick, by this thread: the health file, the
+            # systemd status and the heartbeat all say the same thing.
+            state = self._observe(writer, debouncer, breaker, writer_alive, observer.is_alive())
+            if writer.ready.is_set() and not ready_sent:
+                ready_sent = True
+                self.notifier.ready(health.status_line(state))
+                self.log.info("daemon ready", pending=state.pending)
             if observer.is_alive() and writer_alive:
                 self.notifier.watchdog()
-            self.notifier.status(self._status(writer, debouncer, breaker))
+            self.notifier.status(health.status_line(state))
             if now >= self._health_due:
-                self._write_health(writer, debouncer, breaker, writer_alive, observer.is_alive())
+                self._write_health(state)
             if next_reconcile is not None and now >= next_reconcile:
                 writer.reconcile_requested.set()
                 debouncer.wake()
@@ -438,12 +539,14 @@ class Daemon:
                 next_heartbeat = now + s.heartbeat_s
                 self.log.info(
                     "heartbeat",
-                    pending=debouncer.pending(),
-                    breaker=breaker.state.value,
-                    lag_s=round(debouncer.oldest_age(), 3),
+                    pending=state.pending,
+                    breaker=state.breaker,
+                    breaker_cause=state.breaker_kind or None,
+                    lag_s=state.lag_s,
                     held=debouncer.held(),
-                    last_sync=writer.last_sync_wall,
-                    observer_alive=observer.is_alive(),
+                    failing=[health.describe_failing(f, time.time()) for f in state.failing],
+                    last_sync=state.last_sync,
+                    observer_alive=state.observer_alive,
                 )
         return ExitCode.OK
 
@@ -457,13 +560,19 @@ class Daemon:
         pool: Any,
         deadlines: SocketDeadlines,
     ) -> int:
+        """One budget for the whole stop: ``--shutdown-timeout`` for the jobs in flight and
+        the flush together (a database call still running at its end has its socket shut),
+        then at most ``STOP_TAIL_S`` to close the watcher and the pool."""
         observer = self._observer
         self.notifier.stopping()
         self.stop.set()
         debouncer.wake()
+        deadline = self.clock() + self.settings.shutdown_timeout_s
+        deadlines.cap(deadline)
         self.log.info("daemon stopping", signal=self.signal_received, pending=debouncer.pending())
         observer.stop()
-        thread.join(timeout=self.settings.shutdown_timeout_s)
+        # a call still running at the deadline has its socket shut then: a moment to fail
+        thread.join(timeout=max(deadline - self.clock(), 0.0) + 1.0)
         left: list[str] = []
         if (
             code == ExitCode.OK
@@ -471,20 +580,22 @@ class Daemon:
             and writer.ready.is_set()
             and not thread.is_alive()
         ):
-            left = writer.flush(self.clock() + self.settings.shutdown_timeout_s)
+            left = writer.flush(deadline)
         elif code == ExitCode.OK and writer.fatal is None:
-            left = debouncer.take_all()
+            left = sorted(debouncer.pending_courses())  # a job still under way included
         if left:
             self.log.warning(
                 "shutdown with unsynced courses (the next start reconciles them)", courses=left
             )
-        observer.join(timeout=5)
+        observer.join(timeout=STOP_TAIL_S / 2)
         health.remove(self.settings.health_path)  # a stopped daemon is not healthy
-        pool.close(timeout=5)
+        pool.close(timeout=STOP_TAIL_S / 2)
         deadlines.close()
         if code == ExitCode.OK and writer.fatal is not None:
             code = self._writer_failed(writer)
-        self.log.info("daemon stopped", exit_code=code, unsynced=len(left))
+        if code == ExitCode.OK and self.signal_received == "SIGINT":
+            code = ExitCode.INTERRUPTED  # Ctrl-C: the README's 130, after a clean stop
+        self.log.info("daemon stopped", exit_code=int(code), unsynced=len(left))
         return code
 
     def _writer_failed(self, writer: Writer) -> int:
@@ -504,11 +615,11 @@ class Daemon:
         """Notice the course root disappearing (deleted, renamed, unmounted) and coming
         back: watch it again and reconcile. Returns whether it is there now."""
         identity = _identity(self.settings.root)
+        self._root_missing = None if identity is not None else f"{self.settings.root} is missing"
         if identity == self._root_identity:
             return identity is not None
         self._root_identity = identity
         if identity is None:
-            writer.root_problem = f"{self.settings.root} is missing"
             self.log.error(
                 "course root unavailable",
                 root=str(self.settings.root),
@@ -565,10 +676,7 @@ class Daemon:
         debouncer.wake()
 
     def _breaker_changed(self, old: State, new: State) -> None:
-        if new is State.CLOSED:
-            self._unreachable_since = None
-        elif self._unreachable_since is None:
-            self._unreachable_since = time.time()
+        """Told under the breaker's lock, in order: only logs and asks for a health write."""
         self._health_due = 0.0  # said at the next tick
         if new is State.OPEN:
             self.log.warning("breaker opened", previous=old.value)
@@ -577,29 +685,55 @@ class Daemon:
         else:
             self.log.info("breaker closed", previous=old.value)
 
-    def _write_health(
+    def _observe(
         self,
         writer: Writer,
         debouncer: Debouncer,
         breaker: CircuitBreaker,
         writer_alive: bool,
         observer_alive: bool,
-    ) -> None:
-        """The state `syncd health` reads (the image's HEALTHCHECK)."""
-        self._health_due = self.clock() + health.WRITE_EVERY_S
-        state = health.HealthState(
-            written_at=time.time(),
+    ) -> health.HealthState:
+        """The daemon's state, read once from its owners: the breaker's own view, the
+        debouncer's pending courses (and, during the first full reconcile, the courses it
+        has not reached), the failing courses."""
+        now, wall = self.clock(), time.time()
+        view = breaker.view()
+
+        def wall_of(at: float | None) -> float | None:
+            return None if at is None else wall - (now - at)
+
+        unreconciled = 0 if writer.ready.is_set() else writer.reconcile_left
+        return health.HealthState(
+            written_at=wall,
             pid=os.getpid(),
             ready=writer.ready.is_set(),
             writer_responsive=writer_alive,
             observer_alive=observer_alive,
-            breaker=breaker.state.value,
-            unreachable_since=self._unreachable_since,
-            pending=debouncer.pending(),
+            breaker=view.state.value,
+            unreachable_since=wall_of(view.away_since),
+            pending=debouncer.pending() + unreconciled,
             lag_s=round(debouncer.oldest_age(), 3),
             last_sync=writer.last_sync_wall,
-            root_problem=writer.root_problem,
+            root_problem=self._root_missing or writer.root_problem,
+            breaker_kind=view.kind,
+            breaker_reason=view.reason,
+            breaker_kind_since=wall_of(view.kind_since),
+            failing=[
+                health.Failing(
+                    course=f.course,
+                    kind=f.kind,
+                    reason=f.reason,
+                    sqlstate=f.sqlstate,
+                    since=wall - (now - f.since),
+                    attempts=f.attempts,
+                )
+                for f in writer.failures.failing()
+            ],
         )
+
+    def _write_health(self, state: health.HealthState) -> None:
+        """The state `syncd health` reads (the image's HEALTHCHECK)."""
+        self._health_due = self.clock() + health.WRITE_EVERY_S
         try:
             health.write(self.settings.health_path, state)
             self._health_failed = False
@@ -612,12 +746,6 @@ class Daemon:
                     reason=exc.strerror,
                     hint="set --health-file (SYNCD_HEALTH_FILE) to a writable place",
                 )
-
-    def _status(self, writer: Writer, debouncer: Debouncer, breaker: CircuitBreaker) -> str:
-        return (
-            f"pending={debouncer.pending()} breaker={breaker.state.value} "
-            f"last_sync={writer.last_sync_wall}"
-        )
 
     def _checker(self, deadlines: SocketDeadlines) -> Callable[[Any], None]:
         """The pool's health check: a round trip under a deadline, but only for a
@@ -646,6 +774,24 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+
+
+class ProbeEvery:
+    """``probe`` at most once every ``PROBE_EVERY_S``: the workers that all find the pool
+    empty at once ask the server once, and hear the same answer."""
+
+    def __init__(self, probe: Callable[[], SyncdError | None], clock: Callable[[], float]) -> None:
+        self._probe = probe
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: tuple[float, SyncdError | None] | None = None
+
+    def __call__(self) -> SyncdError | None:
+        with self._lock:
+            now = self._clock()
+            if self._last is None or now - self._last[0] >= PROBE_EVERY_S:
+                self._last = (now, self._probe())
+            return self._last[1]
 
 
 def _identity(path: Any) -> tuple[int, int] | None:

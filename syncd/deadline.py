@@ -29,6 +29,7 @@ class SocketDeadlines:
         self._slots: dict[int, tuple[int, float, float]] = {}  # token -> (fd, expiry, seconds)
         self._tokens = itertools.count()
         self._closed = False
+        self._cap: float | None = None  # no call outlives this (the stop's deadline)
         self._thread: threading.Thread | None = None
 
     @contextmanager
@@ -37,13 +38,25 @@ class SocketDeadlines:
         token = next(self._tokens)
         with self._cond:
             self._start()
-            self._slots[token] = (conn.fileno(), self._clock() + seconds, seconds)
+            expiry = self._clock() + seconds
+            if self._cap is not None:
+                expiry = min(expiry, self._cap)
+            self._slots[token] = (conn.fileno(), expiry, seconds)
             self._cond.notify_all()
         try:
             yield
         finally:
             with self._cond:
                 self._slots.pop(token, None)
+
+    def cap(self, at: float) -> None:
+        """From now on no guarded call outlives ``at`` (the stop's deadline): calls under
+        way and calls to come have their sockets shut then."""
+        with self._cond:
+            self._cap = at
+            for token, (fd, expiry, seconds) in list(self._slots.items()):
+                self._slots[token] = (fd, min(expiry, at), seconds)
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:

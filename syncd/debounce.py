@@ -8,9 +8,10 @@ last event, so a single save lands at once and a burst of saves still makes one
 transaction.
 
 Pending work is a set of courses, so memory does not grow with the number of events.
-A course taken for syncing stays pending, with the time of its first change, until the
-writer says it is ``done`` (or ``defer``s it back): so ``pending`` and ``oldest_age`` count
-every change that has not reached the database, a sync stuck in retries included.
+A course taken for syncing stays pending, with the time of its first change, until every
+job taken for it has ended, each with ``done`` (or ``defer``, back to waiting): so
+``pending`` and ``oldest_age`` count every change that has not reached the database, a sync
+stuck in retries, or a job queued behind another of its course, included.
 The clock is passed in; ``wait`` is the only method that blocks."""
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Debouncer:
         self._last: dict[str, float] = {}
         self._not_before: dict[str, float] = {}
         self._taken: dict[str, float] = {}  # being synced: course -> its first change
+        self._jobs: dict[str, int] = {}  # course -> jobs taken for it and not ended
         self._cond = threading.Condition()
 
     def mark(self, course: str) -> None:
@@ -109,7 +111,9 @@ class Debouncer:
         """Keep ``course`` pending, not due before ``until`` (the store is unavailable)."""
         now = self._clock()
         with self._cond:
-            self._first.setdefault(course, self._taken.pop(course, now))
+            first = self._taken.get(course, now)
+            self._job_ended(course)
+            self._first.setdefault(course, first)
             self._last.setdefault(course, now)
             self._not_before[course] = max(until, self._not_before.get(course, until))
 
@@ -128,12 +132,22 @@ class Debouncer:
             )
             for course in due:
                 self._taken.setdefault(course, self._first[course])
+                self._jobs[course] = self._jobs.get(course, 0) + 1
                 self._forget(course)
             return due
 
     def done(self, course: str) -> None:
-        """The writer synced ``course`` (or gave up on it for good)."""
+        """A job taken for ``course`` ended with its changes in the database (or covered by
+        another job of it still to run)."""
         with self._cond:
+            self._job_ended(course)
+
+    def _job_ended(self, course: str) -> None:
+        left = self._jobs.get(course, 0) - 1
+        if left > 0:
+            self._jobs[course] = left
+        else:
+            self._jobs.pop(course, None)
             self._taken.pop(course, None)
 
     def take_all(self) -> list[str]:
@@ -146,8 +160,11 @@ class Debouncer:
 
     def pending(self) -> int:
         """Courses with a change not in the database yet: waiting, or being synced."""
+        return len(self.pending_courses())
+
+    def pending_courses(self) -> set[str]:
         with self._cond:
-            return len(self._first.keys() | self._taken.keys())
+            return self._first.keys() | self._taken.keys()
 
     def oldest_age(self) -> float:
         """Seconds since the oldest pending event (the sync lag), 0 when idle."""

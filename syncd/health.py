@@ -3,8 +3,10 @@ writes a small JSON file every few seconds; the command reads it, and nothing el
 database, no network, nothing written), so it is fast and cannot disturb the daemon.
 
 Unhealthy when the file is stale (the supervisor itself stopped), when the writer or the
-watcher has stalled, or when the database has been unreachable (breaker not closed) for
-longer than a threshold."""
+watcher has stalled, when the database has been away (breaker not closed: unreachable, disk
+full, or the password rejected, each said as such) for longer than a threshold, or when a
+course has been stuck (a lock held, a timeout, a surprise) that long. A course whose data
+the database refuses is named but is the content's problem, not the daemon's: healthy."""
 
 from __future__ import annotations
 
@@ -12,10 +14,29 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 WRITE_EVERY_S = 5.0  # how often the supervisor rewrites the file (and at every breaker change)
+
+
+@dataclass(frozen=True)
+class Failing:
+    """A course whose last sync failed on its own (see course_failures)."""
+
+    course: str
+    kind: str  # refused | busy | error
+    reason: str
+    sqlstate: str | None
+    since: float  # wall clock of its first failure in this run
+    attempts: int
+
+
+STUCK_KINDS = ("busy", "error")  # unhealthy when failing longer than the threshold
+
+
+def describe_failing(failing: Failing, now: float) -> str:
+    return f"{failing.course} ({failing.reason}, {now - failing.since:.0f} s)"
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,28 @@ class HealthState:
     lag_s: float
     last_sync: str
     root_problem: str | None = None  # the course root cannot be read (missing, unreadable)
+    breaker_kind: str = ""  # of the last failure: unreachable | disk-full | auth
+    breaker_reason: str = ""
+    breaker_kind_since: float | None = None  # wall clock: failures of that kind began
+    failing: list[Failing] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> HealthState:
+        failing = data.pop("failing", [])
+        assert isinstance(failing, list)  # noqa: S101 - our own file
+        return cls(**data, failing=[Failing(**f) for f in failing])  # type: ignore[arg-type]
+
+
+def status_line(state: HealthState) -> str:
+    """One line for `systemctl status` (STATUS=)."""
+    breaker = state.breaker if not state.breaker_kind else f"{state.breaker}({state.breaker_kind})"
+    line = f"pending={state.pending} breaker={breaker} last_sync={state.last_sync}"
+    if state.failing:
+        now = state.written_at
+        line += f" failing={len(state.failing)}: " + "; ".join(
+            describe_failing(f, now) for f in state.failing[:3]
+        )
+    return line
 
 
 def write(path: Path, state: HealthState) -> None:
@@ -53,7 +96,7 @@ def verdict(
     """(healthy, one line saying why) from the state file at ``path``."""
     now = time.time() if now is None else now
     try:
-        state = HealthState(**json.loads(path.read_text(encoding="utf-8")))
+        state = HealthState.from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return False, f"no health file at {path}: is the daemon running (same --data-dir)?"
     except (OSError, ValueError, TypeError) as exc:
@@ -72,15 +115,37 @@ def verdict(
     if state.unreachable_since is not None:
         down = now - state.unreachable_since
         if down > unreachable_after_s:
-            return False, (
-                f"database unreachable for {down:.0f} s (breaker {state.breaker}), "
-                f"{state.pending} course(s) pending"
-            )
-    return True, (
+            return False, _away(state, down)
+    stuck = [
+        f for f in state.failing if f.kind in STUCK_KINDS and now - f.since > unreachable_after_s
+    ]
+    if stuck:
+        return False, f"{len(stuck)} course(s) stuck: " + "; ".join(
+            describe_failing(f, now) for f in stuck
+        )
+    line = (
         f"healthy: {'ready' if state.ready else 'first reconcile running'}, breaker "
         f"{state.breaker}, {state.pending} pending, lag {state.lag_s:.1f} s, "
         f"last sync {state.last_sync}"
     )
+    if state.failing:
+        line += f"; {len(state.failing)} course(s) failing: " + "; ".join(
+            describe_failing(f, now) for f in state.failing
+        )
+    return True, line
+
+
+def _away(state: HealthState, down: float) -> str:
+    """Why the database has been away ``down`` seconds, by the kind of its last failure."""
+    pending = f"{state.pending} course(s) pending"
+    if state.breaker_kind == "auth":
+        return (
+            f"database rejects syncd's password for {down:.0f} s ({state.breaker_reason}): "
+            f"update DATABASE_URL and restart syncd; {pending}"
+        )
+    if state.breaker_kind == "disk-full":
+        return f"database disk full for {down:.0f} s ({state.breaker_reason}); {pending}"
+    return f"database unreachable for {down:.0f} s (breaker {state.breaker}), {pending}"
 
 
 def _alive(pid: int) -> bool:

@@ -1,8 +1,9 @@
 """Reconcile: make the database hold what the tree holds, one course at a time.
 
 Shared by ``syncd --rescan`` (every course once) and the daemon (one course per debounced
-batch of events). Transient and fatal database errors propagate to the caller; a course
-the database rejects is logged and skipped."""
+batch of events). The database's own trouble (transient), fatal refusals and an unreadable
+root propagate to the caller; anything that goes wrong in one course (a refusal, a lock wait,
+a surprise) is that course's: named, and the pass goes on."""
 
 from __future__ import annotations
 
@@ -19,11 +20,19 @@ from typing import Any, Protocol
 
 from syncd import parser as course_parser
 from syncd.course import CourseSnapshot, FileIssue
-from syncd.errors import FatalError, ParseError, RejectedError, RootUnavailable
+from syncd.course_failures import Failure, describe_failure, is_course_level
+from syncd.errors import FatalError, ParseError, RootUnavailable
 from syncd.parser import ParseOptions
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, CourseStore, Known, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
+
+
+class OnFailure(Protocol):
+    def __call__(self, course: str, error: BaseException) -> None: ...
+
+
+RENAME_GRACE_S = 2.0  # a vanished course waits this long for a new folder to claim it
 
 
 class Progress(Protocol):
@@ -40,8 +49,9 @@ class Summary:
     skipped: int = 0
     archived: int = 0
     rejected: list[FileIssue] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    failed: dict[str, Failure] = field(default_factory=dict)  # courses that failed on their own
     skipped_folders: dict[str, int] = field(default_factory=dict)  # not courses: file counts
+    bookkeeping_failed: list[str] = field(default_factory=list)  # steps after the pass
     ms: float = 0.0
 
     def add(self, result: CourseResult) -> None:
@@ -52,6 +62,14 @@ class Summary:
         self.unchanged += result.unchanged
         self.skipped += int(result.skipped)
         self.rejected.extend(result.rejected)
+
+
+def _course_failed(summary: Summary, course: str, error: Exception, told: OnFailure) -> None:
+    """One course's failure in a full pass is that course's; anything else ends the pass."""
+    if not is_course_level(error):
+        raise error
+    summary.failed[course] = describe_failure(error)
+    told(course, error)
 
 
 @dataclass
@@ -80,6 +98,8 @@ class Reconciler:
     _links_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_elsewhere: dict[str, str] = field(default_factory=dict)  # course -> owning source
     _changed: set[str] = field(default_factory=set)  # courses with rows edited by others
+    _renaming: set[str] = field(default_factory=set)  # vanished courses a rename has claimed
+    _vanished_at: dict[str, float] = field(default_factory=dict)  # seen gone by an event
     # Course jobs run on the scheduler's workers: the state above is read and written under
     # this lock (_links has its own).
     _state: threading.RLock = field(default_factory=threading.RLock)
@@ -90,11 +110,14 @@ class Reconciler:
         self,
         scheduler: CourseScheduler,
         progress: Progress | None = None,
+        on_failure: OnFailure | None = None,
         after_course: Callable[[str], None] | None = None,
     ) -> Summary:
         """Every course once, each a job of ``scheduler`` (read, parse, write in its own
         transaction), at most two jobs per worker outstanding so that memory stays flat.
-        ``after_course`` is told of each course synced."""
+        A course that fails on its own is in ``Summary.failed`` and told to ``on_failure``
+        (by default: logged); the pass goes on. ``after_course`` is told of each course
+        done without failing."""
         started = self.clock()
         self.log.info(
             "reconcile started", root=str(self.root), write=self.write, source=self.store.source
@@ -104,9 +127,10 @@ class Reconciler:
         courses = self.list_courses()
         live_known = self._begin_pass(courses)
         summary = Summary()
-        self.last_results = []
         pending: deque[tuple[str, Future[CourseResult]]] = deque()
         done = 0
+
+        failed = on_failure or self.log_failure
 
         def job(course: str) -> CourseResult:
             prepared = self.prepare(course)
@@ -121,9 +145,8 @@ class Reconciler:
                 course, future = pending[0]  # left there until done: an interrupt counts it
                 try:
                     result = future.result()
-                except RejectedError as error:
-                    summary.failed.append(course)
-                    self.log.error("course rejected", course=course, reason=error.reason)
+                except Exception as error:
+                    _course_failed(summary, course, error, failed)
                 else:
                     if self.keep_plans:
                         self.last_results.append(result)
@@ -133,6 +156,8 @@ class Reconciler:
                 if progress is not None:
                     progress(done, len(courses), course)
 
+        if progress is not None:
+            progress(0, len(courses), "")
         try:
             for course in courses:
                 pending.append((course, scheduler.submit(course, partial(job, course))))
@@ -148,9 +173,12 @@ class Reconciler:
                 progress(done, len(courses), "")
             raise
         self._save_tree_findings(summary, courses)
-        for course in sorted(set(live_known) - set(courses)):
-            summary.archived += int(self.archive(course))
+        self._archive_vanished(sorted(set(live_known) - set(courses)), summary, failed)
         summary.ms = (self.clock() - started) * 1000
+        self._log_summary(summary)
+        return summary
+
+    def _log_summary(self, summary: Summary) -> None:
         self.log.info(
             "reconcile finished",
             courses=summary.courses,
@@ -165,11 +193,19 @@ class Reconciler:
             skipped_folders=summary.skipped_folders,
             ms=round(summary.ms, 1),
         )
-        return summary
+
+    def _archive_vanished(self, vanished: list[str], summary: Summary, failed: OnFailure) -> None:
+        """Archive the courses whose folders are gone; a refusal is that course's."""
+        for course in vanished:
+            try:
+                summary.archived += int(self.archive(course))
+            except Exception as error:
+                _course_failed(summary, course, error, failed)
 
     def _begin_pass(self, courses: list[str]) -> list[str]:
         """Count non-course folders, load what the database knows; return the courses this
         source has live there."""
+        self.last_results = []
         self._count_skipped_folders()
         known = self.store.fingerprints()
         # Rows someone else changed or deleted since syncd wrote them: their courses are
@@ -194,14 +230,45 @@ class Reconciler:
         with self._state:
             self._conflicts = None
             owned_elsewhere = dict(self._owned_elsewhere)
-        self.save_touched()
         summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
-        if not self.write:
-            return
-        if self.store.source:
-            self.store.adopt([c for c in courses if c not in owned_elsewhere])
-            self.store.save_conflicts(owned_elsewhere)
-        self.store.save_skipped_folders(summary.skipped_folders)
+        steps: list[tuple[str, Callable[[], None]]] = [("save touched", self.save_touched)]
+        if self.write and self.store.source:
+            steps.append(
+                (
+                    "adopt",
+                    lambda: self.store.adopt([c for c in courses if c not in owned_elsewhere]),
+                )
+            )
+            steps.append(("save conflicts", lambda: self.store.save_conflicts(owned_elsewhere)))
+        if self.write:
+            steps.append(
+                (
+                    "save skipped folders",
+                    lambda: self.store.save_skipped_folders(summary.skipped_folders),
+                )
+            )
+        for step, call in steps:
+            try:
+                call()
+            except Exception as error:  # bookkeeping: the next full reconcile does it again
+                if not is_course_level(error):
+                    raise
+                failure = describe_failure(error)
+                summary.bookkeeping_failed.append(step)
+                self.log.error(
+                    "reconcile step failed",
+                    step=step,
+                    reason=failure.reason,
+                    sqlstate=failure.sqlstate,
+                    retry="at the next full reconcile",
+                )
+
+    def log_failure(self, course: str, error: BaseException) -> None:
+        """A course failed on its own (``--rescan``: named; the daemon retries it)."""
+        failure = describe_failure(error)
+        self.log.error(
+            failure.event, course=course, reason=failure.reason, sqlstate=failure.sqlstate
+        )
 
     def _register_source(self) -> None:
         """Record this source as seen (its root and host); a retired source stops here."""
@@ -269,8 +336,7 @@ class Reconciler:
                     f"course root {self.root} holds no course: refusing to archive {course} "
                     "(is the tree mounted?)"
                 )
-            self.archive(course)
-            return CourseResult(course)
+            return self._vanished(course)
         known = self._known_of(course)
         synced = (
             known is not None
@@ -314,6 +380,30 @@ class Reconciler:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         return snapshot, fingerprint, stat_fingerprint, started
 
+    def _vanished(self, course: str) -> CourseResult:
+        """A course folder seen gone by its own event. ``mv O X`` tells O's and X's events
+        together and their jobs run at once: O is archived only when no folder that could
+        be its new name is still to be looked at, or ``RENAME_GRACE_S`` after it vanished,
+        so that X's job finds O as its rename instead of reviving an archived course."""
+        now = self.clock()
+        with self._state:
+            first_seen = self._vanished_at.setdefault(course, now)
+            known_names = set(self._known)
+        if now - first_seen < RENAME_GRACE_S and self._unknown_folders(known_names):
+            return CourseResult(course, skipped=True, retry_at=first_seen + RENAME_GRACE_S)
+        with self._state:
+            self._vanished_at.pop(course, None)
+        self.archive(course)
+        return CourseResult(course)
+
+    def _unknown_folders(self, known: set[str]) -> bool:
+        """Is a folder at the root that syncd has not synced yet (a rename's new name)?"""
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return False
+        return any(n not in known and not n.startswith(".") for n in names)
+
     def _follow_rename(self, course: str, fingerprint: bytes) -> None:
         """A new course folder that is one of this source's courses whose folder is gone is
         that course, renamed (now, or across a restart): its project, rows and ids move to
@@ -323,18 +413,20 @@ class Reconciler:
         slug = course_parser.course_slug(course)
         if not slug:
             return  # rejected by the parser: nothing moves
-        with self._state:
-            known_now = list(self._known.items())
-        gone = [
-            (old, known)
-            for old, known in known_now
-            if old != course
-            and self.mine(known)  # never another root's course, even one without a source
-            and not os.path.lexists(self.root / old)
-        ]
-        candidates = [old for old, known in gone if known.slug == slug] or [
-            old for old, known in gone if known.fingerprint == fingerprint
-        ]
+        with self._state:  # claimed under the lock: two new folders never take one old course
+            gone = [
+                (old, known)
+                for old, known in self._known.items()
+                if old != course
+                and old not in self._renaming
+                and self.mine(known)  # never another root's course, even one without a source
+                and not os.path.lexists(self.root / old)
+            ]
+            candidates = [old for old, known in gone if known.slug == slug] or [
+                old for old, known in gone if known.fingerprint == fingerprint
+            ]
+            if len(candidates) == 1:
+                self._renaming.add(candidates[0])
         if len(candidates) > 1:
             self.log.warning(
                 "course rename ambiguous",
@@ -343,12 +435,19 @@ class Reconciler:
                 reason="several vanished courses match: synced as a new course",
             )
             return
-        if candidates:
-            (old,) = candidates
+        if not candidates:
+            return
+        (old,) = candidates
+        try:
             moved = self.store.rename_course(old, course, slug)
             with self._state:
-                self._known[course] = self._known.pop(old)._replace(slug=slug)
-            self.log.info("course renamed", old=old, new=course, rows=moved)
+                known_old = self._known.pop(old, None)
+                if known_old is not None:
+                    self._known[course] = known_old._replace(slug=slug)
+        finally:
+            with self._state:
+                self._renaming.discard(old)
+        self.log.info("course renamed", old=old, new=course, rows=moved)
 
     def _not_ours(self, course: str, scan: CourseScan) -> FileIssue | None:
         """Why a folder that is there is not synced from here, if it is not: it cannot be
@@ -452,7 +551,11 @@ class Reconciler:
         complete = not result.rejected
         with self._state:
             self._known[snapshot.course] = Known(
-                fingerprint if complete else None, False, stat_fingerprint if complete else None
+                fingerprint if complete else None,
+                False,
+                stat_fingerprint if complete else None,
+                source=self.store.source,  # written by this source now: a rename candidate
+                slug=snapshot.project.slug,
             )
         return result
 
@@ -491,14 +594,21 @@ class Reconciler:
     def archive(self, course: str) -> int:
         """Archive a course whose folder is gone from this root (a positive observation):
         only one this source owns, or one without a source."""
-        known = self._known_of(course)
+        with self._state:
+            known = self._known.get(course)
+            renaming = course in self._renaming
         if known is None or known.archived or not (self.mine(known) or known.source is None):
+            return 0
+        if renaming:  # a new folder is taking it over as its new name: not gone
             return 0
         if not self.write:
             self.log.info("course would be archived (nothing written)", course=course)
             return 0
-        deleted = self.store.archive_course(course)
+        archived, deleted = self.store.archive_course(course)
         with self._state:
-            self._known[course] = known._replace(archived=True, stat_fingerprint=None)
+            if course in self._known:  # not renamed meanwhile
+                self._known[course] = known._replace(archived=True, stat_fingerprint=None)
+        if not archived:  # renamed (its rows moved) or archived already: nothing happened
+            return 0
         self.log.info("course archived", course=course, deleted=deleted)
         return 1

@@ -16,48 +16,70 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from syncd.course import CourseSnapshot, FileIssue
-from syncd.errors import FatalError, RejectedError, SyncdError, TransientError
+from syncd.errors import (
+    AuthenticationFailed,
+    CourseBusy,
+    DatabaseFull,
+    FatalError,
+    RejectedError,
+    SyncdError,
+    TransientError,
+)
 from syncd.plan import ExistingRow, Plan, RowWrite, plan_course
 from syncd.sqlfiles import query
 
 Conn = psycopg.Connection[Any]
 
 # SQLSTATE classes and codes, see https://www.postgresql.org/docs/current/errcodes-appendix.html
-TRANSIENT_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
-TRANSIENT_CODES = ("25006", "40001", "40P01", "55P03", "57014")  # read-only, serialization,
-# deadlock, lock not available, statement timeout
+# The database's own trouble (every course waits: the breaker opens): connection, resources,
+# operator intervention, system; a read-only server (failover).
+TRANSIENT_CLASSES = ("08", "53", "57", "58")
+TRANSIENT_CODES = ("25006",)
+DISK_FULL = "53100"
+# One course's trouble (the database answered; only that course waits, on its own back-off):
+# serialization failure, deadlock, lock not available (lock_timeout), statement timeout.
+COURSE_BUSY_CODES = ("40001", "40P01", "55P03", "57014")
 FATAL_CLASSES = ("28", "3D", "3F", "42")  # auth, no database, no schema, privileges/undefined
 FATAL_CODES_IN_57 = ("57P04",)  # database dropped
 # A row's data refused: bad value, a constraint, a limit (e.g. too long for tsvector). Such an
 # error is the row's, not the course's: the course is written again row by row without it.
 ROW_DATA_CLASSES = ("22", "23", "54")
-FATAL_MESSAGES = (
+AUTH_MESSAGES = (
     "password authentication failed",
     "no password supplied",
-    "does not exist",
-    "permission denied",
-    "no pg_hba.conf entry",
     "authentication failed",
+    "no pg_hba.conf entry",
 )
+FATAL_MESSAGES = (*AUTH_MESSAGES, "does not exist", "permission denied")
 
 
 def classify(exc: BaseException, where: str = "database") -> SyncdError:
-    """Translate a driver error into transient / fatal / rejected by SQLSTATE."""
+    """Translate a driver error into transient / course busy / fatal / rejected by
+    SQLSTATE."""
     if isinstance(exc, SyncdError):
         return exc
     message = _message(exc)
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        return TransientError(f"{where}: no connection available ({message})")
+        return PoolExhausted(f"{where}: no connection available ({message})")
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate:
+        text = f"{where}: {message} (SQLSTATE {sqlstate})"
+        if sqlstate[:2] == "28":
+            return AuthenticationFailed(text)
         if sqlstate in FATAL_CODES_IN_57 or sqlstate[:2] in FATAL_CLASSES:
-            return FatalError(f"{where}: {message} (SQLSTATE {sqlstate})")
+            return FatalError(text)
+        if sqlstate in COURSE_BUSY_CODES:
+            return CourseBusy(text, sqlstate)
+        if sqlstate == DISK_FULL:
+            return DatabaseFull(text)
         if sqlstate in TRANSIENT_CODES or sqlstate[:2] in TRANSIENT_CLASSES:
-            return TransientError(f"{where}: {message} (SQLSTATE {sqlstate})")
+            return TransientError(text)
         # bad data, a constraint, a limit, or anything unforeseen: this course only
         return RejectedError(where, f"{message} (SQLSTATE {sqlstate})", sqlstate)
     if isinstance(exc, psycopg.OperationalError):
         lowered = message.lower()
+        if any(marker in lowered for marker in AUTH_MESSAGES):
+            return AuthenticationFailed(f"{where}: {message}")
         if any(marker in lowered for marker in FATAL_MESSAGES):
             return FatalError(f"{where}: {message}")
         return TransientError(f"{where}: {message}")
@@ -66,6 +88,11 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
     if isinstance(exc, OSError | TimeoutError):
         return TransientError(f"{where}: {message}")
     raise exc
+
+
+class PoolExhausted(TransientError):
+    """No pooled connection came in time: the pool could not connect, or every connection
+    is busy. ``probe`` tells which."""
 
 
 def _message(exc: BaseException) -> str:
@@ -100,13 +127,36 @@ def connect_kwargs(settings: DbSettings) -> dict[str, Any]:
     }
 
 
+def lock_timeout_ms(settings: DbSettings) -> int:
+    """How long a statement waits for a lock another session holds: shorter than the
+    statement timeout, so that a row locked in the app fails that course fast (SQLSTATE
+    55P03, retried on its own back-off) instead of holding a worker for the whole timeout."""
+    return max(1, min(settings.statement_timeout_ms // 3, 10_000))
+
+
+def _configure_session(conn: Conn, settings: DbSettings) -> None:
+    conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
+    conn.execute(f"SET lock_timeout = {lock_timeout_ms(settings)}")
+    conn.commit()
+
+
 def connect(settings: DbSettings, **extra: Any) -> Conn:
     """One connection (migrations, verify, preflight), with errors translated."""
     with translated(where_to(settings)):
         conn = psycopg.connect(settings.dsn, **connect_kwargs(settings), **extra)
-        conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
-        conn.commit()
+        _configure_session(conn, settings)
         return conn
+
+
+def probe(settings: DbSettings) -> SyncdError | None:
+    """Why a new connection fails now, or None when one succeeds. The pool reconnects in
+    the background and says only "no connection available": this finds the cause (a
+    rejected password, a server gone)."""
+    try:
+        with psycopg.connect(settings.dsn, **connect_kwargs(settings)):
+            return None
+    except (psycopg.Error, OSError) as exc:
+        return classify(exc, where_to(settings))
 
 
 def where_to(settings: DbSettings) -> str:
@@ -130,8 +180,7 @@ def make_pool(
     psycopg_pool's own) and which keeps trying to reconnect through an outage."""
 
     def configure(conn: Conn) -> None:
-        conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
-        conn.commit()
+        _configure_session(conn, settings)
 
     return psycopg_pool.ConnectionPool(
         settings.dsn,
@@ -163,6 +212,7 @@ class CourseResult:
     plan: Plan | None = None
     project_id: uuid.UUID | None = None
     owned_by: str | None = None  # another source owns this course (or its project slug)
+    retry_at: float | None = None  # nothing done yet: look at the course again then
 
 
 class Known(NamedTuple):
@@ -394,14 +444,14 @@ class CourseStore:
         self._count(result, plan)
         return result
 
-    def archive_course(self, course: str) -> int:
-        """Archive the project of a vanished course folder; soft-delete its rows."""
+    def archive_course(self, course: str) -> tuple[bool, int]:
+        """Archive the project of a vanished course folder; soft-delete its rows. Returns
+        (a project was archived, rows soft-deleted)."""
         with translated(f"course {course}"), self._connection() as conn, conn.transaction():
-            conn.execute(query("course.sql", "lock_course"), {"course": course})
-            deleted = conn.execute(
-                query("course.sql", "archive_course"), {"course": course}
-            ).fetchall()
-        return len(deleted)
+            sql = _Sql(conn)
+            sql.queue("lock_course", course=course)
+            row = sql.one("archive_course", course=course)
+        return row is not None and row["archived"] is not None, row["deleted"] if row else 0
 
     def plan_from_reads(
         self, snapshot: CourseSnapshot, *, with_md5: bool = False

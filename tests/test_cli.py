@@ -135,7 +135,9 @@ def test_a_writer_thread_that_crashes_exits_7(
     def bug(*_args: object) -> None:
         raise RuntimeError("a bug in syncd")
 
-    monkeypatch.setattr("syncd.reconcile.Reconciler.prepare", bug)
+    # outside any course's job: the writer's own loop (a bug in one course's job is that
+    # course's, see test_unattended)
+    monkeypatch.setattr("syncd.debounce.Debouncer.take_due", bug)
     run = run_cli(capsys, ["--root", str(root)], db_dsn)
     assert run.code == ExitCode.WRITER_DIED == 7
     assert run.named("writer crashed")

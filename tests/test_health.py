@@ -146,3 +146,31 @@ def test_syncd_health_follows_the_daemon_through_an_outage_a_hang_and_a_stop(
     finally:
         daemon.kill()
         proxy.close()
+
+
+def test_the_verdict_says_what_kind_of_outage_and_names_stuck_courses(tmp_path: Path) -> None:
+    """Issue 16: a rejected password, a full disk and a course stuck behind a lock each have
+    their own reason; a course whose data is refused is named but is not the daemon's ill."""
+    path = tmp_path / "health.json"
+    away = {"breaker": "open", "unreachable_since": NOW - 61, "pending": 1}
+    health.write(
+        path,
+        state(**away, breaker_kind="auth", breaker_reason="password authentication failed"),
+    )
+    assert judge(path)[1].startswith("database rejects syncd's password for 61 s")
+    health.write(path, state(**away, breaker_kind="disk-full", breaker_reason="53100"))
+    assert judge(path)[1].startswith("database disk full for 61 s")
+
+    def failing(kind: str, for_s: float) -> health.Failing:
+        return health.Failing("c1", kind, "lock timeout (SQLSTATE 55P03)", "55P03", NOW - for_s, 4)
+
+    health.write(path, state(failing=[failing("busy", 80)]))
+    assert judge(path) == (
+        False,
+        "1 course(s) stuck: c1 (lock timeout (SQLSTATE 55P03), 80 s)",
+    )
+    health.write(path, state(failing=[failing("busy", 10)]))  # not for long yet
+    healthy, why = judge(path)
+    assert healthy and why.endswith("1 course(s) failing: c1 (lock timeout (SQLSTATE 55P03), 10 s)")
+    health.write(path, state(failing=[failing("refused", 600)]))  # the content's problem
+    assert judge(path)[0]

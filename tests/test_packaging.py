@@ -51,3 +51,20 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert dockerfile.count("FROM ") == 2 and "USER 10001" in dockerfile
+
+
+def test_the_stop_fits_the_units_timeout_stop_sec_with_room_and_the_readme_agrees() -> None:
+    """The stop could take --shutdown-timeout twice plus 15 s: 55 s against the unit's 45."""
+    import re
+
+    from syncd.config import Settings
+    from syncd.daemon import STOP_TAIL_S
+
+    unit = (REPO / "systemd/syncd.service").read_text(encoding="utf-8")
+    match = re.search(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE)
+    assert match, "TimeoutStopSec missing"
+    stop_budget = Settings().shutdown_timeout_s + STOP_TAIL_S
+    assert stop_budget <= int(match.group(1)) - 15, (stop_budget, match.group(1))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"closing takes at most {STOP_TAIL_S:g} s more" in readme
+    assert f"`TimeoutStopSec={match.group(1)}`" in readme

@@ -13,11 +13,19 @@ from typing import Any, TypeVar
 import pytest
 
 from syncd.breaker import CircuitBreaker, State
+from syncd.course_failures import describe_failure, is_course_level
 from syncd.daemon import Writer
 from syncd.debounce import Debouncer
-from syncd.errors import TransientError
+from syncd.errors import (
+    AuthenticationFailed,
+    CourseBusy,
+    DatabaseFull,
+    RejectedError,
+    TransientError,
+)
 from syncd.reconcile import Summary
 from syncd.scheduler import CourseScheduler
+from syncd.store import PoolExhausted
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
@@ -70,11 +78,14 @@ class FakeStore:
         self.down = False
         self.attempt_s = 0.0
         self.synced: list[str] = []
+        self.refusing: dict[str, Exception] = {}  # course -> what its sync raises
         self.reconciles = 0
         self.on_call: Callable[[str], None] = lambda _course: None
 
     def _call(self, course: str) -> None:
         self.on_call(course)
+        if course in self.refusing:
+            raise self.refusing[course]
         if self.down:
             self.clock.advance(self.attempt_s)
             raise TransientError("connection refused")
@@ -87,17 +98,31 @@ class FakeStore:
         self,
         scheduler: CourseScheduler,
         progress: Any = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
         after_course: Callable[[str], None] | None = None,
     ) -> Summary:
+        """As the reconciler's: a course's own failure is told to ``on_failure`` and the
+        pass goes on; the database's ends it."""
         self.reconciles += 1
         scheduler.wait_idle()
+        summary = Summary(courses=len(self.courses))
+        if progress is not None:
+            progress(0, len(self.courses), "")
         for done, course in enumerate(self.courses, 1):
-            scheduler.submit(course, lambda c=course: self._call(c)).result()
-            if after_course is not None:
-                after_course(course)
+            try:
+                scheduler.submit(course, lambda c=course: self._call(c)).result()
+            except Exception as error:
+                if not is_course_level(error):
+                    raise
+                summary.failed[course] = describe_failure(error)
+                if on_failure is not None:
+                    on_failure(course, error)
+            else:
+                if after_course is not None:
+                    after_course(course)
             if progress is not None:
                 progress(done, len(self.courses), course)
-        return Summary(courses=len(self.courses))
+        return summary
 
 
 def make_writer(
@@ -290,3 +315,191 @@ def test_the_watchdog_is_fed_every_tick_while_a_reconcile_waits_out_an_outage() 
 
     # a writer that does not come back within hung_after is hung: no more pings
     assert not writer.responsive(clock() + hung_after, hung_after)
+
+
+# -- one course's trouble stays that course's (issue 16) ------------------------------------
+
+
+def test_a_refusal_in_a_full_reconcile_is_that_courses_and_it_is_retried_on_its_own() -> None:
+    """An archive refused by a trigger (P0001) crashed the writer (exit 7) and systemd
+    restarted it into the same crash. Now the course is named, retried on its own back-off,
+    and everything else goes on."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1", "c2", "gone"])
+    store.refusing["gone"] = RejectedError("gone", "archive refused (SQLSTATE P0001)", "P0001")
+    writer, debouncer, log = make_writer(store, clock)
+    assert writer.fatal is None
+    assert sorted(store.synced) == ["c1", "c2"]
+    (said,) = log.named("course rejected")
+    assert said["course"] == "gone" and said["sqlstate"] == "P0001"
+    assert said["attempt"] == 1 and said["retry_in_s"] > 0
+    assert writer.breaker.state is State.CLOSED  # the database answered
+    assert debouncer.pending() == 1  # the refused course is not in the database
+
+    clock.advance(said["retry_in_s"] + 0.1)  # its own back-off passes: tried again, alone
+    writer.step()
+    assert [e["attempt"] for e in log.named("course rejected")] == [1, 2]
+    second = log.named("course rejected")[1]
+    assert second["retry_in_s"] > said["retry_in_s"]  # backing off
+
+    del store.refusing["gone"]  # the trigger is dropped
+    clock.advance(second["retry_in_s"] + 0.1)
+    writer.step()
+    assert store.synced[-1] == "gone"
+    assert log.named("course recovered")[0]["course"] == "gone"
+    assert debouncer.pending() == 0 and writer.failures.failing() == []
+
+
+def test_a_surprise_in_one_course_does_not_end_the_daemon() -> None:
+    """A KeyError in one course's job (the rename race) ended the daemon with exit 7."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1", "c2"])
+    writer, debouncer, log = make_writer(store, clock)
+    store.synced.clear()
+    store.refusing["c1"] = KeyError("c0")
+    debouncer.mark("c1")
+    debouncer.mark("c2")
+    clock.advance(0.6)
+    writer.step()
+    assert writer.fatal is None
+    assert store.synced == ["c2"]
+    failed = [e for e in log.named("course failed") if "kind" in e]
+    assert failed[0]["course"] == "c1" and "KeyError" in failed[0]["reason"]
+    assert [f.course for f in writer.failures.failing()] == ["c1"]
+
+
+def test_a_lock_held_on_one_course_does_not_open_the_breaker_for_the_others() -> None:
+    """Three lock waits on one course opened the breaker and stopped every course for as
+    long as the lock stood."""
+    clock = Clock()
+    store = FakeStore(clock, ["locked", "free"])
+    writer, debouncer, log = make_writer(store, clock)
+    store.synced.clear()
+    store.refusing["locked"] = CourseBusy(
+        "course locked: canceling statement due to lock timeout (SQLSTATE 55P03)", "55P03"
+    )
+    for _ in range(6):  # the locked course keeps failing, edits to the other keep landing
+        debouncer.mark("locked")
+        debouncer.mark("free")
+        clock.advance(30.0)
+        writer.step()
+    assert writer.breaker.state is State.CLOSED
+    assert store.synced.count("free") == 6
+    (failure,) = writer.failures.failing()
+    assert failure.course == "locked" and failure.kind == "busy" and failure.sqlstate == "55P03"
+    assert clock() - failure.since >= 150  # how long it has been stuck is known
+    assert not log.named("database unavailable")
+
+
+def test_a_rejected_password_is_said_as_such_with_back_off_and_ends_the_daemon_after_grace() -> (
+    None
+):
+    """A password rotated while syncd runs: the pool says only "no connection available";
+    the cause was in library warnings alone and the daemon retried for ever."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, debouncer, log = make_writer(store, clock)
+    writer.auth_grace_s = 120.0
+    writer.diagnose = lambda: AuthenticationFailed(
+        'connection failed: FATAL:  password authentication failed for user "syncd"'
+    )
+
+    def pool_empty(_course: str) -> None:
+        raise PoolExhausted("database: no connection available (couldn't get a connection)")
+
+    store.on_call = pool_empty
+    for _ in range(30):  # 150 s of edits, the breaker retrying every 5 s
+        debouncer.mark("c1")
+        clock.advance(5.0)
+        writer.step()
+        if writer.fatal is not None:
+            break
+    said = log.named("database authentication failed")
+    assert said and "password authentication failed" in said[0]["reason"]
+    assert 3 <= len(said) <= 6  # said again with back-off (15 s, 30 s, 60 s...), not per try
+    assert not log.named("database unavailable")
+    view = writer.breaker.view()
+    assert view.state is State.OPEN and view.kind == "auth"
+    assert isinstance(writer.fatal, AuthenticationFailed)  # exit 4 after the grace
+    assert "update DATABASE_URL" in str(writer.fatal)
+
+
+def test_a_full_disk_opens_the_breaker_with_its_own_reason() -> None:
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, debouncer, log = make_writer(store, clock)
+
+    def full(_course: str) -> None:
+        raise DatabaseFull("could not extend file: No space left on device (SQLSTATE 53100)")
+
+    store.on_call = full
+    debouncer.mark("c1")
+    clock.advance(0.6)
+    writer.step()
+    assert writer.breaker.view().kind == "disk-full"
+    assert {e["cause"] for e in log.named("database unavailable")} == {"disk-full"}
+
+
+def test_pending_counts_a_change_whose_job_waits_behind_a_finishing_one() -> None:
+    """The end of one job of a course checked ``queued() == 0`` and then said ``done``: a
+    job taken in between was not counted as pending."""
+    clock = Clock()
+    debouncer = Debouncer(0.5, 5.0, clock)
+    debouncer.mark("c1")
+    clock.advance(0.6)
+    assert debouncer.take_due() == ["c1"]  # job 1 runs
+    debouncer.mark("c1")
+    clock.advance(0.6)
+    assert debouncer.take_due() == ["c1"]  # job 2 is taken before job 1 ends
+    debouncer.done("c1")  # job 1 ends
+    assert debouncer.pending() == 1 and debouncer.oldest_age() > 0
+    debouncer.done("c1")  # job 2 ends
+    assert debouncer.pending() == 0
+
+
+def test_the_first_reconcile_counts_the_courses_it_has_not_reached_as_pending() -> None:
+    """With the database failing during the first reconcile, heartbeats said pending 0 with
+    every file unsynced."""
+    clock = Clock()
+    store = FakeStore(clock, [f"c{i}" for i in range(5)])
+    log = Log()
+    debouncer = Debouncer(0.5, 5.0, clock)
+    writer = Writer(
+        store,  # type: ignore[arg-type]
+        debouncer,
+        CircuitBreaker(3, 5.0, clock),
+        CourseScheduler(1, InlineExecutor()),
+        threading.Event(),
+        log,
+        clock,
+        sleep=clock.advance,
+    )
+    store.down = True
+    writer.reconcile_requested.set()
+    writer.step()
+    assert not writer.ready.is_set()
+    assert writer.reconcile_left == 5
+
+
+def test_breaker_changes_are_told_in_order_and_its_view_agrees_with_its_state() -> None:
+    """Callbacks ran outside the breaker's lock: a late CLOSED->OPEN told after an
+    OPEN->CLOSED left "unreachable since" set on a closed breaker."""
+    told: list[State] = []
+    breaker = CircuitBreaker(1, 0.0, on_change=lambda _old, new: told.append(new))
+
+    def flip(n: int) -> None:
+        for i in range(2000):
+            if (i + n) % 2:
+                breaker.record_failure()
+            else:
+                breaker.allow()
+                breaker.record_success()
+
+    threads = [threading.Thread(target=flip, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    view = breaker.view()
+    assert told[-1] is view.state  # the last told is the state it is in
+    assert (view.away_since is None) == (view.state is State.CLOSED)

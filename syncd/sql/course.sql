@@ -219,9 +219,12 @@ WITH course AS (
     WHERE t.project_id = course.project_id AND t.deleted_at IS NULL
       AND EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = t.id)
     RETURNING t.id, t.xmin
+), marked AS (
+    UPDATE syncd.rows r SET written_xmin = deleted.xmin FROM deleted WHERE r.content_id = deleted.id
+    RETURNING r.content_id
 )
-UPDATE syncd.rows r SET written_xmin = deleted.xmin FROM deleted WHERE r.content_id = deleted.id
-RETURNING r.content_id;
+-- archived: the project archived (NULL: no live course of that name, e.g. renamed meanwhile)
+SELECT (SELECT id FROM archived LIMIT 1) AS archived, (SELECT count(*) FROM marked)::int AS deleted;
 
 -- name: file_paths
 SELECT id, file_path FROM public.contents WHERE id = ANY(%(ids)s::uuid[]);
