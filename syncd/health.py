@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 WRITE_EVERY_S = 5.0  # how often the supervisor rewrites the file (and at every breaker change)
@@ -31,6 +31,8 @@ class HealthState:
     lag_s: float
     last_sync: str
     root_problem: str | None = None  # the course root cannot be read (missing, unreadable)
+    # folders (relative to the root) the inotify watch limit left unwatched: polled meanwhile
+    unwatched: list[str] = field(default_factory=list)
 
 
 def write(path: Path, state: HealthState) -> None:
@@ -76,11 +78,32 @@ def verdict(
                 f"database unreachable for {down:.0f} s (breaker {state.breaker}), "
                 f"{state.pending} course(s) pending"
             )
+    if state.unwatched:  # polled meanwhile, so edits land: a warning, not a failure
+        shown = ", ".join(state.unwatched[:5])
+        more = f" and {len(state.unwatched) - 5} more" if len(state.unwatched) > 5 else ""
+        return True, (
+            f"healthy, but {len(state.unwatched)} folder(s) not watched (inotify watch limit:"
+            f" raise fs.inotify.max_user_watches), polled every second meanwhile: {shown}{more};"
+            f" breaker {state.breaker}, {state.pending} pending, lag {state.lag_s:.1f} s"
+        )
     return True, (
         f"healthy: {'ready' if state.ready else 'first reconcile running'}, breaker "
         f"{state.breaker}, {state.pending} pending, lag {state.lag_s:.1f} s, "
         f"last sync {state.last_sync}"
     )
+
+
+def unwatched(path: Path, *, stalled_after_s: float, now: float | None = None) -> list[str]:
+    """The folders the running daemon cannot watch, from its state file (none when no
+    daemon is running, or its state is stale)."""
+    now = time.time() if now is None else now
+    try:
+        state = HealthState(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return []
+    if now - state.written_at > stalled_after_s or not _alive(state.pid):
+        return []
+    return list(state.unwatched)
 
 
 def _alive(pid: int) -> bool:
