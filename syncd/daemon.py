@@ -28,6 +28,7 @@ from typing import Any
 import tenacity
 
 from syncd import config, health, logs
+from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
@@ -44,6 +45,7 @@ from syncd.watcher import (
     CourseEventHandler,
     LinkTargetHandler,
     OverflowDetector,
+    UnwatchedDetector,
     start_observer,
 )
 
@@ -342,8 +344,20 @@ class Daemon:
             files=None if s.polling else debouncer,  # polling sees no opens or closes
         )
         overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
+        self._blind = BlindSpotKeeper(
+            BlindSpots(self.clock, retry_s=s.watch_retry_s),
+            s.root,
+            lambda: self._observer,
+            handler,
+            debouncer.mark,
+            self.log,
+            self.clock,
+            follow_symlinks=s.follow_symlinks,
+        )
+        unwatched = UnwatchedDetector(self._blind.on_unwatched)
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(overflow)
+            logging.getLogger(name).addHandler(unwatched)
 
         self._install_signals()
         self.log.info(
@@ -378,6 +392,7 @@ class Daemon:
             )
             for name in WATCHDOG_LOGGERS:
                 logging.getLogger(name).removeHandler(overflow)
+                logging.getLogger(name).removeHandler(unwatched)
         if code == ExitCode.OK and self.signal_received == "SIGINT":
             return ExitCode.INTERRUPTED  # Ctrl-C: the README's 130, after a clean stop
         return code
@@ -417,6 +432,8 @@ class Daemon:
                 observer = self._observer
             if s.follow_symlinks:
                 self._watch_link_targets(writer, debouncer)
+            if root_present and not s.polling:
+                self._blind.tick()  # folders the watch limit left unwatched: said, polled
             if writer.ready.is_set() and not ready_sent:
                 ready_sent = True
                 self.notifier.ready(self._status(writer, debouncer, breaker))
@@ -530,6 +547,7 @@ class Daemon:
             self._observer = start_observer(
                 self.settings.root, handler, polling=self.settings.polling
             )
+            self._blind.rewatched()  # a new watch covers the whole tree, or fails
         except ConfigError as error:
             self.log.error("watcher could not start", reason=str(error))
         writer.reconcile_requested.set()
@@ -599,6 +617,7 @@ class Daemon:
             lag_s=round(debouncer.oldest_age(), 3),
             last_sync=writer.last_sync_wall,
             root_problem=writer.root_problem,
+            unwatched=self._blind.unwatched(),
         )
         try:
             health.write(self.settings.health_path, state)

@@ -5,13 +5,25 @@ watched again once the limit allows."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
 
 from syncd import health
 from syncd.blindspots import BlindSpots
 from syncd.watcher import OverflowDetector, UnwatchedDetector
+from tests.daemon_harness import REPO, DaemonProcess, syncd_env
+from tests.helpers import lesson_text, make_course
+from tests.proxy import Proxy, proxy_in_front_of
 
 # -- the bookkeeping, in-process (clock passed in) -----------------------------------------
 
@@ -118,3 +130,193 @@ def test_health_names_the_folders_not_watched_as_a_warning(tmp_path: Path) -> No
     assert "fs.inotify.max_user_watches" in why and "c0, c1, c2, c3, c4 and 2 more" in why
     assert health.unwatched(path, stalled_after_s=30, now=NOW) == [f"c{n}" for n in range(7)]
     assert health.unwatched(path, stalled_after_s=30, now=NOW + 31) == []  # stale: no daemon
+
+
+# -- the daemon, under a watch limit of its own -------------------------------------------
+
+
+def _user_namespaces_work() -> bool:
+    """A user namespace has its own inotify watch limit (/proc/sys/user/max_inotify_watches,
+    Linux ≥ 5.11): lowering it there touches no other process on the machine."""
+    if not shutil.which("unshare") or not shutil.which("nsenter"):
+        return False
+    probe = subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "echo 100 > /proc/sys/user/max_inotify_watches",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def limited(watches: int) -> list[str]:
+    """Run a command in a new user namespace allowed ``watches`` inotify watches."""
+    script = f'echo {watches} > /proc/sys/user/max_inotify_watches && exec "$@"'
+    return ["unshare", "--user", "--map-root-user", "sh", "-c", script, "sh"]
+
+
+def set_limit(pid: int, watches: int) -> None:
+    subprocess.run(
+        [
+            "nsenter",
+            "--user",
+            "--target",
+            str(pid),
+            "sh",
+            "-c",
+            f"echo {watches} > /proc/sys/user/max_inotify_watches",
+        ],
+        check=True,
+    )
+
+
+def live_lessons(dsn: str, course: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            """select count(*) from contents c join content_projects p on p.id = c.project_id
+            where p.slug = %s and c.content_type = 'course_lesson' and c.deleted_at is null""",
+            (course,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def atomic_write(path: Path, text: str) -> None:
+    temp = path.parent / f".{path.name}.tmp"
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def health_json(path: Path) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
+
+
+@pytest.fixture
+def through_tcp(db_dsn: str) -> Iterator[str]:
+    """The database over TCP: in its user namespace, syncd cannot open the server's unix
+    socket (owned by a user not mapped there)."""
+    proxy: Proxy
+    proxy, dsn = proxy_in_front_of(db_dsn)
+    try:
+        yield dsn
+    finally:
+        proxy.close()
+
+
+@pytest.mark.skipif(not _user_namespaces_work(), reason="needs user namespaces (unshare)")
+def test_folders_moved_in_beyond_the_watch_limit_are_said_polled_and_watched_again(
+    tmp_path: Path, db_dsn: str, through_tcp: str, daemons: list[DaemonProcess]
+) -> None:
+    """Reported: 60 course folders moved in under a low fs.inotify.max_user_watches; 20 got
+    no watch, their edits never landed, health said healthy and nothing but watchdog's
+    library warnings said why."""
+    root = tmp_path / "courses"
+    make_course(root, "existing", lessons=2)
+    folders = sum(1 for p in root.rglob("*") if p.is_dir()) + 1  # the root too
+    health_file = tmp_path / "health.json"
+    daemon = DaemonProcess(
+        root,
+        through_tcp,
+        "--health-file",
+        str(health_file),
+        env={"SYNCD_WATCH_RETRY": "1"},
+        wrap=limited(folders + 3),  # three folders more, no other process touched
+    )
+    daemons.append(daemon)
+    daemon.wait_event("daemon ready", timeout=60)
+
+    outside = tmp_path / "outside"
+    for n in range(1, 7):  # each is two folders (the course and its lessons)
+        make_course(outside, f"moved-{n}", lessons=1)
+        os.rename(outside / f"moved-{n}", root / f"moved-{n}")
+    blind = daemon.wait_event("folder not watched")
+    assert "fs.inotify.max_user_watches" in blind["reason"], blind
+    daemon.wait_for(
+        lambda: all(live_lessons(db_dsn, f"moved-{n}") == 1 for n in range(1, 7)),
+        what="every moved-in course synced",
+    )
+    course = blind["course"]
+    assert course.startswith("moved-")
+
+    # an edit in a course nobody watches lands: it is polled
+    atomic_write(root / course / "lessons" / "1.2-polled.md", lesson_text(1, 2))
+    daemon.wait_for(lambda: live_lessons(db_dsn, course) == 2, what=f"the edit in {course}")
+
+    unwatched = sorted(e["path"] for e in daemon.named("folder not watched"))
+    daemon.wait_for(
+        lambda: sorted(health_json(health_file).get("unwatched", [])) == unwatched,
+        what="the health file naming the folders",
+    )
+    env = syncd_env(db_dsn)
+    said = subprocess.run(
+        [sys.executable, "-m", "syncd", "health", "--health-file", str(health_file)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert said.returncode == 0, said.stdout  # polled: edits land (see the README)
+    assert said.stdout.startswith(f"healthy, but {len(unwatched)} folder(s) not watched")
+    checked = subprocess.run(
+        [
+            *[sys.executable, "-m", "syncd", "verify", "--root", str(root)],
+            *["--health-file", str(health_file)],
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # not a drift
+    lines = [line for line in checked.stdout.splitlines() if line.startswith("unwatched")]
+    assert sorted(line.split()[1] for line in lines) == unwatched, checked.stdout
+    assert "not watched by the running daemon" in checked.stderr
+
+    set_limit(daemon.proc.pid, 100_000)  # the operator raises the limit
+    daemon.wait_for(
+        lambda: sorted(e["path"] for e in daemon.named("folder watched again")) == unwatched,
+        what="every folder watched again",
+    )
+    atomic_write(root / course / "lessons" / "1.3-watched.md", lesson_text(1, 3))
+    daemon.wait_for(lambda: live_lessons(db_dsn, course) == 3, what="an edit, watched")
+    daemon.wait_for(
+        lambda: health_json(health_file).get("unwatched") == [], what="health: all watched"
+    )
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.skipif(not _user_namespaces_work(), reason="needs user namespaces (unshare)")
+def test_a_tree_beyond_the_watch_limit_at_start_is_exit_2_naming_the_sysctl(
+    tmp_path: Path, through_tcp: str, daemons: list[DaemonProcess]
+) -> None:
+    """At start the limit is a configuration error, as before: nothing runs half-blind."""
+    root = tmp_path / "courses"
+    make_course(root, "existing", lessons=2)
+    folders = sum(1 for p in root.rglob("*") if p.is_dir()) + 1
+    daemon = DaemonProcess(root, through_tcp, wrap=limited(folders - 1))
+    daemons.append(daemon)
+    assert daemon.proc.wait(timeout=60) == 2
+    daemon.kill()  # joins the reader
+    assert "fs.inotify.max_user_watches" in daemon.output()
+    assert "--polling" in daemon.output()
+    assert not daemon.named("folder not watched")
