@@ -19,10 +19,10 @@ import psycopg
 import pytest
 
 from syncd import health
-from syncd.blindspots import BlindSpots
+from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.watcher import OverflowDetector, UnwatchedDetector
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
-from tests.helpers import lesson_text, make_course
+from tests.helpers import lesson_text, make_course, write
 from tests.proxy import Proxy, proxy_in_front_of
 
 # -- the bookkeeping, in-process (clock passed in) -----------------------------------------
@@ -320,3 +320,78 @@ def test_a_tree_beyond_the_watch_limit_at_start_is_exit_2_naming_the_sysctl(
     assert "fs.inotify.max_user_watches" in daemon.output()
     assert "--polling" in daemon.output()
     assert not daemon.named("folder not watched")
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def _say(self, event: str, **fields: Any) -> None:
+        self.lines.append((event, fields))
+
+    info = warning = error = _say
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [fields for name, fields in self.lines if name == event]
+
+
+class LimitedObserver:
+    """schedule() as watchdog's: all or nothing, ENOSPC while the limit is reached."""
+
+    def __init__(self) -> None:
+        self.full = True
+        self.watches: list[str] = []
+        self.unscheduled: list[str] = []
+
+    def schedule(self, _handler: object, path: str, *, recursive: bool) -> str:
+        assert recursive
+        if self.full:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        self.watches.append(path)
+        return path
+
+    def unschedule(self, watch: str) -> None:
+        self.unscheduled.append(watch)
+
+
+def test_the_keeper_says_polls_retries_and_drops_a_watch_whose_folder_went(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c1", lessons=1)
+    make_course(root, "c2", lessons=1)
+    clock, log, observer, marked = Clock(), Log(), LimitedObserver(), []
+    keeper = BlindSpotKeeper(
+        BlindSpots(clock, retry_s=30), root, lambda: observer, None, marked.append, log, clock
+    )
+    keeper.on_unwatched(os.fsencode(root / "c1"))
+    keeper.on_unwatched(str(root / "c1" / "lessons"))
+    keeper.on_unwatched(str(root / ".git" / "objects"))  # hidden: nothing syncd reads
+    keeper.on_unwatched("/elsewhere/x")  # outside the root
+    keeper.tick()
+    said = log.named("folder not watched")
+    assert [(s["course"], s["path"]) for s in said] == [("c1", "c1"), ("c1", "c1/lessons")]
+    assert "fs.inotify.max_user_watches" in said[0]["reason"]
+    assert keeper.unwatched() == ["c1", "c1/lessons"]
+    for _ in range(3):
+        clock.now += 1
+        keeper.tick()
+    assert marked == ["c1"]  # once: its files are as they were at the second poll
+    write(root / "c1" / "lessons" / "1.2-new.md", lesson_text(1, 2))
+    for _ in range(2):
+        clock.now += 1
+        keeper.tick()
+    assert marked == ["c1", "c1"]  # the edit, seen by polling
+    clock.now += 30
+    keeper.tick()  # still at the limit: tried, not watched
+    assert observer.watches == [] and keeper.unwatched() == ["c1", "c1/lessons"]
+    observer.full = False
+    clock.now += 30
+    keeper.tick()
+    assert observer.watches == [str(root / "c1")]  # the outermost, recursively
+    again = log.named("folder watched again")
+    assert [a["path"] for a in again] == ["c1", "c1/lessons"]
+    assert keeper.unwatched() == [] and marked[-1] == "c1"
+    shutil.rmtree(root / "c1")
+    keeper.tick()
+    assert observer.unscheduled == [str(root / "c1")]  # its events would carry a stale path
