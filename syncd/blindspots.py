@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from syncd.parser import is_relevant
 from syncd.tree import list_courses, scan_course
+from syncd.watcher import course_of
 
 RETRY_S = 30.0  # how often a watch is tried again while the limit is reached
 POLL_S = 1.0  # how often a folder that is not watched is stat'ed
@@ -157,15 +159,19 @@ class BlindSpotKeeper:
     _watches: dict[str, tuple[Any, tuple[int, int]]] = field(default_factory=dict)  # added here
 
     def on_unwatched(self, path: str | bytes) -> None:
-        """From the detector (watchdog's thread): only records."""
-        text = os.fsdecode(path)
+        """From the detector (watchdog's thread): only records. A folder that can hold no
+        file syncd reads (outside the root, hidden, ``sources/``…) is left alone."""
         root = str(self.root.absolute())
-        rel = os.path.relpath(text, root)
-        if rel == ".":
-            rel = ""
-        elif rel.startswith("..") or rel.split(os.sep, 1)[0].startswith("."):
-            return  # outside the root, or a hidden folder: nothing syncd reads
-        self.spots.unwatched(PurePosixPath(rel).as_posix() if rel else "", LIMIT_HINT)
+        if os.path.normpath(os.fsdecode(path)) == os.path.normpath(root):
+            self.spots.unwatched("", LIMIT_HINT)
+            return
+        found = course_of(root, path)
+        if found is None:
+            return
+        course, inner = found
+        if inner and not is_relevant(f"{inner}/x.md"):
+            return
+        self.spots.unwatched(f"{course}/{inner}" if inner else course, LIMIT_HINT)
 
     def tick(self) -> None:
         """One supervisor turn: never raises (a failed poll is tried at the next)."""

@@ -375,6 +375,8 @@ def test_the_keeper_says_polls_retries_and_drops_a_watch_whose_folder_went(
     keeper.on_unwatched(os.fsencode(root / "c1"))
     keeper.on_unwatched(str(root / "c1" / "lessons"))
     keeper.on_unwatched(str(root / ".git" / "objects"))  # hidden: nothing syncd reads
+    keeper.on_unwatched(str(root / "c1" / ".git" / "objects"))  # nor here
+    keeper.on_unwatched(str(root / "c1" / "sources" / "raw"))  # nor in sources/
     keeper.on_unwatched("/elsewhere/x")  # outside the root
     keeper.tick()
     said = log.named("folder not watched")
