@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from watchdog.observers.api import ObservedWatch
+
 from syncd.parser import is_relevant
 from syncd.tree import list_courses, scan_course
 from syncd.watcher import course_of
@@ -216,7 +218,7 @@ class BlindSpotKeeper:
 
     def _retry(self, path: str) -> None:
         if path == "":
-            self.spots.retry_later(path)  # the root's own watch comes back with a restart
+            self._retry_root()
             return
         folder = self.root / path
         try:
@@ -232,12 +234,24 @@ class BlindSpotKeeper:
         self._watches[path] = (watch, identity)
         self._said_watched(self.spots.watched(path))
 
+    def _retry_root(self) -> None:
+        """The root's own watch lost every watch (watchdog could not rebuild them after a
+        queue overflow): replace it. It watched nothing, so nothing is lost meanwhile."""
+        observer, root = self.observer(), str(self.root)
+        with contextlib.suppress(KeyError):
+            observer.unschedule(ObservedWatch(root, recursive=True))
+        try:
+            observer.schedule(self.handler, root, recursive=True)
+        except OSError:
+            self.spots.retry_later("")
+            return
+        self._said_watched(self.spots.all_watched())
+
     def _said_watched(self, spots: list[Spot]) -> None:
-        courses = set()
+        courses: set[str] = set()
         for spot in spots:
             self.log.info("folder watched again", course=spot.course, path=spot.path or ".")
-            if spot.course is not None:
-                courses.add(spot.course)
+            courses.update(self._all_courses() if spot.course is None else [spot.course])
         for course in sorted(courses):
             self.mark(course)  # what changed between the last poll and the watch
 

@@ -405,3 +405,39 @@ def test_the_keeper_says_polls_retries_and_drops_a_watch_whose_folder_went(
     shutil.rmtree(root / "c1")
     keeper.tick()
     assert observer.unscheduled == [str(root / "c1")]  # its events would carry a stale path
+
+
+def test_a_root_watch_that_lost_every_watch_is_replaced_once_the_limit_allows(
+    tmp_path: Path,
+) -> None:
+    """watchdog rebuilds its watches after a queue overflow; when even the root's fails, it
+    logs the exception and watches nothing: every course is polled until the root's watch
+    is replaced."""
+    root = tmp_path / "courses"
+    make_course(root, "c1", lessons=1)
+    make_course(root, "c2", lessons=1)
+    clock, log, observer, marked = Clock(), Log(), LimitedObserver(), []
+    keeper = BlindSpotKeeper(
+        BlindSpots(clock, retry_s=30), root, lambda: observer, None, marked.append, log, clock
+    )
+    UnwatchedDetector(keeper.on_unwatched).emit(
+        record(
+            "Unable to rebuild recursive inotify watches below %r",
+            os.fsencode(root),
+            exc=OSError(errno.ENOSPC, "inotify watch limit reached"),
+        )
+    )
+    keeper.tick()
+    assert [(s["course"], s["path"]) for s in log.named("folder not watched")] == [(None, ".")]
+    clock.now += 1
+    keeper.tick()
+    assert marked == ["c1", "c2"]  # every course, polled
+    clock.now += 30
+    keeper.tick()
+    assert observer.watches == [] and keeper.unwatched() == ["."]
+    observer.full = False
+    clock.now += 30
+    keeper.tick()
+    assert observer.unscheduled and observer.watches == [str(root)]
+    assert [a["path"] for a in log.named("folder watched again")] == ["."]
+    assert keeper.unwatched() == [] and marked[-2:] == ["c1", "c2"]
