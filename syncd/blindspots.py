@@ -205,8 +205,12 @@ class BlindSpotKeeper:
         if not self.spots:
             return
         now = self.clock()
-        for path in self.spots.retry_due():
-            self._retry(path)
+        due = self.spots.retry_due()
+        for n, path in enumerate(due):
+            if not self._retry(path):  # still at the limit: the others wait their next turn
+                for later in due[n + 1 :]:
+                    self.spots.retry_later(later)
+                break
         if now >= self._next_poll and self.spots:
             started = self.clock()
             for course in self.spots.polled_courses(self._all_courses):
@@ -216,25 +220,26 @@ class BlindSpotKeeper:
             took = self.clock() - started
             self._next_poll = now + max(self.poll_s, 4 * took)  # polling takes ≤ 1/4 of a core
 
-    def _retry(self, path: str) -> None:
+    def _retry(self, path: str) -> bool:
+        """Try to watch ``path`` (recursively: all or nothing); False if it could not be."""
         if path == "":
-            self._retry_root()
-            return
+            return self._retry_root()
         folder = self.root / path
+        identity = _identity(folder)
+        if identity is None:
+            for spot in self.spots.watched(path):
+                self.log.info("unwatched folder gone", course=spot.course, path=spot.path)
+            return True
         try:
-            identity = _identity(folder)
-            if identity is None:
-                for spot in self.spots.watched(path):
-                    self.log.info("unwatched folder gone", course=spot.course, path=spot.path)
-                return
             watch = self.observer().schedule(self.handler, str(folder), recursive=True)
         except OSError:
             self.spots.retry_later(path)
-            return
+            return False
         self._watches[path] = (watch, identity)
         self._said_watched(self.spots.watched(path))
+        return True
 
-    def _retry_root(self) -> None:
+    def _retry_root(self) -> bool:
         """The root's own watch lost every watch (watchdog could not rebuild them after a
         queue overflow): replace it. It watched nothing, so nothing is lost meanwhile."""
         observer, root = self.observer(), str(self.root)
@@ -244,8 +249,9 @@ class BlindSpotKeeper:
             observer.schedule(self.handler, root, recursive=True)
         except OSError:
             self.spots.retry_later("")
-            return
+            return False
         self._said_watched(self.spots.all_watched())
+        return True
 
     def _said_watched(self, spots: list[Spot]) -> None:
         courses: set[str] = set()

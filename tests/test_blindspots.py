@@ -348,17 +348,19 @@ class LimitedObserver:
 
     def __init__(self) -> None:
         self.full = True
+        self.tried: list[str] = []
         self.watches: list[str] = []
-        self.unscheduled: list[str] = []
+        self.unscheduled: list[Any] = []
 
     def schedule(self, _handler: object, path: str, *, recursive: bool) -> str:
         assert recursive
+        self.tried.append(path)
         if self.full:
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
         self.watches.append(path)
         return path
 
-    def unschedule(self, watch: str) -> None:
+    def unschedule(self, watch: Any) -> None:
         self.unscheduled.append(watch)
 
 
@@ -374,34 +376,40 @@ def test_the_keeper_says_polls_retries_and_drops_a_watch_whose_folder_went(
     )
     keeper.on_unwatched(os.fsencode(root / "c1"))
     keeper.on_unwatched(str(root / "c1" / "lessons"))
+    keeper.on_unwatched(str(root / "c2"))
     keeper.on_unwatched(str(root / ".git" / "objects"))  # hidden: nothing syncd reads
     keeper.on_unwatched(str(root / "c1" / ".git" / "objects"))  # nor here
     keeper.on_unwatched(str(root / "c1" / "sources" / "raw"))  # nor in sources/
     keeper.on_unwatched("/elsewhere/x")  # outside the root
     keeper.tick()
     said = log.named("folder not watched")
-    assert [(s["course"], s["path"]) for s in said] == [("c1", "c1"), ("c1", "c1/lessons")]
+    assert [(s["course"], s["path"]) for s in said] == [
+        ("c1", "c1"),
+        ("c1", "c1/lessons"),
+        ("c2", "c2"),
+    ]
     assert "fs.inotify.max_user_watches" in said[0]["reason"]
-    assert keeper.unwatched() == ["c1", "c1/lessons"]
+    assert keeper.unwatched() == ["c1", "c1/lessons", "c2"]
     for _ in range(3):
         clock.now += 1
         keeper.tick()
-    assert marked == ["c1"]  # once: its files are as they were at the second poll
+    assert marked == ["c1", "c2"]  # once: their files are as they were at the second poll
     write(root / "c1" / "lessons" / "1.2-new.md", lesson_text(1, 2))
     for _ in range(2):
         clock.now += 1
         keeper.tick()
-    assert marked == ["c1", "c1"]  # the edit, seen by polling
+    assert marked == ["c1", "c2", "c1"]  # the edit, seen by polling
     clock.now += 30
-    keeper.tick()  # still at the limit: tried, not watched
-    assert observer.watches == [] and keeper.unwatched() == ["c1", "c1/lessons"]
+    keeper.tick()  # still at the limit: c1 tried, and c2 not even tried
+    assert observer.tried == [str(root / "c1")] and observer.watches == []
+    assert keeper.unwatched() == ["c1", "c1/lessons", "c2"]
     observer.full = False
     clock.now += 30
     keeper.tick()
-    assert observer.watches == [str(root / "c1")]  # the outermost, recursively
+    assert observer.watches == [str(root / "c1"), str(root / "c2")]  # outermost, recursively
     again = log.named("folder watched again")
-    assert [a["path"] for a in again] == ["c1", "c1/lessons"]
-    assert keeper.unwatched() == [] and marked[-1] == "c1"
+    assert [a["path"] for a in again] == ["c1", "c1/lessons", "c2"]
+    assert keeper.unwatched() == [] and marked[-2:] == ["c1", "c2"]
     shutil.rmtree(root / "c1")
     keeper.tick()
     assert observer.unscheduled == [str(root / "c1")]  # its events would carry a stale path
