@@ -268,7 +268,17 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             type=float,
             default=d.auth_grace_s,
         )
-    if command in ("run", "rescan", "health"):
+        f(
+            parser,
+            env,
+            "--watch-retry",
+            "SYNCD_WATCH_RETRY",
+            "seconds between tries to watch a folder the inotify watch limit left unwatched"
+            " (it is polled meanwhile)",
+            type=float,
+            default=d.watch_retry_s,
+        )
+    if command in ("run", "rescan", "health", "verify"):
         f(
             parser,
             env,
@@ -351,6 +361,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             breaker_reset_s=float(_opt(args, "breaker_reset", "breaker_reset_s")),
             heartbeat_s=float(_opt(args, "heartbeat", "heartbeat_s")),
             auth_grace_s=float(_opt(args, "auth_grace", "auth_grace_s")),
+            watch_retry_s=float(_opt(args, "watch_retry", "watch_retry_s")),
             health_file=Path(args.health_file) if getattr(args, "health_file", None) else None,
             stalled_after_s=float(_opt(args, "stalled_after", "stalled_after_s")),
             unreachable_after_s=float(_opt(args, "unreachable_after", "unreachable_after_s")),
@@ -540,6 +551,9 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             )
         finally:
             close()
+    report.unwatched = health.unwatched(
+        settings.health_path, stalled_after_s=settings.stalled_after_s
+    )
     if args.json:
         print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
     else:
@@ -547,6 +561,17 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(drift)
         for folder in report.skipped:
             print(f"{'not-a-course':12} {folder.folder}  ({folder.files} file(s), skipped)")
+        for unwatched in report.unwatched:
+            print(
+                f"{'unwatched':12} {unwatched}  (the running daemon cannot watch it: inotify"
+                " watch limit, fs.inotify.max_user_watches; it polls it meanwhile)"
+            )
+    if report.unwatched:
+        print(
+            f"{len(report.unwatched)} folder(s) not watched by the running daemon (polled"
+            " instead, not a drift): raise fs.inotify.max_user_watches",
+            file=sys.stderr,
+        )
     if not report.in_sync:
         print(
             f"{len(report.drifts)} file(s) or row(s) differ between {settings.root} and the"

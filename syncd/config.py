@@ -115,6 +115,7 @@ class Settings:
     breaker_reset_s: float = 5.0
     heartbeat_s: float = 30.0
     auth_grace_s: float = 300.0  # a password the database rejects this long ends the daemon
+    watch_retry_s: float = 30.0  # a folder the inotify watch limit left unwatched: retried
     # health (`syncd health`, the image's HEALTHCHECK)
     health_file: Path | None = None  # None: health.json beside the data dir
     stalled_after_s: float = 30.0  # state not written, or writer/watcher stuck, this long
@@ -204,6 +205,8 @@ def check(settings: Settings) -> Settings:
         raise ConfigError("--workers must be between 1 and 64")
     if settings.max_file_bytes <= 0:
         raise ConfigError("--max-file-bytes must be positive")
+    if settings.watch_retry_s <= 0:
+        raise ConfigError("--watch-retry must be positive")
     if settings.log_format not in ("auto", "json", "console"):
         raise ConfigError("--log-format must be auto, json or console")
     if settings.creator_mind is not None and not MIND_SLUG.match(settings.creator_mind):

@@ -28,6 +28,7 @@ from typing import Any
 import tenacity
 
 from syncd import config, health, logs
+from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.course_failures import CourseFailures, describe_failure, is_course_level
@@ -55,6 +56,7 @@ from syncd.watcher import (
     CourseEventHandler,
     LinkTargetHandler,
     OverflowDetector,
+    UnwatchedDetector,
     start_observer,
 )
 
@@ -442,8 +444,20 @@ class Daemon:
             files=None if s.polling else debouncer,  # polling sees no opens or closes
         )
         overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
+        self._blind = BlindSpotKeeper(
+            BlindSpots(self.clock, retry_s=s.watch_retry_s),
+            s.root,
+            lambda: self._observer,
+            handler,
+            debouncer.mark,
+            self.log,
+            self.clock,
+            follow_symlinks=s.follow_symlinks,
+        )
+        unwatched = UnwatchedDetector(self._blind.on_unwatched)
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(overflow)
+            logging.getLogger(name).addHandler(unwatched)
 
         self._install_signals()
         self.log.info(
@@ -478,6 +492,7 @@ class Daemon:
             )
             for name in WATCHDOG_LOGGERS:
                 logging.getLogger(name).removeHandler(overflow)
+                logging.getLogger(name).removeHandler(unwatched)
         return code
 
     # -- the main loop ------------------------------------------------------------------
@@ -515,6 +530,8 @@ class Daemon:
                 observer = self._observer
             if s.follow_symlinks:
                 self._watch_link_targets(writer, debouncer)
+            if root_present and not s.polling:
+                self._blind.tick()  # folders the watch limit left unwatched: said, polled
             # The watchdog is fed from this loop on the threads' liveness, not on a sync
             # finishing: a writer waiting out an outage (retries, deadlines, back-off) is
             # alive. Only a writer silent for longer than any bounded wait can last is hung.
@@ -545,6 +562,7 @@ class Daemon:
                     lag_s=state.lag_s,
                     held=debouncer.held(),
                     failing=[health.describe_failing(f, time.time()) for f in state.failing],
+                    unwatched=len(state.unwatched),
                     last_sync=state.last_sync,
                     observer_alive=state.observer_alive,
                 )
@@ -641,6 +659,7 @@ class Daemon:
             self._observer = start_observer(
                 self.settings.root, handler, polling=self.settings.polling
             )
+            self._blind.rewatched()  # a new watch covers the whole tree, or fails
         except ConfigError as error:
             self.log.error("watcher could not start", reason=str(error))
         writer.reconcile_requested.set()
@@ -729,6 +748,7 @@ class Daemon:
                 )
                 for f in writer.failures.failing()
             ],
+            unwatched=self._blind.unwatched(),
         )
 
     def _write_health(self, state: health.HealthState) -> None:

@@ -56,6 +56,8 @@ class HealthState:
     breaker_reason: str = ""
     breaker_kind_since: float | None = None  # wall clock: failures of that kind began
     failing: list[Failing] = field(default_factory=list)
+    # folders (relative to the root) the inotify watch limit left unwatched: polled meanwhile
+    unwatched: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> HealthState:
@@ -68,6 +70,8 @@ def status_line(state: HealthState) -> str:
     """One line for `systemctl status` (STATUS=)."""
     breaker = state.breaker if not state.breaker_kind else f"{state.breaker}({state.breaker_kind})"
     line = f"pending={state.pending} breaker={breaker} last_sync={state.last_sync}"
+    if state.unwatched:
+        line += f" unwatched={len(state.unwatched)}"
     if state.failing:
         now = state.written_at
         line += f" failing={len(state.failing)}: " + "; ".join(
@@ -128,6 +132,14 @@ def verdict(
         f"{state.breaker}, {state.pending} pending, lag {state.lag_s:.1f} s, "
         f"last sync {state.last_sync}"
     )
+    if state.unwatched:  # polled meanwhile, so edits land: a warning, not a failure
+        shown = ", ".join(state.unwatched[:5])
+        more = f" and {len(state.unwatched) - 5} more" if len(state.unwatched) > 5 else ""
+        line = (
+            f"healthy, but {len(state.unwatched)} folder(s) not watched (inotify watch limit:"
+            f" raise fs.inotify.max_user_watches), polled every second meanwhile: {shown}{more};"
+            f" breaker {state.breaker}, {state.pending} pending, lag {state.lag_s:.1f} s"
+        )
     if state.failing:
         line += f"; {len(state.failing)} course(s) failing: " + "; ".join(
             describe_failing(f, now) for f in state.failing
@@ -146,6 +158,19 @@ def _away(state: HealthState, down: float) -> str:
     if state.breaker_kind == "disk-full":
         return f"database disk full for {down:.0f} s ({state.breaker_reason}); {pending}"
     return f"database unreachable for {down:.0f} s (breaker {state.breaker}), {pending}"
+
+
+def unwatched(path: Path, *, stalled_after_s: float, now: float | None = None) -> list[str]:
+    """The folders the running daemon cannot watch, from its state file (none when no
+    daemon is running, or its state is stale)."""
+    now = time.time() if now is None else now
+    try:
+        state = HealthState.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return []
+    if now - state.written_at > stalled_after_s or not _alive(state.pid):
+        return []
+    return list(state.unwatched)
 
 
 def _alive(pid: int) -> bool:

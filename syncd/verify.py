@@ -43,6 +43,8 @@ class SkippedFolder:
 class Report:
     drifts: list[Drift] = field(default_factory=list)
     skipped: list[SkippedFolder] = field(default_factory=list)
+    # folders the running daemon cannot watch (its health file): not a drift, but said
+    unwatched: list[str] = field(default_factory=list)
 
     @property
     def in_sync(self) -> bool:
@@ -53,6 +55,7 @@ class Report:
             "in_sync": self.in_sync,
             "drifts": [asdict(d) for d in self.drifts],
             "skipped_folders": [asdict(s) for s in self.skipped],
+            "unwatched_folders": self.unwatched,
         }
 
 

@@ -170,6 +170,35 @@ class OverflowDetector(logging.Handler):
             self.on_overflow()
 
 
+WATCH_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
+
+
+class UnwatchedDetector(logging.Handler):
+    """watchdog says that it could not watch a folder it found at runtime (a folder created
+    or moved in once the inotify watch limit is reached) only through its logger, and goes
+    on without it. Read from the record's arguments, not its wording: an ``OSError`` of the
+    watch limit (in the arguments or the exception) and the path beside it. Runs on
+    watchdog's thread: it only hands the path over, and never raises."""
+
+    def __init__(self, on_unwatched: Callable[[str | bytes], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.on_unwatched = on_unwatched
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            args = record.args if isinstance(record.args, tuple) else ()
+            errors = [a for a in args if isinstance(a, OSError)]
+            if record.exc_info and isinstance(record.exc_info[1], OSError):
+                errors.append(record.exc_info[1])
+            if not any(e.errno in WATCH_LIMIT_ERRNOS for e in errors):
+                return
+            path = next((a for a in args if isinstance(a, (str, bytes, os.PathLike))), None)
+            if path is not None:
+                self.on_unwatched(os.fspath(path))
+        except Exception:  # never let an exception reach watchdog's thread
+            self.handleError(record)
+
+
 POLL_INTERVAL_S = 1.0  # --polling: how often the tree is stat'ed
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,29 @@ def syncd_env(dsn: str) -> dict[str, str]:
 
 
 class DaemonProcess:
-    def __init__(self, root: Path, dsn: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        dsn: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wrap: Sequence[str] = (),
+    ) -> None:
+        """``wrap``: a command that runs syncd (``exec "$@"``), e.g. in a user namespace."""
         full_env = {**syncd_env(dsn), "PYTHONUNBUFFERED": "1"}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "--root", str(root), "--heartbeat", "1", *args],
+            [
+                *wrap,
+                sys.executable,
+                "-m",
+                "syncd",
+                "--root",
+                str(root),
+                "--heartbeat",
+                "1",
+                *args,
+            ],
             cwd=REPO,
             env=full_env,
             stdout=subprocess.PIPE,
