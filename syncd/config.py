@@ -88,8 +88,17 @@ def check_source(settings: Settings, env: Mapping[str, str]) -> None:
         )
 
 
+ROOT_DATA_DIR = Path("/var/lib/syncd/postgres")
+
+
 def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir("syncd")) / "postgres"
+    """The user's data folder; as root, /var/lib/syncd (whose parents every user can
+    traverse, as the embedded server's own user must: see embedded.py), unless a database
+    is already in root's data folder from before."""
+    own = Path(platformdirs.user_data_dir("syncd")) / "postgres"
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not (own / "PG_VERSION").exists():
+        return ROOT_DATA_DIR
+    return own
 
 
 @dataclass(frozen=True)
