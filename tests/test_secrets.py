@@ -169,3 +169,27 @@ def test_a_malformed_url_in_a_subprocess_exits_2_without_the_password(tmp_path: 
     )
     assert done.returncode == 2, done.stderr
     assert SECRET not in done.stdout + done.stderr and "postgresql//u:***@" in done.stderr
+
+
+VALID = [
+    "postgresql://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+    "postgres://u:pw@h/db?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem",
+    "postgresql:///creatoros",
+    "postgresql://%2Fvar%2Frun%2Fpostgresql/db",
+    "postgresql://u:p%40ss@[::1]:5432/db",
+    "postgresql://h1:123,h2:456/db?target_session_attrs=read-write&application_name=x",
+    "postgresql://h1,h2:456/db?load_balance_hosts=random",
+    "postgresql://u:pw@h/db?options=-c%20search_path%3Dfoo&connect_timeout=10",
+    "postgresql://u:pw@h/db?ssl_min_protocol_version=TLSv1.2&gssencmode=disable",
+    "postgresql://u@h:+5432/db?hostaddr=10.0.0.1",
+    "host=localhost port=5432 dbname=x user=y password='a b\\' c' sslmode=require",
+    "host=/tmp,/var/run port=5432,5433 dbname=x",
+    "dbname=x",
+]
+
+
+@pytest.mark.parametrize("dsn", VALID)
+def test_a_well_formed_database_url_passes_the_check(dsn: str) -> None:
+    from syncd.config import check_database_url
+
+    check_database_url(dsn)
