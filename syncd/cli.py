@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -388,6 +389,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             command = "rescan"
         if command in ("run", "rescan", "verify", "sources"):
             config.check_source(settings, env)
+        if command in ("run", "rescan", "verify"):
+            _check_root(settings.root)  # before the database: a failed command writes nothing
         return _COMMANDS[command](settings, args)
     except ConfigError as error:
         return _fail(ExitCode.CONFIG, "configuration error", error, secrets)
@@ -403,6 +406,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return _fail(ExitCode.FATAL_DB, "error", error, secrets)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+
+
+def _check_root(root: Path) -> None:
+    """The course root is there and readable, or RootUnavailable (exit 5) before anything is
+    started, migrated or registered. (A root that is there but empty while the database has
+    courses is found by the reconcile, before it writes.)"""
+    try:
+        with os.scandir(root):
+            pass
+    except (FileNotFoundError, NotADirectoryError):
+        raise RootUnavailable(
+            f"course root {root} is missing or not a folder: set --root (SYNCD_ROOT)"
+        ) from None
+    except OSError as exc:
+        raise RootUnavailable(
+            f"course root {root} is unreadable: {exc.strerror}: check --root (SYNCD_ROOT)"
+        ) from None
 
 
 def _fail(code: int, what: str, error: Exception, secrets: list[str]) -> int:
@@ -519,6 +539,11 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(summary.rejected)} file(s) rejected:", file=sys.stderr)
         for issue in summary.rejected:
             print(f"  {issue.path}: {issue.reason}", file=sys.stderr)
+    if summary.failed:  # whole courses refused or failed: not everything reached it
+        print(f"{len(summary.failed)} course(s) failed:", file=sys.stderr)
+        for course, failure in summary.failed.items():
+            print(f"  {course}: {failure.reason}", file=sys.stderr)
+        return ExitCode.DRIFT
     return ExitCode.OK
 
 

@@ -7,9 +7,9 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    DRIFT = 1  # `syncd verify` found a difference
+    DRIFT = 1  # not everything reached the database (verify: a drift; rescan: a failed course)
     UNHEALTHY = 1  # `syncd health`: the daemon is stalled or the database away too long
-    CONFIG = 2  # bad flag or variable, inotify limit
+    CONFIG = 2  # bad flag or variable (a malformed DATABASE_URL too), inotify limit
     UNREACHABLE = 3  # the database cannot be reached
     FATAL_DB = 4  # the database refuses syncd (password, privilege, schema, retired source)
     ROOT_UNAVAILABLE = (

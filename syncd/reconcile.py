@@ -123,9 +123,9 @@ class Reconciler:
             "reconcile started", root=str(self.root), write=self.write, source=self.store.source
         )
         scheduler.wait_idle()  # jobs of live events finish first: the state below is swapped
-        self._register_source()
         courses = self.list_courses()
         live_known = self._begin_pass(courses)
+        self._register_source()  # after the root checks: a pass that fails on it writes nothing
         summary = Summary()
         pending: deque[tuple[str, Future[CourseResult]]] = deque()
         done = 0

@@ -3,11 +3,13 @@ operator meets first at the terminal."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from syncd.exits import ExitCode
@@ -35,6 +37,90 @@ def test_a_missing_root_exits_5_in_every_command_and_names_the_flag(
     assert "Traceback" not in run.stderr
     failed = run.named("course root unavailable")
     assert failed and "nowhere" in failed[0]["reason"]
+
+
+def _tables(dsn: str) -> dict[str, int]:
+    """Tables per schema, and the rows of syncd.sources (when it is there)."""
+    with psycopg.connect(dsn) as conn:
+        found: dict[str, int] = {
+            schema: count
+            for schema, count in conn.execute(
+                "select table_schema, count(*) from information_schema.tables"
+                " where table_schema in ('public', 'syncd') group by 1"
+            )
+        }
+        if found.get("syncd"):
+            found["sources"] = conn.execute("select count(*) from syncd.sources").fetchone()[0]
+    return found
+
+
+@pytest.mark.parametrize("argv", [["--rescan"], ["verify"], []], ids=["rescan", "verify", "daemon"])
+def test_a_command_that_fails_on_a_missing_root_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str, argv: list[str]
+) -> None:
+    before = _tables(db_dsn)
+    assert before["sources"] == 0
+    run = run_cli(capsys, [*argv, "--root", str(tmp_path / "nowhere")], db_dsn)
+    assert run.code == ExitCode.ROOT_UNAVAILABLE
+    assert _tables(db_dsn) == before  # no source registered
+
+
+@pytest.mark.parametrize("argv", [["--rescan"], ["verify"], []], ids=["rescan", "verify", "daemon"])
+def test_a_missing_root_applies_no_migration_either(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, empty_dsn: str, argv: list[str]
+) -> None:
+    run = run_cli(capsys, [*argv, "--migrate", "--root", str(tmp_path / "nowhere")], empty_dsn)
+    assert run.code == ExitCode.ROOT_UNAVAILABLE
+    assert _tables(empty_dsn) == {}  # the database is as it was: empty
+
+
+def test_an_emptied_root_does_not_touch_the_source_either(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "c", lessons=1)
+    assert run_cli(capsys, ["--rescan", "--root", str(root), "--source", "s"], db_dsn).code == 0
+    seen = "select last_seen from syncd.sources where name = 's'"
+    with psycopg.connect(db_dsn) as conn:
+        before = conn.execute(seen).fetchone()
+    shutil.rmtree(root / "c")
+    run = run_cli(capsys, ["--rescan", "--root", str(root), "--source", "s"], db_dsn)
+    assert run.code == ExitCode.ROOT_UNAVAILABLE
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute(seen).fetchone() == before
+
+
+def test_a_course_the_database_refuses_makes_the_rescan_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    make_course(root, "good", lessons=1)
+    make_course(root, "refused", lessons=1)
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("""
+            create function refuse() returns trigger language plpgsql as $$
+            begin
+              if new.file_path like 'refused/%' then raise exception 'no, thanks'; end if;
+              return new;
+            end $$;
+            create trigger refuse before insert on contents for each row execute function refuse();""")
+    run = run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn)
+    assert run.code == ExitCode.DRIFT == 1
+    assert [e["course"] for e in run.named("course rejected")] == ["refused"]
+    assert "1 course(s) failed" in run.stderr and "\n  refused\n" in run.stderr
+    assert run.named("reconcile finished")[0]["failed"] == 1
+
+
+def test_rejected_files_alone_leave_the_rescan_at_0(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    root = tmp_path / "courses"
+    course = make_course(root, "c", lessons=2)
+    (course / "lessons/1.2-lesson-1-2.md").write_text("---\n[unclosed\n---\n# x\n", "utf-8")
+    run = run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn)
+    assert run.code == ExitCode.OK
+    assert "1 file(s) rejected:" in run.stderr
+    assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn).code == ExitCode.DRIFT
 
 
 def test_ctrl_c_stops_the_daemon_cleanly_with_130(tmp_path: Path, db_dsn: str) -> None:
