@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import psycopg
@@ -32,6 +34,27 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def _interpreter_reachable() -> Iterator[None]:
+    """The suite's own interpreter may live below a folder closed to others (pyenv in /root,
+    mode 0700, on CI machines); in production the service user runs /opt/syncd/venv. For the
+    length of the call, folders above the interpreter get the traverse bit for others (never
+    read or list), and their modes are put back after."""
+    opened: list[tuple[Path, int]] = []
+    for exe in {Path(sys.executable), Path(sys.executable).resolve()}:
+        for folder in exe.parents:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if not mode & stat.S_IXOTH and folder not in [f for f, _ in opened]:
+                opened.append((folder, mode))
+    try:
+        for folder, mode in opened:
+            folder.chmod(mode | stat.S_IXOTH)
+        yield
+    finally:
+        for folder, mode in opened:
+            folder.chmod(mode)
+
+
 def as_service_user(dsn: str, *args: str) -> Run:
     """``syncd`` as the non-root service user it runs as in production (the suite runs as
     root in CI, and root reads every file whatever its mode)."""
@@ -40,16 +63,19 @@ def as_service_user(dsn: str, *args: str) -> Run:
         from pgserver.utils import ensure_user_exists
 
         ensure_user_exists(user)
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        cwd=REPO,
-        env=syncd_env(dsn),
-        user=user,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    with _interpreter_reachable() if user is not None else nullcontext():
+        done = subprocess.run(
+            [sys.executable, "-m", "syncd", *args],
+            cwd=REPO,
+            env=syncd_env(dsn),
+            user=user,  # with its own group, not root's: as systemd's User= and Group= run it
+            group=user,
+            extra_groups=[] if user is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
