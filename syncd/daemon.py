@@ -165,8 +165,6 @@ class Writer:
         on."""
         failure = describe_failure(error)
         record = self.failures.failed(course, failure)
-        if failure.kind == "error":  # a surprise: its traceback is wanted
-            self.log.error(failure.event, course=course, reason=failure.reason, exc_info=error)
         self.log.error(
             failure.event,
             course=course,
@@ -176,6 +174,7 @@ class Writer:
             attempt=record.attempts,
             failing_s=round(self.clock() - record.since, 1),
             retry_in_s=round(record.retry_at - self.clock(), 1),
+            exc_info=error if failure.kind == "error" else None,  # a surprise: its traceback
         )
         self.debouncer.defer(course, record.retry_at)
 

@@ -363,8 +363,9 @@ def test_a_surprise_in_one_course_does_not_end_the_daemon() -> None:
     writer.step()
     assert writer.fatal is None
     assert store.synced == ["c2"]
-    failed = [e for e in log.named("course failed") if "kind" in e]
-    assert failed[0]["course"] == "c1" and "KeyError" in failed[0]["reason"]
+    (failed,) = log.named("course failed")
+    assert failed["course"] == "c1" and "KeyError" in failed["reason"]
+    assert failed["exc_info"] is store.refusing["c1"]  # its traceback is logged
     assert [f.course for f in writer.failures.failing()] == ["c1"]
 
 
