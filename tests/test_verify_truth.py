@@ -234,3 +234,39 @@ def test_after_a_restore_bookkeeping_differences_are_not_stale(
 
     assert check.code == 0, check.stdout
     assert repaired_by_rescan(capsys, synced, db_dsn) == []
+
+
+def test_the_running_daemon_repairs_a_project_and_a_link_at_its_safety_reconcile(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    from tests.daemon_harness import DaemonProcess
+
+    root = tmp_path / "courses"
+    shutil.copytree(EXAMPLES / COURSE, root / COURSE)
+    daemon = DaemonProcess(root, db_dsn, "--reconcile-interval", "2")
+    try:
+        daemon.wait_event("daemon ready", timeout=60)
+        ((name,),) = execute(db_dsn, "select name from content_projects where slug = %s", COURSE)
+        links = "select count(*) from content_minds where content_id = (select id from contents where file_path = %s)"
+        before = execute(db_dsn, links, LESSON)
+        with psycopg.connect(db_dsn) as conn:
+            conn.execute(
+                "update content_projects set name = 'vandalised' where slug = %s", (COURSE,)
+            )
+            conn.execute(
+                "delete from content_minds where content_id ="
+                " (select id from contents where file_path = %s)",
+                (LESSON,),
+            )
+        daemon.wait_for(
+            lambda: len(daemon.named("row repaired")) >= 2, what="both repaired", timeout=30
+        )
+        repairs = {(e["path"], tuple(e["fields"])) for e in daemon.named("row repaired")}
+        assert repairs == {(COURSE, ("name",)), (LESSON, ("minds",))}
+        assert execute(db_dsn, "select name from content_projects where slug = %s", COURSE) == [
+            (name,)
+        ]
+        assert execute(db_dsn, links, LESSON) == before
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
