@@ -330,30 +330,35 @@ WHERE c.course = ANY(%(courses)s::text[])
 -- it: a contents row (its xmin, the course's row count), the project or its audience row
 -- (their xmin), a tag or mind link (the hash of the links, as upsert_course computes it).
 -- Unknown marks, from before they were kept, never count. Reads indexes and marks only.
-WITH links AS (
+WITH mine AS (
+    SELECT c.course, c.project_id, c.row_count, c.project_xmin, c.audience_xmin, c.links_mark
+    FROM syncd.courses c
+    WHERE c.archived_at IS NULL AND (c.source IS NULL OR c.source = %(source)s)
+), links AS (
     SELECT l.project_id, sum(l.h) AS mark FROM (
         SELECT r.project_id, hashtextextended(t.content_id::text || ' ' || t.tag_id::text, 0)
-        FROM syncd.rows r JOIN public.content_tags t ON t.content_id = r.content_id
+        FROM mine JOIN syncd.rows r ON r.project_id = mine.project_id
+        JOIN public.content_tags t ON t.content_id = r.content_id
         UNION ALL
         SELECT r.project_id, hashtextextended(m.content_id::text || ' ' || m.mind_id::text || ' '
                                               || coalesce(m.role, ''), 1)
-        FROM syncd.rows r JOIN public.content_minds m ON m.content_id = r.content_id
+        FROM mine JOIN syncd.rows r ON r.project_id = mine.project_id
+        JOIN public.content_minds m ON m.content_id = r.content_id
     ) AS l(project_id, h)
     GROUP BY l.project_id
 )
-SELECT c.course FROM syncd.courses c
+SELECT c.course FROM mine c
 LEFT JOIN public.content_projects p ON p.id = c.project_id
 LEFT JOIN public.audience_profiles a ON a.id = p.target_audience_id
 LEFT JOIN links ON links.project_id = c.project_id
-WHERE c.archived_at IS NULL AND (c.source IS NULL OR c.source = %(source)s)
-  AND (EXISTS (SELECT 1 FROM syncd.rows r JOIN public.contents t ON t.id = r.content_id
-               WHERE r.project_id = c.project_id AND r.written_xmin IS NOT NULL
-                 AND t.xmin::text <> r.written_xmin::text)
-       OR c.row_count <> (SELECT count(*) FROM syncd.rows r WHERE r.project_id = c.project_id)
-       OR p.xmin::text <> c.project_xmin::text
-       OR (c.project_xmin IS NOT NULL
-           AND coalesce(a.xmin::text, '') <> coalesce(c.audience_xmin::text, ''))
-       OR c.links_mark <> coalesce(links.mark, 0));
+WHERE EXISTS (SELECT 1 FROM syncd.rows r JOIN public.contents t ON t.id = r.content_id
+              WHERE r.project_id = c.project_id AND r.written_xmin IS NOT NULL
+                AND t.xmin::text <> r.written_xmin::text)
+   OR c.row_count <> (SELECT count(*) FROM syncd.rows r WHERE r.project_id = c.project_id)
+   OR p.xmin::text <> c.project_xmin::text
+   OR (c.project_xmin IS NOT NULL
+       AND coalesce(a.xmin::text, '') <> coalesce(c.audience_xmin::text, ''))
+   OR c.links_mark <> coalesce(links.mark, 0);
 
 -- name: rename_course
 -- a course folder renamed: the project (its slug follows the new name), its rows' paths and
