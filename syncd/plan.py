@@ -8,18 +8,35 @@ hierarchy. A matched row keeps its id and its slug forever.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
-from syncd.course import OUTLINE_KEY, Content, CourseSnapshot, FileIssue
+from syncd.course import OUTLINE_KEY, Content, CourseSnapshot, FileIssue, Project
 
 # Roles the content_minds CHECK allows: the creator owns the course, the persona is the
 # voice the lessons are written in, which CreatorOS records as their author.
 CREATOR_ROLE = "creator"
 PERSONA_ROLE = "author"
+
+
+@dataclass(frozen=True)
+class RowFields:
+    """The values syncd owns in one contents row, as the database holds them now (read for
+    verify, and for a row someone else changed: a real difference, or bookkeeping only?).
+    content_type, parent, order, file path and deletion are in ``ExistingRow`` itself."""
+
+    title: str | None
+    content_md5: str | None
+    metadata: Any
+    fidelity_score: Decimal | float | None
+    status: str | None
+    in_project: bool
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,9 @@ class ExistingRow:
     fm_status: str | None = None  # status last taken from the frontmatter; "": none; None: unknown
     changed: bool = False  # written by someone else since syncd wrote it: rewrite it
     source_hash: bytes | None = None  # of the file's bytes when syncd last wrote the row
+    fields: RowFields | None = None  # None: not read (the row hash speaks for them)
+    tags: frozenset[str] | None = None  # tag names linked now; None: not read
+    minds: frozenset[tuple[uuid.UUID, str]] | None = None  # (mind id, role) linked now
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,7 @@ class RowWrite:
     tags: tuple[str, ...]
     minds: tuple[tuple[uuid.UUID, str], ...]
     status: str | None = None  # the status to write; None keeps the row's (set in the app)
+    differs: tuple[str, ...] = ()  # the syncd-owned fields the row holds otherwise (when read)
 
 
 @dataclass
@@ -58,11 +79,17 @@ class Plan:
     unchanged: int = 0
     rejected: list[FileIssue] = field(default_factory=list)
     ids: dict[str, uuid.UUID] = field(default_factory=dict)  # record key -> row id
-    repaired: list[RowWrite] = field(default_factory=list)  # updates that undo others' edits
+    repaired: list[RowWrite] = field(default_factory=list)  # writes that undo others' edits
+    # rows whose fields are as the file says but whose tag or mind links are not: the links
+    # are written again, the row is not
+    relinks: list[RowWrite] = field(default_factory=list)
+    # rows as the file says whose bookkeeping (syncd.rows: hash, key, write mark) is not, e.g.
+    # after a restore: only syncd.rows is written, silently
+    remarks: list[RowWrite] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.inserts or self.updates or self.deletes)
+        return not (self.inserts or self.updates or self.deletes or self.relinks or self.remarks)
 
 
 def plan_course(
@@ -118,15 +145,20 @@ def plan_course(
         )
         if row is None:
             plan.inserts.append(write)
-        elif (
-            row.deleted
-            or row.changed
-            or row.row_hash != write.row_hash
-            or row.row_key != record.key
-        ):
+            continue
+        differs = row_differences(write, row)
+        write = dataclasses.replace(write, differs=differs)
+        marks_off = row.changed or row.row_hash != write.row_hash or row.row_key != record.key
+        if any(name not in LINK_FIELDS for name in differs) or (row.fields is None and marks_off):
             plan.updates.append(write)
             if row.changed:
                 plan.repaired.append(write)
+        elif differs:  # only its links: someone else's edit (the file's are in the row hash)
+            plan.relinks.append(write)
+            plan.repaired.append(write)
+        elif marks_off:  # the row is as the file says: only syncd's bookkeeping is off
+            plan.remarks.append(write)
+            plan.unchanged += 1
         else:
             plan.unchanged += 1
 
@@ -137,6 +169,111 @@ def plan_course(
         if managed and not kept and not row.deleted and not matcher.is_claimed(row):
             plan.deletes.append(row.id)
     return plan
+
+
+LINK_FIELDS = frozenset({"tags", "minds"})
+
+
+def row_differences(write: RowWrite, row: ExistingRow) -> tuple[str, ...]:
+    """The syncd-owned fields of ``row`` that differ from what ``write`` would write, as
+    far as they were read: never bookkeeping (hashes, write marks), never a field the app
+    owns (a status is compared only when the file's status changed and is to be written)."""
+    record, found = write.record, row.fields
+    names: list[str] = []
+    if row.deleted:
+        names.append("deleted_at")
+    if found is not None:
+        checks = (
+            ("project", not found.in_project),
+            ("content_type", row.content_type != record.content_type),
+            ("title", found.title != record.title),
+            ("content", found.content_md5 != _md5(record.content)),
+            ("parent", row.parent_id != write.parent_id),
+            ("sequence_order", row.sequence_order != record.sequence_order),
+            ("file_path", row.file_path != record.file_path),
+            ("metadata", found.metadata != json_value(record.metadata)),
+            (
+                "fidelity_score",
+                record.fidelity_score is not None
+                and not _same_score(found.fidelity_score, record.fidelity_score),
+            ),
+            ("status", write.status is not None and found.status != write.status),
+        )
+        names.extend(name for name, differs in checks if differs)
+    if row.tags is not None and row.tags != frozenset(write.tags):
+        names.append("tags")
+    if row.minds is not None and row.minds != frozenset(write.minds):
+        names.append("minds")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    """What the project row (and the audience row of the brief's audience slug) hold now."""
+
+    name: str | None
+    description: str | None
+    project_type: str | None
+    metadata: Any
+    creator: str | None  # slugs of the linked minds and audience
+    persona: str | None
+    audience: str | None
+    audience_name: str | None = None  # the fields of the audience row syncd writes
+    audience_description: str | None = None
+    audience_technical_level: str | None = None
+    changed: bool = False  # written by someone else since syncd wrote it (its write marks)
+
+
+def project_differences(project: Project, state: ProjectState) -> tuple[str, ...]:
+    """The fields of the project (and its audience) that differ from what a sync writes."""
+    audience = project.audience
+    checks = [
+        ("name", state.name != project.name),
+        ("description", state.description != project.description),
+        ("project_type", state.project_type != project.project_type),
+        ("metadata", state.metadata != json_value(project.metadata)),
+        (
+            "creator_mind",
+            state.creator != (project.creator_mind.slug if project.creator_mind else None),
+        ),
+        (
+            "persona_mind",
+            state.persona != (project.persona_mind.slug if project.persona_mind else None),
+        ),
+        ("audience", state.audience != (audience.slug if audience else None)),
+    ]
+    if audience is not None:
+        checks += [
+            ("audience.name", state.audience_name != audience.name),
+            ("audience.description", state.audience_description != audience.description),
+            (
+                "audience.technical_level",
+                state.audience_technical_level != audience.technical_level,
+            ),
+        ]
+    return tuple(name for name, differs in checks if differs)
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as it reads back from a jsonb column (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value, ensure_ascii=False))
+
+
+def _md5(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - compared with PostgreSQL md5()
+
+
+def _same_score(stored: Decimal | float | None, wanted: float) -> bool:
+    """numeric(3, 2) rounds half away from zero: compare as the column stores it."""
+    if stored is None:
+        return False
+    try:
+        cents = Decimal(str(wanted)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        return False
+    return Decimal(str(stored)) == cents
 
 
 def _moved_away(

@@ -561,19 +561,30 @@ class Reconciler:
 
     def _log_repairs(self, result: CourseResult, course: str) -> None:
         """One event per row that someone else had changed (rewritten from its file, same
-        id) or deleted (re-created from its file)."""
+        id; ``fields`` names what differed) or deleted (re-created from its file), and for
+        the project when its fields (or its audience's) had been changed."""
         if result.plan is None or not self.write:
             return
-        repairs = [(w, "rewritten from its file") for w in result.plan.repaired]
+        repairs = [(w, "rewritten from its file", w.differs) for w in result.plan.repaired]
         if self._changed_by_others(course, forget=True):
-            repairs += [(w, "re-created from its file") for w in result.plan.inserts]
-        for write, action in repairs:
+            repairs += [(w, "re-created from its file", ()) for w in result.plan.inserts]
+        for write, action, fields in repairs:
             self.log.info(
                 "row repaired",
                 course=course,
                 path=write.record.file_path,
                 id=str(write.id),
                 action=action,
+                fields=list(fields),
+            )
+        if result.project_repaired:
+            self.log.info(
+                "row repaired",
+                course=course,
+                path=course,
+                id=str(result.project_id),
+                action="project rewritten from its files",
+                fields=list(result.project_fields),
             )
 
     def _log_result(self, result: CourseResult, started: float) -> None:

@@ -25,7 +25,15 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
-from syncd.plan import ExistingRow, Plan, RowWrite, plan_course
+from syncd.plan import (
+    ExistingRow,
+    Plan,
+    ProjectState,
+    RowFields,
+    RowWrite,
+    plan_course,
+    project_differences,
+)
 from syncd.sqlfiles import query
 
 Conn = psycopg.Connection[Any]
@@ -213,6 +221,9 @@ class CourseResult:
     project_id: uuid.UUID | None = None
     owned_by: str | None = None  # another source owns this course (or its project slug)
     retry_at: float | None = None  # nothing done yet: look at the course again then
+    # the project's (and its audience's) fields that differed from the files and were written
+    project_fields: tuple[str, ...] = ()
+    project_repaired: bool = False  # ... and someone else had written them since syncd
 
 
 class Known(NamedTuple):
@@ -454,19 +465,24 @@ class CourseStore:
         return row is not None and row["archived"] is not None, row["deleted"] if row else 0
 
     def plan_from_reads(
-        self, snapshot: CourseSnapshot, *, with_md5: bool = False
-    ) -> tuple[Plan, dict[uuid.UUID, str | None]]:
+        self, snapshot: CourseSnapshot, *, with_fields: bool = False
+    ) -> tuple[Plan, tuple[str, ...]]:
         """The plan a sync would make now, from reads only (dry run, verify); with
-        ``with_md5``, also the md5 of every row's content."""
+        ``with_fields``, every row's syncd-owned fields are read and compared (so that only
+        real differences are updates), and so are the project's: the project fields a sync
+        would write (empty for a course never synced, or whose brief is rejected)."""
         with translated(f"course {snapshot.course}"), self._connection() as conn:
             sql = _Sql(conn)
             project = sql.one("project_minds", slug=snapshot.project.slug)
+            state = None
+            if with_fields and "project" not in snapshot.protected:
+                state = _project_state(self._queue_project_state(sql, snapshot).fetchone())
             minds = _planned_minds(sql, snapshot, project)
-            rows = self._queue_existing(sql, snapshot, with_md5=with_md5).fetchall()
+            rows = self._queue_existing(sql, snapshot, with_fields=with_fields).fetchall()
             project_id = project["id"] if project else None
             plan = self._plan(sql, snapshot, rows, project_id, minds, check_slugs=True)
             conn.rollback()
-        return plan, {r["id"]: r["content_md5"] for r in rows} if with_md5 else {}
+        return plan, project_differences(snapshot.project, state) if state is not None else ()
 
     def refused_files(self) -> dict[str, str]:
         """file_path -> the database's reason, for every file whose row it refused."""
@@ -505,11 +521,12 @@ class CourseStore:
             sql.queue(
                 "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
             )
-        upsert = None
+        upsert = state = None
         if "project" not in snapshot.protected:
+            state = self._queue_project_state(sql, snapshot)
             upsert = self._queue_project(sql, snapshot)
         project = sql.queue("project_minds", slug=p.slug)
-        rows = self._queue_existing(sql, snapshot, with_md5=False)
+        rows = self._queue_existing(sql, snapshot, with_fields=False)
         found = project.fetchone()  # the first round trip ends here
         if owner is not None:
             for row in owner.fetchall():
@@ -518,8 +535,12 @@ class CourseStore:
         if found is None:  # a protected (rejected) brief of a course never synced before
             upsert = self._queue_project(sql, snapshot)
             found = sql.one("project_minds", slug=p.slug)
-            rows = self._queue_existing(sql, snapshot, with_md5=False)
+            rows = self._queue_existing(sql, snapshot, with_fields=False)
         result.project_written = upsert is not None and upsert.fetchone() is not None
+        before = _project_state(state.fetchone()) if state is not None else None
+        if before is not None:  # an existing project: what differs is written now
+            result.project_fields = project_differences(p, before)
+            result.project_repaired = before.changed and bool(result.project_fields)
         project_id = found["id"]
         mind_ids = (found["creator_mind_id"], found["persona_mind_id"])
         plan = self._plan(
@@ -601,10 +622,19 @@ class CourseStore:
             audience=a.slug if a else None,
         )
 
-    def _queue_existing(self, sql: _Sql, snapshot: CourseSnapshot, *, with_md5: bool) -> Any:
+    def _queue_project_state(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
+        audience = snapshot.project.audience
+        return sql.queue(
+            "project_state",
+            slug=snapshot.project.slug,
+            course=snapshot.course,
+            audience=audience.slug if audience else None,
+        )
+
+    def _queue_existing(self, sql: _Sql, snapshot: CourseSnapshot, *, with_fields: bool) -> Any:
         return sql.queue(
             "existing_rows",
-            with_md5=with_md5,
+            with_fields=with_fields,
             slug=snapshot.project.slug,
             legacy_slugs=[c.legacy_slug for c in snapshot.contents if c.legacy_slug],
         )
@@ -634,6 +664,9 @@ class CourseStore:
                 fm_status=r["fm_status"],
                 changed=bool(r["changed"]),
                 source_hash=_bytes(r["source_hash"]),
+                fields=_row_fields(r) if r["has_fields"] else None,
+                tags=frozenset(r["tags"]),
+                minds=frozenset(_mind_link(text) for text in r["minds"]),
             )
             for r in rows
         ]
@@ -709,10 +742,12 @@ class CourseStore:
             return
         if plan.deletes:
             sql.queue("soft_delete", ids=plan.deletes)
-        written = plan.inserts + plan.updates
+        linked = plan.inserts + plan.updates + plan.relinks
+        if linked:
+            self._junctions(sql, linked, pruned=plan.updates + plan.relinks)
+        written = linked + plan.remarks  # remarks: syncd.rows only
         if not written:
             return
-        self._junctions(sql, written, is_new=not plan.updates)
         ids = [w.id for w in written]
         keys = [w.record.key for w in written]
         sql.queue("release_row_keys", project_id=project_id, keys=keys, ids=ids)
@@ -726,14 +761,16 @@ class CourseStore:
             fm_statuses=[w.record.status or "" for w in written],  # "": none in the file
         )
 
-    def _junctions(self, sql: _Sql, written: list[RowWrite], *, is_new: bool) -> None:
-        ids = [w.id for w in written]
+    def _junctions(self, sql: _Sql, written: list[RowWrite], *, pruned: list[RowWrite]) -> None:
+        """The tag and mind links of ``written`` rows; those of ``pruned`` rows that the
+        files do not name are deleted first (a new row has none)."""
+        ids = [w.id for w in pruned]
         names = sorted({t for w in written for t in w.tags})  # sorted: one lock order
         tag_pairs = [(w.id, t) for w in written for t in w.tags]
         mind_rows = [(w.id, m, role) for w in written for m, role in w.minds]
         if names:
             sql.queue("insert_tags", names=names)
-        if not is_new:
+        if ids:
             sql.queue(
                 "prune_content_tags",
                 ids=ids,
@@ -763,13 +800,48 @@ class CourseStore:
     @staticmethod
     def _count(result: CourseResult, plan: Plan) -> None:
         result.plan = plan
-        result.inserted, result.updated = len(plan.inserts), len(plan.updates)
+        result.inserted, result.updated = len(plan.inserts), len(plan.updates) + len(plan.relinks)
         result.deleted, result.unchanged = len(plan.deletes), plan.unchanged
         result.rejected.extend(plan.rejected)
 
 
 def _bytes(value: Any) -> bytes | None:
     return bytes(value) if value else None
+
+
+def _row_fields(row: Any) -> RowFields:
+    return RowFields(
+        title=row["title"],
+        content_md5=row["content_md5"],
+        metadata=row["metadata"],
+        fidelity_score=row["fidelity_score"],
+        status=row["status"],
+        in_project=row["in_project"],
+    )
+
+
+def _mind_link(text: str) -> tuple[uuid.UUID, str]:
+    """A ``content_minds`` link as existing_rows reads it: "<mind id> <role>"."""
+    mind, _, role = text.partition(" ")
+    return uuid.UUID(mind), role
+
+
+def _project_state(row: Any) -> ProjectState | None:
+    if row is None:
+        return None
+    return ProjectState(
+        name=row["name"],
+        description=row["description"],
+        project_type=row["project_type"],
+        metadata=row["metadata"],
+        creator=row["creator"],
+        persona=row["persona"],
+        audience=row["audience"],
+        audience_name=row["audience_name"],
+        audience_description=row["audience_description"],
+        audience_technical_level=row["audience_technical_level"],
+        changed=bool(row["changed"]),
+    )
 
 
 def _planned_minds(

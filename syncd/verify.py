@@ -8,7 +8,6 @@ with their file counts (``Report.skipped``), without changing the exit code."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ class Drift:
     kind: str
     path: str
     detail: str = ""
+    fields: tuple[str, ...] = ()  # stale: the syncd-owned fields that differ from the files
 
     def __str__(self) -> str:
         return f"{self.kind:12} {self.path}" + (f"  ({self.detail})" if self.detail else "")
@@ -119,36 +119,35 @@ def _course_drifts(
     options: ParseOptions,
     refused: dict[str, str],
 ) -> list[Drift]:
-    """One course folder against its rows: the plan a sync would make now, the content of
-    every row, and every file that is not in the database as it is on disk."""
+    """One course folder against its project and rows: the plan a sync would make now,
+    with every syncd-owned field (links included) compared, and every file that is not in
+    the database as it is on disk."""
     try:
         snapshot = course_parser.parse_course(course, files.files, options, files.unreadable)
     except ParseError as error:
         return [Drift("rejected", error.path, error.reason)]
     drifts = [_issue(issue) for issue in snapshot.rejected]
-    plan, md5s = store.plan_from_reads(snapshot, with_md5=True)
+    plan, project_fields = store.plan_from_reads(snapshot, with_fields=True)
+    if project_fields:
+        detail = "project: " + ", ".join(project_fields)
+        drifts.append(Drift("stale", course, detail, project_fields))
     drifts.extend(_issue(issue) for issue in plan.rejected)
     not_in_db = {issue.path for issue in (*snapshot.rejected, *plan.rejected)}
     describe = {c.key: c.file_path or f"{course}:{c.key}" for c in snapshot.contents}
 
-    def drift(kind: str, key: str, detail: str) -> Drift:
+    def drift(kind: str, key: str, detail: str, fields: tuple[str, ...] = ()) -> Drift:
         path = describe[key]
         if path in refused:  # the database refused this file's row: say so
             return Drift("refused", path, refused[path])
-        return Drift(kind, path, detail)
+        return Drift(kind, path, detail, fields)
 
     for write in plan.inserts:
         if write.record.file_path not in not_in_db:
             drifts.append(drift("missing", write.record.key, "no row in the database"))
-    for write in plan.updates:
-        drifts.append(drift("stale", write.record.key, "row differs from the file"))
-    updated = {w.record.key for w in plan.updates}
-    for record in snapshot.contents:
-        row_id = plan.ids.get(record.key)
-        if record.key in updated or row_id not in md5s or record.content is None:
-            continue
-        if md5s[row_id] != hashlib.md5(record.content.encode()).hexdigest():  # noqa: S324 - compare with PostgreSQL md5()
-            drifts.append(drift("stale", record.key, "content differs from the file"))
+    # Every row's fields were read: an update or a relink is a real difference, named by
+    # field; a row whose only difference is syncd's bookkeeping (plan.remarks) is in sync.
+    for write in (*plan.updates, *plan.relinks):
+        drifts.append(drift("stale", write.record.key, ", ".join(write.differs), write.differs))
     if plan.deletes:
         for row_id, path in store.file_paths(set(plan.deletes)).items():
             drifts.append(Drift("gone", path or str(row_id), "row whose file is gone"))

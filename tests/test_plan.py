@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import uuid
 
 from syncd.course import FileIssue
 from syncd.parser import parse_course
-from syncd.plan import ExistingRow, Plan, plan_course
+from syncd.plan import ExistingRow, Plan, RowFields, plan_course
 
 FILES = {"lessons/1.1-a.md": b"# A", "lessons/1.2-b.md": b"# B"}
 
@@ -120,3 +122,77 @@ def test_a_rejected_curriculum_keeps_the_outline_and_module_rows_as_they_are() -
     plan = plan_course(broken, existing, creator_mind_id=None, persona_mind_id=None)
     assert [w.record.key for w in plan.inserts] == ["module:2", "file:c/lessons/2.1-c.md"]
     assert not plan.updates and not plan.deletes
+
+
+def read_back(plan: Plan, **changes: object) -> list[ExistingRow]:
+    """What the database holds after ``plan`` was applied, every syncd-owned field read (as
+    verify reads them, and a sync for a row someone else changed), with ``changes``."""
+    rows = []
+    for w in plan.inserts:
+        content = w.record.content
+        row = ExistingRow(
+            w.id,
+            w.slug,
+            w.record.file_path,
+            w.record.content_type,
+            w.record.sequence_order,
+            w.parent_id,
+            False,
+            w.record.key,
+            w.row_hash,
+            fields=RowFields(
+                title=w.record.title,
+                content_md5=hashlib.md5(content.encode()).hexdigest() if content else None,  # noqa: S324
+                metadata=w.record.metadata,
+                fidelity_score=None,
+                status=w.status,
+                in_project=True,
+            ),
+            tags=frozenset(w.tags),
+            minds=frozenset(w.minds),
+        )
+        rows.append(dataclasses.replace(row, **changes))  # type: ignore[arg-type]
+    return rows
+
+
+MIND = uuid.uuid4()
+
+
+def test_rows_as_the_file_says_whose_bookkeeping_is_off_are_only_re_marked() -> None:
+    """After a restore every xmin moved and syncd.rows may be older: nothing is rewritten
+    and nothing is called a repair; only syncd.rows is written again."""
+    first = plan_course(snapshot(), [], creator_mind_id=MIND, persona_mind_id=None)
+    restored = read_back(first, changed=True, row_hash=None, row_key=None)
+    plan = plan_course(snapshot(), restored, creator_mind_id=MIND, persona_mind_id=None)
+    assert (plan.updates, plan.relinks, plan.repaired) == ([], [], [])
+    assert len(plan.remarks) == plan.unchanged == 4
+
+
+def test_a_row_changed_elsewhere_is_rewritten_naming_the_fields_that_differ() -> None:
+    first = plan_course(snapshot(), [], creator_mind_id=MIND, persona_mind_id=None)
+    rows = read_back(first)
+    lesson = rows[2]
+    assert lesson.fields is not None
+    rows[2] = dataclasses.replace(
+        lesson,
+        changed=True,
+        sequence_order=7,
+        fields=dataclasses.replace(lesson.fields, title="edited", status="published"),
+    )
+    plan = plan_course(snapshot(), rows, creator_mind_id=MIND, persona_mind_id=None)
+    assert [(w.record.file_path, w.differs) for w in plan.updates] == [
+        ("c/lessons/1.1-a.md", ("title", "sequence_order"))  # the app's status is not named
+    ]
+    assert plan.repaired == plan.updates
+
+
+def test_a_link_deleted_elsewhere_is_written_again_without_rewriting_its_row() -> None:
+    first = plan_course(snapshot(), [], creator_mind_id=MIND, persona_mind_id=None)
+    rows = read_back(first)
+    rows[3] = dataclasses.replace(rows[3], minds=frozenset())
+    plan = plan_course(snapshot(), rows, creator_mind_id=MIND, persona_mind_id=None)
+    assert plan.updates == []
+    assert [(w.record.file_path, w.differs) for w in plan.relinks] == [
+        ("c/lessons/1.2-b.md", ("minds",))
+    ]
+    assert plan.repaired == plan.relinks

@@ -83,16 +83,47 @@ RETURNING id;
 SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE slug = %(slug)s;
 
 -- name: existing_rows
--- changed: written by someone else since syncd wrote it (its xmin moved on); content_md5
--- only when asked (verify compares contents)
+-- changed: written by someone else since syncd wrote it (its xmin moved on). The values
+-- syncd owns are read when asked (verify) and for changed rows (a real difference, or only
+-- bookkeeping?); tag and mind links always (one deleted or added in SQL is written again).
 SELECT c.id, c.slug, c.file_path, c.content_type, c.sequence_order,
        c.parent_content_id AS parent_id, c.deleted_at IS NOT NULL AS deleted, r.row_key,
-       r.row_hash, r.fm_status, coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed,
-       r.source_hash, CASE WHEN %(with_md5)s THEN md5(c.content) END AS content_md5
+       r.row_hash, r.fm_status, x.changed, r.source_hash, x.read AS has_fields,
+       CASE WHEN x.read THEN c.title END AS title,
+       CASE WHEN x.read THEN md5(c.content) END AS content_md5,
+       CASE WHEN x.read THEN c.metadata END AS metadata,
+       CASE WHEN x.read THEN c.fidelity_score END AS fidelity_score,
+       CASE WHEN x.read THEN c.status END AS status,
+       c.project_id IS NOT NULL AS in_project,
+       ARRAY(SELECT g.name FROM public.content_tags t JOIN public.tags g ON g.id = t.tag_id
+             WHERE t.content_id = c.id) AS tags,
+       ARRAY(SELECT m.mind_id::text || ' ' || coalesce(m.role, '') FROM public.content_minds m
+             WHERE m.content_id = c.id) AS minds
 FROM public.contents c
 LEFT JOIN syncd.rows r ON r.content_id = c.id
+CROSS JOIN LATERAL (SELECT coalesce(c.xmin::text <> r.written_xmin::text, false) AS changed) w
+CROSS JOIN LATERAL (SELECT %(with_fields)s OR w.changed AS read, w.changed) x
 WHERE c.project_id = (SELECT id FROM public.content_projects WHERE slug = %(slug)s)
    OR (c.file_path IS NULL AND c.project_id IS NULL AND c.slug = ANY(%(legacy_slugs)s::text[]));
+
+-- name: project_state
+-- what the project row and the audience row of the brief's audience slug hold now (verify;
+-- and before a sync writes them, to name what it repairs); changed: by someone else since
+-- syncd wrote them (their xmin moved on)
+SELECT p.id, p.name, p.description, p.project_type, p.project_metadata AS metadata,
+       cm.slug AS creator, pm.slug AS persona, la.slug AS audience,
+       a.name AS audience_name, a.description AS audience_description,
+       a.technical_level AS audience_technical_level,
+       coalesce(p.xmin::text <> k.project_xmin::text, false)
+       OR (k.project_xmin IS NOT NULL
+           AND coalesce(la.xmin::text, '') <> coalesce(k.audience_xmin::text, '')) AS changed
+FROM public.content_projects p
+LEFT JOIN public.minds cm ON cm.id = p.creator_mind_id
+LEFT JOIN public.minds pm ON pm.id = p.persona_mind_id
+LEFT JOIN public.audience_profiles la ON la.id = p.target_audience_id
+LEFT JOIN public.audience_profiles a ON a.slug = %(audience)s
+LEFT JOIN syncd.courses k ON k.project_id = p.id AND k.course = %(course)s
+WHERE p.slug = %(slug)s;
 
 -- name: foreign_slugs
 SELECT slug FROM public.contents
@@ -178,18 +209,34 @@ SET project_id = EXCLUDED.project_id, row_key = EXCLUDED.row_key, row_hash = EXC
     written_xmin = EXCLUDED.written_xmin, synced_at = EXCLUDED.synced_at;
 
 -- name: upsert_course
--- a course without a source (synced before sources existed) is adopted by this one
+-- a course without a source (synced before sources existed) is adopted by this one. Its
+-- write marks, read after its writes in the same transaction: the project's and its
+-- audience's xmin, and a hash of its rows' tag and mind links (the same formula as in
+-- changed_courses; a link has no xmin of its own that syncd could keep)
 INSERT INTO syncd.courses AS c (course, project_id, fingerprint, stat_fingerprint,
-                                status_before_archive, synced_at, source, archived_at, row_count)
-VALUES (%(course)s, %(project_id)s, %(fingerprint)s, %(stat_fingerprint)s, NULL, now(),
-        %(source)s, NULL,
-        (SELECT count(*) FROM syncd.rows r WHERE r.project_id = %(project_id)s))
+                                status_before_archive, synced_at, source, archived_at, row_count,
+                                project_xmin, audience_xmin, links_mark)
+SELECT %(course)s, %(project_id)s, %(fingerprint)s, %(stat_fingerprint)s, NULL, now(),
+       %(source)s, NULL,
+       (SELECT count(*) FROM syncd.rows r WHERE r.project_id = %(project_id)s),
+       p.xmin, a.xmin,
+       (SELECT coalesce(sum(l.h), 0) FROM syncd.rows r CROSS JOIN LATERAL (
+            SELECT hashtextextended(t.content_id::text || ' ' || t.tag_id::text, 0)
+            FROM public.content_tags t WHERE t.content_id = r.content_id
+            UNION ALL
+            SELECT hashtextextended(m.content_id::text || ' ' || m.mind_id::text || ' '
+                                    || coalesce(m.role, ''), 1)
+            FROM public.content_minds m WHERE m.content_id = r.content_id) AS l(h)
+        WHERE r.project_id = %(project_id)s)
+FROM public.content_projects p
+LEFT JOIN public.audience_profiles a ON a.id = p.target_audience_id
+WHERE p.id = %(project_id)s
 ON CONFLICT (course) DO UPDATE
 SET project_id = EXCLUDED.project_id, fingerprint = EXCLUDED.fingerprint,
     stat_fingerprint = EXCLUDED.stat_fingerprint, status_before_archive = NULL,
     synced_at = EXCLUDED.synced_at, source = coalesce(EXCLUDED.source, c.source),
-    archived_at = NULL,
-    row_count = (SELECT count(*) FROM syncd.rows r WHERE r.project_id = EXCLUDED.project_id);
+    archived_at = NULL, row_count = EXCLUDED.row_count, project_xmin = EXCLUDED.project_xmin,
+    audience_xmin = EXCLUDED.audience_xmin, links_mark = EXCLUDED.links_mark;
 
 -- name: save_stat_fingerprints
 -- files touched but unchanged: remember their new stat so the next rescan skips reading them
@@ -283,13 +330,38 @@ WHERE c.course = ANY(%(courses)s::text[])
 
 -- name: changed_courses
 -- this source's live courses with a row someone else changed or deleted since syncd wrote
--- it (unknown marks, from before they were kept, never count)
-SELECT c.course FROM syncd.courses c
-WHERE c.archived_at IS NULL AND (c.source IS NULL OR c.source = %(source)s)
-  AND (EXISTS (SELECT 1 FROM syncd.rows r JOIN public.contents t ON t.id = r.content_id
-               WHERE r.project_id = c.project_id AND r.written_xmin IS NOT NULL
-                 AND t.xmin::text <> r.written_xmin::text)
-       OR c.row_count <> (SELECT count(*) FROM syncd.rows r WHERE r.project_id = c.project_id));
+-- it: a contents row (its xmin, the course's row count), the project or its audience row
+-- (their xmin), a tag or mind link (the hash of the links, as upsert_course computes it).
+-- Unknown marks, from before they were kept, never count. Reads indexes and marks only.
+WITH mine AS (
+    SELECT c.course, c.project_id, c.row_count, c.project_xmin, c.audience_xmin, c.links_mark
+    FROM syncd.courses c
+    WHERE c.archived_at IS NULL AND (c.source IS NULL OR c.source = %(source)s)
+), links AS (
+    SELECT l.project_id, sum(l.h) AS mark FROM (
+        SELECT r.project_id, hashtextextended(t.content_id::text || ' ' || t.tag_id::text, 0)
+        FROM mine JOIN syncd.rows r ON r.project_id = mine.project_id
+        JOIN public.content_tags t ON t.content_id = r.content_id
+        UNION ALL
+        SELECT r.project_id, hashtextextended(m.content_id::text || ' ' || m.mind_id::text || ' '
+                                              || coalesce(m.role, ''), 1)
+        FROM mine JOIN syncd.rows r ON r.project_id = mine.project_id
+        JOIN public.content_minds m ON m.content_id = r.content_id
+    ) AS l(project_id, h)
+    GROUP BY l.project_id
+)
+SELECT c.course FROM mine c
+LEFT JOIN public.content_projects p ON p.id = c.project_id
+LEFT JOIN public.audience_profiles a ON a.id = p.target_audience_id
+LEFT JOIN links ON links.project_id = c.project_id
+WHERE EXISTS (SELECT 1 FROM syncd.rows r JOIN public.contents t ON t.id = r.content_id
+              WHERE r.project_id = c.project_id AND r.written_xmin IS NOT NULL
+                AND t.xmin::text <> r.written_xmin::text)
+   OR c.row_count <> (SELECT count(*) FROM syncd.rows r WHERE r.project_id = c.project_id)
+   OR p.xmin::text <> c.project_xmin::text
+   OR (c.project_xmin IS NOT NULL
+       AND coalesce(a.xmin::text, '') <> coalesce(c.audience_xmin::text, ''))
+   OR c.links_mark <> coalesce(links.mark, 0);
 
 -- name: rename_course
 -- a course folder renamed: the project (its slug follows the new name), its rows' paths and
