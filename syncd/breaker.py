@@ -101,6 +101,12 @@ class CircuitBreaker:
             if self._state is not State.CLOSED:
                 self._move(State.CLOSED)
 
+    def release_trial(self) -> None:
+        """The call allowed said nothing of the protected service (it failed for a reason
+        of its own): the next ``allow`` may try again."""
+        with self._lock:
+            self._trial_in_flight = False
+
     def record_failure(self, kind: str = "unreachable", reason: str = "") -> None:
         """A failed call; ``kind`` says what kind of outage it shows (health names it)."""
         with self._lock:

@@ -535,14 +535,15 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
             scheduler.shutdown()
             close()
     console.print_summary(summary, write=write)
+    secrets = settings.secrets()  # a reason may quote the server's message: never a secret
     if summary.rejected:
         print(f"{len(summary.rejected)} file(s) rejected:", file=sys.stderr)
         for issue in summary.rejected:
-            print(f"  {issue.path}: {issue.reason}", file=sys.stderr)
+            print(f"  {issue.path}: {config.redact(issue.reason, secrets)}", file=sys.stderr)
     if summary.failed:  # whole courses refused or failed: not everything reached it
         print(f"{len(summary.failed)} course(s) failed:", file=sys.stderr)
         for course, failure in summary.failed.items():
-            print(f"  {course}: {failure.reason}", file=sys.stderr)
+            print(f"  {course}: {config.redact(failure.reason, secrets)}", file=sys.stderr)
         return ExitCode.DRIFT
     return ExitCode.OK
 

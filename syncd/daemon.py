@@ -49,7 +49,15 @@ from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
-from syncd.store import CourseStore, DbSettings, PoolExhausted, make_pool, probe, translated
+from syncd.store import (
+    CourseStore,
+    DbSettings,
+    PoolExhausted,
+    keeps_connection,
+    make_pool,
+    probe,
+    translated,
+)
 from syncd.systemd import Notifier
 from syncd.watcher import (
     POLL_INTERVAL_S,
@@ -60,9 +68,10 @@ from syncd.watcher import (
     start_observer,
 )
 
+FULL_RECONCILE = "(full reconcile)"  # how a failing full reconcile is named among the courses
 IDLE_CHECK_S = 10.0  # a pooled connection idle this long is checked before use
 PROBE_EVERY_S = 5.0  # the pool says "no connection available": ask the server why, this often
-STOP_TAIL_S = 4.0  # after --shutdown-timeout: closing the watcher and the pool
+STOP_TAIL_S = 5.0  # after --shutdown-timeout: a cut call failing, the watcher, the pool
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
 
@@ -96,6 +105,7 @@ class Writer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
     _auth_said: tuple[float, float] | None = None  # (said at, next after) in this failing run
+    _reconcile_not_before: float = 0.0  # a failed full reconcile waits out its back-off
 
     def __post_init__(self) -> None:
         self.failures = CourseFailures(self.clock)
@@ -117,7 +127,7 @@ class Writer:
     def step(self) -> None:
         """A requested full reconcile, then every due course handed to the scheduler."""
         self.last_tick = self.clock()
-        if self.reconcile_requested.is_set():
+        if self.reconcile_requested.is_set() and self.clock() >= self._reconcile_not_before:
             self._reconcile()
             if not self.ready.is_set() and not self.reconcile_requested.is_set():
                 self.ready.set()
@@ -178,6 +188,27 @@ class Writer:
         )
         self.debouncer.defer(course, record.retry_at)
 
+    def _reconcile_failed(self, error: Exception) -> None:
+        """A full reconcile's own step (registering the source, reading what syncd wrote)
+        refused, stuck behind a lock or surprised: said, tried again on its own back-off
+        (health names it as a failing course), never the end of the daemon."""
+        failure = describe_failure(error)
+        if isinstance(error, RejectedError | CourseBusy):
+            self.breaker.record_success()  # the database answered
+        else:
+            self.breaker.release_trial()
+        record = self.failures.failed(FULL_RECONCILE, failure)
+        self._reconcile_not_before = record.retry_at
+        self.log.error(
+            "reconcile failed",
+            kind=failure.kind,
+            reason=failure.reason,
+            sqlstate=failure.sqlstate,
+            attempt=record.attempts,
+            retry_in_s=round(record.retry_at - self.clock(), 1),
+            exc_info=error if failure.kind == "error" else None,
+        )
+
     def _course_recovered(self, course: str) -> None:
         record = self.failures.recovered(course)
         if record is not None:
@@ -194,10 +225,7 @@ class Writer:
         left = [c for c in courses if self.debouncer.is_writing(c)]  # never read half-written
         for course in [c for c in courses if c not in left]:
             synced = (
-                self.clock() < deadline
-                and self.fatal is None
-                and self.breaker.allow()
-                and self._sync(course, retry=False)
+                self.clock() < deadline and self.fatal is None and self._sync(course, retry=False)
             )
             if not synced:
                 left.append(course)
@@ -234,6 +262,12 @@ class Writer:
             return
         except TransientError:
             return  # every failed attempt was counted and logged (_attempt)
+        except Exception as error:
+            if not is_course_level(error):
+                raise
+            self._reconcile_failed(error)
+            return
+        self.failures.recovered(FULL_RECONCILE)
         self.breaker.record_success()
         self.root_problem = None
         self.reconcile_left = 0
@@ -261,6 +295,8 @@ class Writer:
                 raise  # fatal: ends the daemon with its exit code
             if isinstance(error, RejectedError | CourseBusy):
                 self.breaker.record_success()  # the database answered: it is up
+            else:
+                self.breaker.release_trial()  # a surprise says nothing of the database
             self._course_failed(course, error)
             return False
         self.breaker.record_success()
@@ -284,7 +320,11 @@ class Writer:
 
     def _cause(self, error: TransientError) -> SyncdError:
         """The pool says only "no connection available": ask why (a rejected password)."""
-        if isinstance(error, PoolExhausted) and self.diagnose is not None:
+        if (
+            isinstance(error, PoolExhausted)
+            and self.diagnose is not None
+            and not self.stop.is_set()
+        ):
             cause = self.diagnose()
             if isinstance(cause, AuthenticationFailed):
                 return cause
@@ -292,7 +332,11 @@ class Writer:
 
     def _with_retries(self, call: Callable[[], Any]) -> Any:
         def stop(state: tenacity.RetryCallState) -> bool:  # the breaker opened: stop trying
-            return state.attempt_number >= self.retry_attempts or (self.breaker.state is State.OPEN)
+            return (
+                state.attempt_number >= self.retry_attempts
+                or self.breaker.state is State.OPEN
+                or self.stop.is_set()  # stopping: the flush has what is left
+            )
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
@@ -589,7 +633,7 @@ class Daemon:
         self.log.info("daemon stopping", signal=self.signal_received, pending=debouncer.pending())
         observer.stop()
         # a call still running at the deadline has its socket shut then: a moment to fail
-        thread.join(timeout=max(deadline - self.clock(), 0.0) + 1.0)
+        thread.join(timeout=max(deadline - self.clock(), 0.0) + STOP_TAIL_S / 5)
         left: list[str] = []
         if (
             code == ExitCode.OK
@@ -604,9 +648,9 @@ class Daemon:
             self.log.warning(
                 "shutdown with unsynced courses (the next start reconciles them)", courses=left
             )
-        observer.join(timeout=STOP_TAIL_S / 2)
+        observer.join(timeout=STOP_TAIL_S * 2 / 5)
         health.remove(self.settings.health_path)  # a stopped daemon is not healthy
-        pool.close(timeout=STOP_TAIL_S / 2)
+        pool.close(timeout=STOP_TAIL_S * 2 / 5)
         deadlines.close()
         if code == ExitCode.OK and writer.fatal is not None:
             code = self._writer_failed(writer)
@@ -721,6 +765,11 @@ class Daemon:
             return None if at is None else wall - (now - at)
 
         unreconciled = 0 if writer.ready.is_set() else writer.reconcile_left
+        secrets = self.settings.secrets()  # a server's message may quote one: never in the file
+
+        def said(text: str) -> str:
+            return config.redact(text, secrets)
+
         return health.HealthState(
             written_at=wall,
             pid=os.getpid(),
@@ -734,13 +783,13 @@ class Daemon:
             last_sync=writer.last_sync_wall,
             root_problem=self._root_missing or writer.root_problem,
             breaker_kind=view.kind,
-            breaker_reason=view.reason,
+            breaker_reason=said(view.reason),
             breaker_kind_since=wall_of(view.kind_since),
             failing=[
                 health.Failing(
                     course=f.course,
                     kind=f.kind,
-                    reason=f.reason,
+                    reason=said(f.reason),
                     sqlstate=f.sqlstate,
                     since=wall - (now - f.since),
                     attempts=f.attempts,
@@ -826,13 +875,17 @@ def _guarded(pool: Any, deadlines: SocketDeadlines, seconds: float) -> Iterator[
     """A pooled connection under a deadline. After a transient error the connection is
     closed, so the pool replaces it: a session stuck read-only (failover) or half-dead
     never comes back."""
-    with translated("database"), pool.connection() as conn, deadlines.guard(conn, seconds):
+    wait = deadlines.bounded(pool.timeout)  # never waits for a connection past the stop's end
+    with (
+        translated("database"),
+        pool.connection(timeout=wait) as conn,
+        deadlines.guard(conn, seconds),
+    ):
         try:
             yield conn
-        except RejectedError:
-            raise  # the data was refused; the connection is fine
-        except BaseException:
-            conn.close()
+        except BaseException as exc:
+            if not keeps_connection(exc):
+                conn.close()
             raise
 
 

@@ -49,6 +49,13 @@ class SocketDeadlines:
             with self._cond:
                 self._slots.pop(token, None)
 
+    def bounded(self, seconds: float) -> float:
+        """``seconds``, or less if the stop's deadline comes first (at least a moment)."""
+        with self._cond:
+            if self._cap is None:
+                return seconds
+            return max(0.05, min(seconds, self._cap - self._clock()))
+
     def cap(self, at: float) -> None:
         """From now on no guarded call outlives ``at`` (the stop's deadline): calls under
         way and calls to come have their sockets shut then."""

@@ -124,6 +124,8 @@ class Reconciler:
         )
         scheduler.wait_idle()  # jobs of live events finish first: the state below is swapped
         courses = self.list_courses()
+        if progress is not None:  # before the first database call: a failing one leaves the
+            progress(0, len(courses), "")  # count of courses not reached yet
         live_known = self._begin_pass(courses)
         self._register_source()  # after the root checks: a pass that fails on it writes nothing
         summary = Summary()
@@ -156,8 +158,6 @@ class Reconciler:
                 if progress is not None:
                     progress(done, len(courses), course)
 
-        if progress is not None:
-            progress(0, len(courses), "")
         try:
             for course in courses:
                 pending.append((course, scheduler.submit(course, partial(job, course))))
@@ -206,6 +206,8 @@ class Reconciler:
         """Count non-course folders, load what the database knows; return the courses this
         source has live there."""
         self.last_results = []
+        with self._state:
+            self._vanished_at.clear()  # every course is looked at afresh
         self._count_skipped_folders()
         known = self.store.fingerprints()
         # Rows someone else changed or deleted since syncd wrote them: their courses are
@@ -330,6 +332,9 @@ class Reconciler:
         if refused is not None:
             self.log.warning("file rejected", path=course, reason=refused.reason)
             return CourseResult(course, rejected=[refused])
+        if scan.exists:
+            with self._state:
+                self._vanished_at.pop(course, None)  # back (git, an editor): a new grace next time
         if not scan.exists or not course_parser.is_course_folder(scan.top_names):
             if self._known_of(course) is not None and not self.list_courses():
                 raise RootUnavailable(

@@ -15,9 +15,11 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from syncd.config import redact_dsn
 from syncd.course import CourseSnapshot, FileIssue
 from syncd.errors import (
     AuthenticationFailed,
+    ConfigError,
     CourseBusy,
     DatabaseFull,
     FatalError,
@@ -74,6 +76,10 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
         text = f"{where}: {message} (SQLSTATE {sqlstate})"
         if sqlstate[:2] == "28":
             return AuthenticationFailed(text)
+        if sqlstate[:2] == "42" and _raised_in_a_function(exc):
+            # a trigger's own bug (an undefined column, a table it may not write): this
+            # course's refusal, not syncd's schema or privileges
+            return RejectedError(where, f"{message} (SQLSTATE {sqlstate})", sqlstate)
         if sqlstate in FATAL_CODES_IN_57 or sqlstate[:2] in FATAL_CLASSES:
             return FatalError(text)
         if sqlstate in COURSE_BUSY_CODES:
@@ -86,6 +92,9 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
         return RejectedError(where, f"{message} (SQLSTATE {sqlstate})", sqlstate)
     if isinstance(exc, psycopg.OperationalError):
         lowered = message.lower()
+        if lowered.startswith("connection is bad") or "invalid connection option" in lowered:
+            # libpq refused the DSN itself (an option's value): no server was asked
+            return ConfigError(f"DATABASE_URL is not valid: {message}")
         if any(marker in lowered for marker in AUTH_MESSAGES):
             return AuthenticationFailed(f"{where}: {message}")
         if any(marker in lowered for marker in FATAL_MESSAGES):
@@ -96,6 +105,21 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
     if isinstance(exc, OSError | TimeoutError):
         return TransientError(f"{where}: {message}")
     raise exc
+
+
+def _raised_in_a_function(exc: BaseException) -> bool:
+    context = getattr(getattr(exc, "diag", None), "context", None) or ""
+    return "function" in context
+
+
+def keeps_connection(exc: BaseException) -> bool:
+    """After this error, is the connection still good to use (the data was refused, a lock
+    or a timeout cancelled the statement)? Else it is closed and the pool replaces it: a
+    session stuck read-only (failover) or half-dead never comes back."""
+    if isinstance(exc, RejectedError | CourseBusy):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate[:2] in ROW_DATA_CLASSES or sqlstate in COURSE_BUSY_CODES
 
 
 class PoolExhausted(TransientError):
@@ -150,10 +174,13 @@ def _configure_session(conn: Conn, settings: DbSettings) -> None:
 
 def connect(settings: DbSettings, **extra: Any) -> Conn:
     """One connection (migrations, verify, preflight), with errors translated."""
-    with translated(where_to(settings)):
-        conn = psycopg.connect(settings.dsn, **connect_kwargs(settings), **extra)
-        _configure_session(conn, settings)
-        return conn
+    try:
+        with translated(where_to(settings)):
+            conn = psycopg.connect(settings.dsn, **connect_kwargs(settings), **extra)
+            _configure_session(conn, settings)
+            return conn
+    except ConfigError as error:  # libpq refused the DSN: say which, its password hidden
+        raise ConfigError(f"{error} (DATABASE_URL={redact_dsn(settings.dsn)})") from error
 
 
 def probe(settings: DbSettings) -> SyncdError | None:

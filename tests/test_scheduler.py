@@ -8,6 +8,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -23,9 +24,10 @@ from syncd.errors import (
     RejectedError,
     TransientError,
 )
-from syncd.reconcile import Summary
+from syncd.parser import ParseOptions
+from syncd.reconcile import RENAME_GRACE_S, Reconciler, Summary
 from syncd.scheduler import CourseScheduler
-from syncd.store import PoolExhausted
+from syncd.store import CourseResult, Known, PoolExhausted
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
@@ -80,6 +82,7 @@ class FakeStore:
         self.synced: list[str] = []
         self.refusing: dict[str, Exception] = {}  # course -> what its sync raises
         self.reconciles = 0
+        self.reconcile_error: Exception | None = None  # what the pass's own first step raises
         self.on_call: Callable[[str], None] = lambda _course: None
 
     def _call(self, course: str) -> None:
@@ -108,6 +111,8 @@ class FakeStore:
         summary = Summary(courses=len(self.courses))
         if progress is not None:
             progress(0, len(self.courses), "")
+        if self.reconcile_error is not None:  # registering the source, reading fingerprints
+            raise self.reconcile_error
         for done, course in enumerate(self.courses, 1):
             try:
                 scheduler.submit(course, lambda c=course: self._call(c)).result()
@@ -504,3 +509,125 @@ def test_breaker_changes_are_told_in_order_and_its_view_agrees_with_its_state() 
     view = breaker.view()
     assert told[-1] is view.state  # the last told is the state it is in
     assert (view.away_since is None) == (view.state is State.CLOSED)
+
+
+def test_a_surprise_in_the_half_open_trial_does_not_leave_the_breaker_stuck() -> None:
+    """The trial course failed with a KeyError: neither success nor failure was recorded,
+    the trial stayed in flight, and no course was ever synced again."""
+    clock = Clock()
+    store = FakeStore(clock, ["odd", "good"])
+    writer, debouncer, _log = make_writer(store, clock)
+    store.synced.clear()
+    store.down = True
+    debouncer.mark("odd")
+    clock.advance(0.6)
+    writer.step()
+    assert writer.breaker.state is State.OPEN
+    store.down = False
+    store.refusing["odd"] = KeyError("surprise")
+    clock.advance(5.1)
+    writer.step()  # "odd" takes the half-open trial and fails on its own
+    debouncer.mark("good")
+    clock.advance(0.6)
+    writer.step()
+    assert store.synced == ["good"]
+    assert writer.breaker.state is State.CLOSED
+
+
+def test_a_lock_wait_in_a_full_reconciles_own_step_is_retried_not_the_end() -> None:
+    """A CourseBusy from the pass's own first step (the source row locked by an admin)
+    reached the writer's loop: writer crashed, exit 7."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, _debouncer, log = make_writer(store, clock)
+    store.reconcile_error = CourseBusy("touch source: lock timeout (SQLSTATE 55P03)", "55P03")
+    writer.reconcile_requested.set()
+    writer.step()
+    assert writer.fatal is None
+    (said,) = log.named("reconcile failed")
+    assert said["sqlstate"] == "55P03" and said["retry_in_s"] > 0
+    assert writer.breaker.state is State.CLOSED
+    assert [f.course for f in writer.failures.failing()] == ["(full reconcile)"]
+    writer.step()  # within its back-off: not tried again at once
+    assert store.reconciles == 2  # the first pass, and the failed one
+    store.reconcile_error = None
+    clock.advance(said["retry_in_s"] + 0.1)
+    writer.step()
+    assert store.reconciles == 3 and not writer.reconcile_requested.is_set()
+    assert writer.failures.failing() == []
+
+
+def test_a_database_down_from_the_start_leaves_every_course_pending(tmp_path: Path) -> None:
+    """The real reconciler: its first database call failed before it counted the courses,
+    so health said "first reconcile running, 0 pending"."""
+    from tests.helpers import make_course
+
+    root = tmp_path / "courses"
+    for name in ("a", "b", "c"):
+        make_course(root, name, lessons=1)
+
+    class DownStore:
+        source = None
+
+        def fingerprints(self) -> dict[str, object]:
+            raise TransientError("connection refused")
+
+    clock = Clock()
+    reconciler = Reconciler(
+        root=root,
+        store=DownStore(),  # type: ignore[arg-type]
+        options=ParseOptions(),
+        log=Log(),
+    )
+    writer = Writer(
+        reconciler,
+        Debouncer(0.5, 5.0, clock),
+        CircuitBreaker(3, 5.0, clock),
+        CourseScheduler(1, InlineExecutor()),
+        threading.Event(),
+        Log(),
+        clock,
+        sleep=clock.advance,
+    )
+    writer.reconcile_requested.set()
+    writer.step()
+    assert not writer.ready.is_set()
+    assert writer.reconcile_left == 3
+
+
+def test_a_folder_back_within_the_rename_grace_gets_a_fresh_grace_when_it_goes_again(
+    tmp_path: Path,
+) -> None:
+    """The grace was never reset: a folder gone and back (git, an editor) archived at once
+    when it went for good days later, before its rename's new name was looked at."""
+    from tests.helpers import make_course
+
+    root = tmp_path / "courses"
+    make_course(root, "o", lessons=1)
+    make_course(root, "other", lessons=1)  # a folder syncd has not synced: a possible new name
+    clock = Clock()
+
+    class NoArchive:
+        source = None
+
+        def archive_course(self, course: str) -> tuple[bool, int]:
+            raise AssertionError(f"{course} archived within its grace")
+
+    reconciler = Reconciler(
+        root=root,
+        store=NoArchive(),  # type: ignore[arg-type]
+        options=ParseOptions(),
+        log=Log(),
+        clock=clock,
+    )
+    reconciler._known["o"] = Known(b"f", False, b"s", slug="o")
+    parked = tmp_path / "parked"
+    (root / "o").rename(parked)
+    first = reconciler.prepare("o")
+    assert isinstance(first, CourseResult) and first.retry_at == clock() + RENAME_GRACE_S
+    parked.rename(root / "o")
+    reconciler.prepare("o")  # back
+    clock.advance(86_400.0)
+    (root / "o").rename(parked)  # gone for good, a day later: a fresh grace
+    again = reconciler.prepare("o")
+    assert isinstance(again, CourseResult) and again.retry_at == clock() + RENAME_GRACE_S

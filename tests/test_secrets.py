@@ -108,6 +108,12 @@ MALFORMED = {
     "key=value, unknown keyword": f"host=127.0.0.1 port=1 password={SECRET} sslmod=require",
     "key=value, quoted password, bad port": f"host=127.0.0.1 port=70000 password='{SECRET} x'",
     "key=value, bad sslmode": f"host=127.0.0.1 password={SECRET} sslmode=REQUIRE",
+    # options only libpq itself checks, when it connects (the review of issue 16)
+    "bad require_auth": f"postgresql://u:{SECRET}@127.0.0.1:1/x?require_auth=bogus",
+    "bad min_protocol_version": f"postgresql://u:{SECRET}@127.0.0.1:1/x?min_protocol_version=x",
+    "weak sslmode with the system CA": (
+        f"postgresql://u:{SECRET}@127.0.0.1:1/x?sslmode=require&sslrootcert=system"
+    ),
 }
 
 

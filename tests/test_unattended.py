@@ -379,3 +379,38 @@ def test_the_stop_fits_the_shutdown_timeout_with_a_database_call_hanging(
     assert took < 15, took
     stopped = daemon.named("daemon stopped")[-1]
     assert stopped["unsynced"] == 1
+
+
+def test_a_trigger_with_a_bug_refuses_its_course_not_syncd(tmp_path: Path, db_dsn: str) -> None:
+    """An undefined column inside a trigger (42703, class 42) was taken for syncd's own
+    schema or privileges: exit 4, which the unit never restarts, for every course."""
+    root = tmp_path / "courses"
+    for name in ("broken", "fine"):
+        make_course(root, name)
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("""
+            create function audit_broken() returns trigger language plpgsql as $$
+            begin
+              if new.file_path like 'broken/%' then
+                perform no_such_column from content_projects;
+              end if;
+              return new;
+            end $$;
+            create trigger audit_broken before insert on contents
+              for each row execute function audit_broken();""")
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "--rescan", "--root", str(root)],
+        cwd=REPO,
+        env=syncd_env(db_dsn),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == ExitCode.DRIFT, done.stdout + done.stderr
+    assert "broken" in done.stderr and "42703" in done.stderr
+    with psycopg.connect(db_dsn) as conn:
+        synced = conn.execute(
+            "select count(*) from contents where file_path like 'fine/%' and deleted_at is null"
+        ).fetchone()
+    assert synced == (4,)  # its module and its three lessons
