@@ -337,6 +337,8 @@ def check(settings: Settings) -> Settings:
         raise ConfigError("--max-delay-ms must be at least --quiet-ms, both non-negative")
     if not 1 <= settings.workers <= 64:
         raise ConfigError("--workers must be between 1 and 64")
+    if settings.auth_grace_s <= 0:
+        raise ConfigError("--auth-grace (SYNCD_AUTH_GRACE) must be a positive number of seconds")
     if settings.max_file_bytes <= 0:
         raise ConfigError("--max-file-bytes must be positive")
     if settings.watch_retry_s <= 0:
