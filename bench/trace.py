@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import sys
 import threading
@@ -42,8 +43,23 @@ def _wrap(owner: Any, name: str, before: str | None, after: str | None) -> None:
     setattr(owner, name, wrapper)
 
 
+def _trace_gc() -> None:
+    started: dict[str, float] = {}
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started["t"] = time.monotonic()
+        elif "t" in started:
+            ms = (time.monotonic() - started.pop("t")) * 1000
+            emit("gc", ms=ms, generation=info.get("generation"), collected=info.get("collected"))
+
+    gc.callbacks.append(callback)
+
+
 def install() -> None:
     from syncd import daemon, debounce, reconcile, store, watcher
+
+    _trace_gc()
 
     handler_cls = watcher.CourseEventHandler
     on_any = handler_cls.on_any_event
@@ -126,38 +142,43 @@ STAGES = (
 )
 
 
+def _marks(window: list[dict[str, Any]], save: Any, checks: list[float]) -> dict[str, float]:
+    """When each stage of ``save`` was reached (the first such trace after its open)."""
+    marks: dict[str, float] = {"open": save.before_open, "closed": save.closed, "seen": save.seen}
+    for e in window:
+        stage = e["stage"]
+        if (
+            stage == "inotify"
+            and e.get("kind") == "FileClosedEvent"
+            and e["path"].endswith(save.path)
+        ):
+            marks.setdefault("close event", e["t"])
+        elif stage == "due taken":
+            marks.setdefault("due taken", e["t"])
+        elif stage in ("job started", "read and parsed", "checked out", "committed"):
+            if "due taken" in marks:
+                marks.setdefault(stage, e["t"])
+        elif stage == "pool check" and "due taken" in marks:
+            checks.append(e["ms"])
+    if "due taken" in marks:
+        woke = [
+            e["t"] for e in window if e["stage"] == "writer woke" and e["t"] <= marks["due taken"]
+        ]
+        if woke:
+            marks["woke due"] = woke[-1]
+    return marks
+
+
 def breakdown(events: list[dict[str, Any]], saves: list[Any]) -> list[str]:
     traces = sorted((e for e in events if e.get("event") == "trace"), key=lambda e: e["t"])
     per_stage: dict[str, list[float]] = {label: [] for label, _, _ in STAGES}
     checks: list[float] = []
-    wait_due: list[float] = []
     slowest: list[tuple[float, list[str]]] = []
+    windows = []
     for save in saves:
         window = [e for e in traces if save.before_open <= e["t"] <= save.seen + 0.001]
-        marks: dict[str, float] = {"open": save.before_open, "closed": save.closed}
-        marks["seen"] = save.seen
-        for e in window:
-            stage = e["stage"]
-            if (
-                stage == "inotify"
-                and e.get("kind") == "FileClosedEvent"
-                and e["path"].endswith(save.path)
-            ):
-                marks.setdefault("close event", e["t"])
-            elif stage == "due taken":
-                marks.setdefault("due taken", e["t"])
-            elif stage in ("job started", "read and parsed", "checked out", "committed"):
-                if "due taken" in marks:
-                    marks.setdefault(stage, e["t"])
-            elif stage == "pool check" and "due taken" in marks:
-                checks.append(e["ms"])
-            elif stage == "writer waits" and "close event" in marks and e.get("due_in"):
-                wait_due.append(e["due_in"] * 1000)
-        woke = [e["t"] for e in window if e["stage"] == "writer woke"]
-        if "due taken" in marks:
-            before = [t for t in woke if t <= marks["due taken"]]
-            if before:
-                marks["woke due"] = before[-1]
+        windows.append(window)
+        marks = _marks(window, save, checks)
         parts = []
         for label, start, end in STAGES:
             if start in marks and end in marks:
@@ -174,26 +195,42 @@ def breakdown(events: list[dict[str, Any]], saves: list[Any]) -> list[str]:
             lines.append(
                 f"  {label}: {statistics_median(samples):.2f} / {p90:.2f} / {max(samples):.2f}"
             )
-    kinds: dict[str, int] = {}
-    for save in saves:
-        for e in traces:
-            if save.before_open <= e["t"] <= save.seen and e["stage"] == "inotify":
-                kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
-    lines.append(
-        "  watch events handled per save (its own and syncd's reads): "
-        + ", ".join(f"{k} {v / max(1, len(saves)):.1f}" for k, v in sorted(kinds.items()))
-    )
-    syncs = sum(1 for e in traces if e["stage"] == "due taken")
-    lines.append(f"  course syncs started: {syncs} for {len(saves)} saves")
+    lines += _extras(traces, windows, len(saves))
     lines.append("  slowest saves, each stage in the order above:")
     for total, parts in sorted(slowest, reverse=True)[:5]:
         lines.append(f"    {total:.1f} ms = {' + '.join(parts)}")
     if checks:
-        slow = [c for c in checks if c > 0.05]
+        queried = [c for c in checks if c > 0.05]
         lines.append(
             f"  pool checkout checks: {len(checks)}, median {statistics_median(checks):.3f} ms; "
-            f"{len(slow)} ran a query (> 0.05 ms)"
+            f"{len(queried)} ran a query (> 0.05 ms)"
         )
+    return lines
+
+
+def _extras(
+    traces: list[dict[str, Any]], windows: list[list[dict[str, Any]]], saves: int
+) -> list[str]:
+    """Watch events and garbage collections inside the saves; syncs started."""
+    kinds: dict[str, int] = {}
+    pauses: dict[int, list[float]] = {}
+    for window in windows:
+        for e in window:
+            if e["stage"] == "inotify":
+                kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+            elif e["stage"] == "gc":
+                pauses.setdefault(int(e.get("generation") or 0), []).append(e["ms"])
+    lines = [
+        "  watch events handled per save (its own and syncd's reads): "
+        + ", ".join(f"{k} {v / max(1, saves):.1f}" for k, v in sorted(kinds.items()))
+    ]
+    for generation, found in sorted(pauses.items()):
+        lines.append(
+            f"  gc generation {generation} inside the saves: {len(found)} collections, median "
+            f"{statistics_median(found):.2f} ms, max {max(found):.2f} ms"
+        )
+    syncs = sum(1 for e in traces if e["stage"] == "due taken")
+    lines.append(f"  course syncs started: {syncs} for {saves} saves")
     return lines
 
 

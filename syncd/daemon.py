@@ -27,7 +27,7 @@ from typing import Any
 
 import tenacity
 
-from syncd import config, health, logs
+from syncd import config, health, heap, logs
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.deadline import SocketDeadlines
@@ -72,6 +72,7 @@ class Writer:
     last_sync: float | None = None
     last_sync_wall: str = "never"
     root_problem: str | None = None  # why the course root cannot be read now, if it cannot
+    settle_heap: Callable[[], object] = heap.collect_and_freeze  # after each full reconcile
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
 
@@ -187,6 +188,7 @@ class Writer:
         self.root_problem = None
         self.reconcile_requested.clear()
         self._synced()
+        self.settle_heap()  # full collections off the save path (heap.py)
 
     def _sync(self, course: str, *, retry: bool = True) -> bool:
         if not self.breaker.allow():
