@@ -127,6 +127,7 @@ class Daemon:
     root: Path
     dsn: str
     args: tuple[str, ...] = ()
+    module: str = "syncd"  # bench.trace: the same daemon with per-stage timestamps
     events: list[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
@@ -134,7 +135,7 @@ class Daemon:
         self._cond = threading.Condition()
         self.started = time.monotonic()
         self.proc = CHILDREN.popen(
-            [sys.executable, "-m", "syncd", "--root", str(self.root), *self.args],
+            [sys.executable, "-m", self.module, "--root", str(self.root), *self.args],
             env=syncd_env(self.dsn),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import psycopg_pool
 import tenacity
 
-from syncd import config, health, logs
+from syncd import config, health, heap, logs
 from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
@@ -102,6 +103,7 @@ class Writer:
     last_sync_wall: str = "never"
     root_problem: str | None = None  # why the course root cannot be read now, if it cannot
     reconcile_left: int = 0  # courses of the running full reconcile not done yet
+    settle_heap: Callable[[], object] = heap.collect_and_freeze  # after each full reconcile
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
     _auth_said: tuple[float, float] | None = None  # (said at, next after) in this failing run
@@ -273,6 +275,7 @@ class Writer:
         self.reconcile_left = 0
         self.reconcile_requested.clear()
         self._synced()
+        self.settle_heap()  # full collections off the save path (heap.py)
 
     def _sync(self, course: str, *, retry: bool = True) -> bool:
         if not self.breaker.allow():
@@ -826,8 +829,9 @@ class Daemon:
             now = self.clock()
             if now - last_checked.get(id(conn), -IDLE_CHECK_S) >= IDLE_CHECK_S:
                 with deadlines.guard(conn, seconds):
-                    conn.execute("SELECT 1")
-                    conn.rollback()
+                    # one round trip (an empty query in autocommit), not three (BEGIN,
+                    # SELECT 1, ROLLBACK): it runs before the save that follows a quiet spell
+                    psycopg_pool.ConnectionPool.check_connection(conn)
             last_checked[id(conn)] = now
 
         return check

@@ -15,6 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from syncd.config import Settings
+from syncd.daemon import IDLE_CHECK_S, Daemon
+from syncd.deadline import SocketDeadlines
+from syncd.store import DbSettings
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
@@ -517,3 +521,30 @@ def test_the_readme_alerts_fire_in_an_outage_and_clear_after_it(
         assert daemon.terminate() == 0
     finally:
         proxy.close()
+
+
+def test_the_idle_connection_check_passes_a_live_connection_and_fails_a_dead_one(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The pool's check before a save that follows a quiet spell (now one round trip: an
+    empty query in autocommit): a live connection passes and is handed on as it was, a
+    connection whose server session is gone fails, so the pool takes another."""
+    now = [0.0]
+    daemon = Daemon(Settings(root=tmp_path), DbSettings(dsn=db_dsn), clock=lambda: now[0])
+    deadlines = SocketDeadlines()
+    check = daemon._checker(deadlines)
+    try:
+        with (
+            psycopg.connect(db_dsn) as conn,
+            psycopg.connect(db_dsn, autocommit=True) as admin,
+        ):
+            check(conn)
+            assert not conn.autocommit
+            assert conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+            admin.execute("select pg_terminate_backend(%s)", [conn.info.backend_pid])
+            check(conn)  # checked a moment ago: not checked again
+            now[0] += IDLE_CHECK_S
+            with pytest.raises(psycopg.OperationalError):
+                check(conn)
+    finally:
+        deadlines.close()

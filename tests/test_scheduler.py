@@ -4,8 +4,10 @@ is that two jobs of one course never overlap."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from syncd import heap
 from syncd.breaker import CircuitBreaker, State
 from syncd.course_failures import describe_failure, is_course_level
 from syncd.daemon import Writer
@@ -131,7 +134,10 @@ class FakeStore:
 
 
 def make_writer(
-    store: FakeStore, clock: Clock, scheduler: CourseScheduler | None = None
+    store: FakeStore,
+    clock: Clock,
+    scheduler: CourseScheduler | None = None,
+    settle_heap: Callable[[], object] = lambda: None,  # not pytest's heap (see heap tests)
 ) -> tuple[Writer, Debouncer, Log]:
     log = Log()
     debouncer = Debouncer(0.5, 5.0, clock)
@@ -147,11 +153,42 @@ def make_writer(
         log,
         clock,
         sleep=clock.advance,  # a retry back-off passes on the fake clock
+        settle_heap=settle_heap,
     )
     writer.reconcile_requested.set()
     writer.step()  # the first full reconcile
     assert writer.ready.is_set()
     return writer, debouncer, log
+
+
+# -- the heap after a full reconcile (full collections off the save path) ------------------
+
+
+class _Node:
+    me: object = None
+
+
+def test_a_full_reconcile_freezes_the_heap_and_the_next_one_frees_a_cycle_it_froze() -> None:
+    """After each full reconcile the writer collects and freezes the heap, so that later
+    full collections do not walk it while a save waits; a reference cycle dropped after a
+    freeze is freed by the next reconcile, not kept for ever."""
+    node = _Node()
+    node.me = node  # a reference cycle: only the cyclic collector can free it
+    alive = weakref.ref(node)
+    try:
+        writer, _, _ = make_writer(
+            FakeStore(Clock(), ["a"]), Clock(), settle_heap=heap.collect_and_freeze
+        )
+        assert gc.get_freeze_count() > 0
+        del node
+        gc.collect()
+        assert alive() is not None  # frozen: no collection walks it
+        writer.reconcile_requested.set()
+        writer.step()  # the next full reconcile (the periodic safety one)
+        assert alive() is None
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 # -- the scheduler ------------------------------------------------------------------------
