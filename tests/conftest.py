@@ -24,6 +24,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from syncd import migrate
+from tests.daemon_harness import DaemonProcess
 from tests.pgcluster import DEBIAN_PG15, Cluster, pgserver_bin, start_cluster
 
 TEMPLATE = "syncd_template"
@@ -286,3 +287,12 @@ def pytest_report_header(config: pytest.Config) -> str:
     if os.environ.get("SYNCD_CONTAINER_TESTS") == "1":
         return "container tests: on (rootful podman)"
     return "container tests: deselected (SYNCD_CONTAINER_TESTS=1 runs them; .ci/run does)"
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemons a test starts (append them): each is killed at the end, whatever happened."""
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.kill()

@@ -27,6 +27,19 @@ def syncd_env(dsn: str) -> dict[str, str]:
     return env
 
 
+def run_syncd(*args: str, dsn: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """One `syncd` command as a subprocess, logging JSON, pointed at ``dsn``."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args],
+        cwd=REPO,
+        env=syncd_env(dsn),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class DaemonProcess:
     def __init__(
         self,

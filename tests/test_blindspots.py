@@ -203,14 +203,6 @@ def health_json(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.kill()
-
-
-@pytest.fixture
 def through_tcp(db_dsn: str) -> Iterator[str]:
     """The database over TCP: in its user namespace, syncd cannot open the server's unix
     socket (owned by a user not mapped there)."""

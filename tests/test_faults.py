@@ -20,24 +20,14 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import Server
-from tests.daemon_harness import REPO, DaemonProcess, syncd_env
+from tests.daemon_harness import REPO, DaemonProcess, run_syncd, syncd_env
 from tests.helpers import lesson_text, make_course, make_tree, write
 from tests.proxy import proxy_in_front_of
 
 pytestmark = pytest.mark.fault
 
 
-def syncd(*args: str, dsn: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = syncd_env(dsn)
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+syncd = run_syncd
 
 
 def converge(root: Path, dsn: str, within: float = 60) -> None:
@@ -71,14 +61,6 @@ def assert_sound(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         for name, sql in checks.items():
             assert conn.execute(sql).fetchall() == [], name
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.kill()
 
 
 def start(daemons: list[DaemonProcess], root: Path, dsn: str, *args: str) -> DaemonProcess:

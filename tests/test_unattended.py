@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 from syncd.exits import ExitCode
 from tests.conftest import Server
-from tests.daemon_harness import REPO, DaemonProcess, syncd_env
+from tests.daemon_harness import DaemonProcess, run_syncd
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
 from tests.test_daemon import readme_alerts, run_alert
@@ -37,14 +35,6 @@ end $$;
 create trigger refuse_archive before update on content_projects
   for each row execute function refuse_archive();
 """
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.kill()
 
 
 def start(daemons: list[DaemonProcess], root: Path, dsn: str, *args: str) -> DaemonProcess:
@@ -85,15 +75,7 @@ def test_a_refused_archive_in_the_first_reconcile_does_not_end_the_daemon(
     root = tmp_path / "courses"
     for name in ("kept", "gone"):
         make_course(root, name)
-    first = subprocess.run(
-        [sys.executable, "-m", "syncd", "--rescan", "--root", str(root)],
-        cwd=REPO,
-        env=syncd_env(db_dsn),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    first = run_syncd("--rescan", "--root", str(root), dsn=db_dsn, timeout=120)
     assert first.returncode == 0, first.stdout + first.stderr
     with psycopg.connect(db_dsn) as conn:
         conn.execute(REFUSE_ARCHIVE)
@@ -246,23 +228,14 @@ def test_a_password_rotated_while_running_is_said_and_ends_the_daemon_after_the_
         lambda: "auth" in health_file.read_text(encoding="utf-8"),
         what="the health file saying why",
     )
-    verdict = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "syncd",
-            "health",
-            "--health-file",
-            str(health_file),
-            "--unreachable-after",
-            "0",
-        ],
-        cwd=REPO,
-        env=syncd_env(db_dsn),
-        capture_output=True,
-        text=True,
+    verdict = run_syncd(
+        "health",
+        "--health-file",
+        str(health_file),
+        "--unreachable-after",
+        "0",
+        dsn=db_dsn,
         timeout=30,
-        check=False,
     )
     assert verdict.returncode == ExitCode.UNHEALTHY
     assert "database rejects syncd's password" in verdict.stdout
@@ -285,15 +258,7 @@ def test_a_rejected_password_at_start_is_its_own_event_and_exit_4(
     wrong = make_conninfo(role_dsn, password=f"wrong-{password}")
     root = tmp_path / "courses"
     make_course(root, "c1")
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "--root", str(root)],
-        cwd=REPO,
-        env=syncd_env(wrong),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_syncd("--root", str(root), dsn=wrong, timeout=120)
     assert done.returncode == ExitCode.FATAL_DB
     events = [
         json.loads(line)
@@ -398,15 +363,7 @@ def test_a_trigger_with_a_bug_refuses_its_course_not_syncd(tmp_path: Path, db_ds
             end $$;
             create trigger audit_broken before insert on contents
               for each row execute function audit_broken();""")
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "--rescan", "--root", str(root)],
-        cwd=REPO,
-        env=syncd_env(db_dsn),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_syncd("--rescan", "--root", str(root), dsn=db_dsn, timeout=120)
     assert done.returncode == ExitCode.DRIFT, done.stdout + done.stderr
     assert "broken" in done.stderr and "42703" in done.stderr
     with psycopg.connect(db_dsn) as conn:
