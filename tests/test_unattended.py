@@ -210,7 +210,7 @@ def test_a_password_rotated_while_running_is_said_and_ends_the_daemon_after_the_
         "--connect-timeout",
         "1",
         "--auth-grace",
-        "20",
+        "10",
         "--health-file",
         str(health_file),
     )
