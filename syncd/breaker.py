@@ -35,6 +35,7 @@ class BreakerView:
     kind: str  # of the last failure: "unreachable", "disk-full", "auth"
     reason: str  # the last failure's message ("" when none since closing)
     kind_since: float | None  # clock time failures of this kind began (unbroken)
+    failing_since: float | None  # clock time of the first failure since the last success
 
 
 class CircuitBreaker:
@@ -60,11 +61,17 @@ class CircuitBreaker:
         self._kind = ""
         self._reason = ""
         self._kind_since: float | None = None
+        self._failing_since: float | None = None
 
     def view(self) -> BreakerView:
         with self._lock:
             return BreakerView(
-                self._state, self._away_since, self._kind, self._reason, self._kind_since
+                self._state,
+                self._away_since,
+                self._kind,
+                self._reason,
+                self._kind_since,
+                self._failing_since,
             )
 
     @property
@@ -98,6 +105,7 @@ class CircuitBreaker:
             self._failures = 0
             self._trial_in_flight = False
             self._kind, self._reason, self._kind_since = "", "", None
+            self._failing_since = None
             if self._state is not State.CLOSED:
                 self._move(State.CLOSED)
 
@@ -113,6 +121,8 @@ class CircuitBreaker:
             now = self._clock()
             if kind != self._kind or self._kind_since is None:
                 self._kind_since = now
+            if self._failing_since is None:
+                self._failing_since = now
             self._kind, self._reason = kind, reason
             self._failures += 1
             self._trial_in_flight = False

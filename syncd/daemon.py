@@ -38,10 +38,8 @@ from syncd.debounce import SETTLE_S, Debouncer
 from syncd.errors import (
     AuthenticationFailed,
     ConfigError,
-    CourseBusy,
     DatabaseFull,
     FatalError,
-    RejectedError,
     RootUnavailable,
     SyncdError,
     TransientError,
@@ -195,10 +193,7 @@ class Writer:
         refused, stuck behind a lock or surprised: said, tried again on its own back-off
         (health names it as a failing course), never the end of the daemon."""
         failure = describe_failure(error)
-        if isinstance(error, RejectedError | CourseBusy):
-            self.breaker.record_success()  # the database answered
-        else:
-            self.breaker.release_trial()
+        self.breaker.release_trial()  # the connection told the breaker what it heard
         record = self.failures.failed(FULL_RECONCILE, failure)
         self._reconcile_not_before = record.retry_at
         self.log.error(
@@ -254,7 +249,7 @@ class Writer:
                 )
             )
         except RootUnavailable as error:
-            self.breaker.record_success()
+            self.breaker.release_trial()  # not the database's
             self.root_problem = str(error)
             if not self.ready.is_set():  # at start: exit 5, as every command does
                 self.fatal = error
@@ -270,7 +265,7 @@ class Writer:
             self._reconcile_failed(error)
             return
         self.failures.recovered(FULL_RECONCILE)
-        self.breaker.record_success()
+        self.breaker.release_trial()
         self.root_problem = None
         self.reconcile_left = 0
         self.reconcile_requested.clear()
@@ -285,7 +280,7 @@ class Writer:
             call = partial(self.reconciler.sync_course, course)
             result = self._with_retries(call) if retry else self._attempt(call)
         except RootUnavailable as error:
-            self.breaker.record_success()
+            self.breaker.release_trial()  # not the database's
             self.root_problem = str(error)
             self.log.error("course root unavailable", course=course, reason=str(error))
             self.debouncer.defer(course, self.clock() + 5.0)
@@ -296,13 +291,10 @@ class Writer:
         except Exception as error:
             if not is_course_level(error):
                 raise  # fatal: ends the daemon with its exit code
-            if isinstance(error, RejectedError | CourseBusy):
-                self.breaker.record_success()  # the database answered: it is up
-            else:
-                self.breaker.release_trial()  # a surprise says nothing of the database
+            self.breaker.release_trial()  # the connection told the breaker what it heard
             self._course_failed(course, error)
             return False
-        self.breaker.record_success()
+        self.breaker.release_trial()  # a sync that skipped the database says nothing of it
         self.root_problem = None
         retry_at = getattr(result, "retry_at", None)
         if retry_at is not None:  # nothing done yet (a vanished folder waits for its rename)
@@ -328,8 +320,8 @@ class Writer:
             and self.diagnose is not None
             and not self.stop.is_set()
         ):
-            cause = self.diagnose()
-            if isinstance(cause, AuthenticationFailed):
+            cause = self.diagnose()  # the server's own answer: refused, timed out, password
+            if isinstance(cause, AuthenticationFailed | TransientError):
                 return cause
         return error
 
@@ -452,13 +444,13 @@ class Daemon:
             self.clock,
             settle_s=None if s.polling else SETTLE_S,  # polling sees no close events
         )
-        deadlines = SocketDeadlines(
-            on_expire=lambda secs: self.log.warning("database call timed out", seconds=secs)
-        )
+        deadlines = SocketDeadlines(on_expire=self._call_cut)
         pool = make_pool(self.db, workers=s.workers, check=self._checker(deadlines))
         call_deadline = self.db.statement_timeout_ms / 1000 * 2 + self.db.connect_timeout_s
         store = CourseStore(
-            lambda: _guarded(pool, deadlines, call_deadline), self.clock, source=s.source_name
+            lambda: _guarded(pool, deadlines, call_deadline, breaker.record_success),
+            self.clock,
+            source=s.source_name,
         )
         reconciler = Reconciler(
             root=s.root,
@@ -645,7 +637,7 @@ class Daemon:
             and not thread.is_alive()
         ):
             left = writer.flush(deadline)
-        elif code == ExitCode.OK and writer.fatal is None:
+        else:  # no flush (a fatal error, or the writer still busy): what stays unwritten
             left = sorted(debouncer.pending_courses())  # a job still under way included
         if left:
             self.log.warning(
@@ -740,6 +732,16 @@ class Daemon:
         writer.reconcile_requested.set()
         debouncer.wake()
 
+    def _call_cut(self, seconds: float, stopping: bool) -> None:
+        if stopping:
+            self.log.warning(
+                "database call cut at the stop's deadline",
+                seconds=round(seconds, 1),
+                hint="--shutdown-timeout",
+            )
+        else:
+            self.log.warning("database call timed out", seconds=round(seconds, 1))
+
     def _breaker_changed(self, old: State, new: State) -> None:
         """Told under the breaker's lock, in order: only logs and asks for a health write."""
         self._health_due = 0.0  # said at the next tick
@@ -780,7 +782,10 @@ class Daemon:
             writer_responsive=writer_alive,
             observer_alive=observer_alive,
             breaker=view.state.value,
-            unreachable_since=wall_of(view.away_since),
+            # away since its first failure, not since the breaker opened on the third
+            unreachable_since=wall_of(
+                None if view.away_since is None else (view.failing_since or view.away_since)
+            ),
             pending=debouncer.pending() + unreconciled,
             lag_s=round(debouncer.oldest_age(), 3),
             last_sync=writer.last_sync_wall,
@@ -875,10 +880,14 @@ def _identity(path: Any) -> tuple[int, int] | None:
 
 
 @contextmanager
-def _guarded(pool: Any, deadlines: SocketDeadlines, seconds: float) -> Iterator[Any]:
-    """A pooled connection under a deadline. After a transient error the connection is
-    closed, so the pool replaces it: a session stuck read-only (failover) or half-dead
-    never comes back."""
+def _guarded(
+    pool: Any, deadlines: SocketDeadlines, seconds: float, answered: Callable[[], None]
+) -> Iterator[Any]:
+    """A pooled connection under a deadline. ``answered`` is told when the database
+    answered (the block ended, or the database refused data or cancelled a statement): the
+    breaker hears of the database from the database alone, never from a sync that had no
+    need of it. After any other error the connection is closed, so the pool replaces it: a
+    session stuck read-only (failover) or half-dead never comes back."""
     wait = deadlines.bounded(pool.timeout)  # never waits for a connection past the stop's end
     with (
         translated("database"),
@@ -888,9 +897,12 @@ def _guarded(pool: Any, deadlines: SocketDeadlines, seconds: float) -> Iterator[
         try:
             yield conn
         except BaseException as exc:
-            if not keeps_connection(exc):
+            if keeps_connection(exc):
+                answered()
+            else:
                 conn.close()
             raise
+        answered()
 
 
 def run(settings: Settings, db: DbSettings) -> int:

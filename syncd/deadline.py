@@ -21,12 +21,13 @@ class SocketDeadlines:
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
-        on_expire: Callable[[float], None] | None = None,
+        on_expire: Callable[[float, bool], None] | None = None,
     ) -> None:
         self._clock = clock
         self._on_expire = on_expire
         self._cond = threading.Condition()
-        self._slots: dict[int, tuple[int, float, float]] = {}  # token -> (fd, expiry, seconds)
+        # token -> (fd, expiry, its start): the call has run (expiry - start) when shut
+        self._slots: dict[int, tuple[int, float, float]] = {}
         self._tokens = itertools.count()
         self._closed = False
         self._cap: float | None = None  # no call outlives this (the stop's deadline)
@@ -38,10 +39,11 @@ class SocketDeadlines:
         token = next(self._tokens)
         with self._cond:
             self._start()
-            expiry = self._clock() + seconds
+            now = self._clock()
+            expiry = now + seconds
             if self._cap is not None:
                 expiry = min(expiry, self._cap)
-            self._slots[token] = (conn.fileno(), expiry, seconds)
+            self._slots[token] = (conn.fileno(), expiry, now)
             self._cond.notify_all()
         try:
             yield
@@ -61,8 +63,8 @@ class SocketDeadlines:
         way and calls to come have their sockets shut then."""
         with self._cond:
             self._cap = at
-            for token, (fd, expiry, seconds) in list(self._slots.items()):
-                self._slots[token] = (fd, min(expiry, at), seconds)
+            for token, (fd, expiry, start) in list(self._slots.items()):
+                self._slots[token] = (fd, min(expiry, at), start)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -81,12 +83,13 @@ class SocketDeadlines:
         with self._cond:
             while not self._closed:
                 now = self._clock()
-                for token, (fd, expiry, seconds) in list(self._slots.items()):
+                for token, (fd, expiry, start) in list(self._slots.items()):
                     if expiry <= now:
                         del self._slots[token]
                         _shutdown(fd)
-                        if self._on_expire is not None:
-                            self._on_expire(seconds)
+                        if self._on_expire is not None:  # how long it ran; cut by the stop?
+                            stopping = self._cap is not None and expiry >= self._cap
+                            self._on_expire(now - start, stopping)
                 upcoming = min((e for _, e, _ in self._slots.values()), default=None)
                 self._cond.wait(None if upcoming is None else max(upcoming - now, 0.01))
 

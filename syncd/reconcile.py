@@ -64,10 +64,29 @@ class Summary:
         self.rejected.extend(result.rejected)
 
 
-def _course_failed(summary: Summary, course: str, error: Exception, told: OnFailure) -> None:
-    """One course's failure in a full pass is that course's; anything else ends the pass."""
+def _folder_id(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _top_names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:  # not a folder, or unreadable: not a rename's new name we can tell
+        return []
+
+
+def _course_failed(
+    summary: Summary, course: str, error: Exception, told: OnFailure, *, listed: bool = True
+) -> None:
+    """One course's failure in a full pass is that course's; anything else ends the pass.
+    A ``listed`` course (a folder of the tree, not one archived) counts among the courses."""
     if not is_course_level(error):
         raise error
+    summary.courses += int(listed)
     summary.failed[course] = describe_failure(error)
     told(course, error)
 
@@ -100,6 +119,8 @@ class Reconciler:
     _changed: set[str] = field(default_factory=set)  # courses with rows edited by others
     _renaming: set[str] = field(default_factory=set)  # vanished courses a rename has claimed
     _vanished_at: dict[str, float] = field(default_factory=dict)  # seen gone by an event
+    # course -> its folder's (device, inode) when last seen: `mv` keeps it, `cp -r` does not
+    _folder_ids: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Course jobs run on the scheduler's workers: the state above is read and written under
     # this lock (_links has its own).
     _state: threading.RLock = field(default_factory=threading.RLock)
@@ -200,7 +221,7 @@ class Reconciler:
             try:
                 summary.archived += int(self.archive(course))
             except Exception as error:
-                _course_failed(summary, course, error, failed)
+                _course_failed(summary, course, error, failed, listed=False)
 
     def _begin_pass(self, courses: list[str]) -> list[str]:
         """Count non-course folders, load what the database knows; return the courses this
@@ -333,8 +354,11 @@ class Reconciler:
             self.log.warning("file rejected", path=course, reason=refused.reason)
             return CourseResult(course, rejected=[refused])
         if scan.exists:
+            folder_id = _folder_id(self.root / course)
             with self._state:
                 self._vanished_at.pop(course, None)  # back (git, an editor): a new grace next time
+                if folder_id is not None:
+                    self._folder_ids[course] = folder_id
         if not scan.exists or not course_parser.is_course_folder(scan.top_names):
             if self._known_of(course) is not None and not self.list_courses():
                 raise RootUnavailable(
@@ -392,22 +416,33 @@ class Reconciler:
         so that X's job finds O as its rename instead of reviving an archived course."""
         now = self.clock()
         with self._state:
+            known = self._known.get(course)
+            if known is None or known.archived:  # nothing of it to archive: nothing to wait for
+                self._vanished_at.pop(course, None)
+                return CourseResult(course)
             first_seen = self._vanished_at.setdefault(course, now)
             known_names = set(self._known)
-        if now - first_seen < RENAME_GRACE_S and self._unknown_folders(known_names):
+        if now - first_seen < RENAME_GRACE_S and self._unknown_folders(course, known_names):
             return CourseResult(course, skipped=True, retry_at=first_seen + RENAME_GRACE_S)
         with self._state:
             self._vanished_at.pop(course, None)
         self.archive(course)
         return CourseResult(course)
 
-    def _unknown_folders(self, known: set[str]) -> bool:
-        """Is a folder at the root that syncd has not synced yet (a rename's new name)?"""
+    def _unknown_folders(self, course: str, known: set[str]) -> bool:
+        """Is a course folder at the root that syncd has not synced yet (``course``'s new
+        name, maybe)?"""
         try:
             names = os.listdir(self.root)
         except OSError:
             return False
-        return any(n not in known and not n.startswith(".") for n in names)
+        return any(
+            n != course
+            and n not in known
+            and not n.startswith(".")
+            and course_parser.is_course_folder(_top_names(self.root / n))
+            for n in names
+        )
 
     def _follow_rename(self, course: str, fingerprint: bytes) -> None:
         """A new course folder that is one of this source's courses whose folder is gone is
@@ -418,12 +453,16 @@ class Reconciler:
         slug = course_parser.course_slug(course)
         if not slug:
             return  # rejected by the parser: nothing moves
+        new_id = _folder_id(self.root / course)
         with self._state:  # claimed under the lock: two new folders never take one old course
             gone = [
                 (old, known)
                 for old, known in self._known.items()
                 if old != course
                 and old not in self._renaming
+                # a folder seen in this process is followed only to its own inode: `cp -r O
+                # Y; mv O X` gives O's identity to X, never to the copy
+                and self._folder_ids.get(old, new_id) == new_id
                 and self.mine(known)  # never another root's course, even one without a source
                 and not os.path.lexists(self.root / old)
             ]

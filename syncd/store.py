@@ -119,7 +119,12 @@ def keeps_connection(exc: BaseException) -> bool:
     if isinstance(exc, RejectedError | CourseBusy):
         return True
     sqlstate = getattr(exc, "sqlstate", None) or ""
-    return sqlstate[:2] in ROW_DATA_CLASSES or sqlstate in COURSE_BUSY_CODES
+    if not sqlstate:
+        return False  # no answer from the server: a broken socket, a client-side error
+    if sqlstate in COURSE_BUSY_CODES:
+        return True
+    lost = sqlstate[:2] in TRANSIENT_CLASSES or sqlstate in TRANSIENT_CODES
+    return not lost  # a refusal (a trigger's P0001, a constraint) leaves it as good as before
 
 
 class PoolExhausted(TransientError):

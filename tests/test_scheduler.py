@@ -87,14 +87,19 @@ class FakeStore:
         self.reconciles = 0
         self.reconcile_error: Exception | None = None  # what the pass's own first step raises
         self.on_call: Callable[[str], None] = lambda _course: None
+        self.answered: Callable[[], None] = lambda: None  # the database answered a call
 
     def _call(self, course: str) -> None:
         self.on_call(course)
         if course in self.refusing:
-            raise self.refusing[course]
+            error = self.refusing[course]
+            if isinstance(error, RejectedError | CourseBusy):
+                self.answered()  # the database answered, with a refusal
+            raise error
         if self.down:
             self.clock.advance(self.attempt_s)
             raise TransientError("connection refused")
+        self.answered()  # as the daemon's connection guard tells the breaker
         self.synced.append(course)
 
     def sync_course(self, course: str) -> None:
@@ -144,6 +149,7 @@ def make_writer(
     breaker = CircuitBreaker(
         3, 5.0, clock, on_change=lambda old, new: log.warning(f"breaker {new}")
     )
+    store.answered = breaker.record_success
     writer = Writer(
         store,  # type: ignore[arg-type]
         debouncer,
@@ -668,3 +674,35 @@ def test_a_folder_back_within_the_rename_grace_gets_a_fresh_grace_when_it_goes_a
     (root / "o").rename(parked)  # gone for good, a day later: a fresh grace
     again = reconciler.prepare("o")
     assert isinstance(again, CourseResult) and again.retry_at == clock() + RENAME_GRACE_S
+
+
+def test_a_sync_that_never_reached_the_database_does_not_close_the_breaker() -> None:
+    """A phantom job (a course skipped unread) said "success" to the breaker: the password
+    rejected for minutes read "failing 0 s" at every try, and an outage never opened it."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, debouncer, _log = make_writer(store, clock)
+    store.down = True
+    debouncer.mark("c1")
+    clock.advance(0.6)
+    writer.step()  # three failed attempts: open
+    view = writer.breaker.view()
+    assert view.state is State.OPEN and view.failing_since is not None
+    store.on_call = lambda _course: None
+    real_call = store._call
+
+    def skip_unread(course: str) -> None:  # unchanged on disk: no database call at all
+        return None
+
+    store._call = skip_unread  # type: ignore[method-assign]
+    clock.advance(5.1)  # past the reset: c1 takes the trial and touches nothing
+    writer.step()
+    after = writer.breaker.view()
+    assert after.state is State.HALF_OPEN  # nothing was heard from the database
+    assert after.failing_since == view.failing_since
+    store._call = real_call  # type: ignore[method-assign]
+    store.down = False
+    debouncer.mark("c1")
+    clock.advance(0.6)
+    writer.step()  # the next trial reaches the database: closed
+    assert writer.breaker.state is State.CLOSED

@@ -242,6 +242,7 @@ def test_a_password_rotated_while_running_is_said_and_ends_the_daemon_after_the_
     assert daemon.proc.wait(timeout=WAIT_S) == ExitCode.FATAL_DB  # after --auth-grace
     stopped = daemon.named("daemon stopped")[-1]
     assert stopped["exit_code"] == ExitCode.FATAL_DB
+    assert stopped["unsynced"] == 1  # the edit after the rotation never landed: said so
     assert password not in daemon.output()
     log = tmp_path / "syncd.log"
     log.write_text(daemon.output(), encoding="utf-8")
@@ -280,6 +281,8 @@ def test_a_copy_and_a_rename_of_one_course_at_once_neither_crash_nor_archive_it(
         make_course(root, f"orig-{i}")
     daemon = start(daemons, root, db_dsn, "--workers", "4")
     daemon.wait_event("daemon ready", timeout=WAIT_S)
+    with psycopg.connect(db_dsn) as conn:
+        ids = dict(conn.execute("select slug, id from content_projects").fetchall())
     for i in range(3):
         shutil.copytree(root / f"orig-{i}", root / f"copy-{i}")
         os.rename(root / f"orig-{i}", root / f"moved-{i}")
@@ -295,6 +298,10 @@ def test_a_copy_and_a_rename_of_one_course_at_once_neither_crash_nor_archive_it(
             "select count(*) from content_projects where status <> 'archived'"
         ).fetchone()
     assert live == (6,)
+    with psycopg.connect(db_dsn) as conn:  # `mv` keeps the folder's inode: X is O, Y a copy
+        after = dict(conn.execute("select slug, id from content_projects").fetchall())
+    assert [after[f"moved-{i}"] for i in range(3)] == [ids[f"orig-{i}"] for i in range(3)]
+    assert not daemon.named("row repaired"), daemon.named("row repaired")
     assert daemon.terminate() == 0
 
 
@@ -371,3 +378,26 @@ def test_a_trigger_with_a_bug_refuses_its_course_not_syncd(tmp_path: Path, db_ds
             "select count(*) from contents where file_path like 'fine/%' and deleted_at is null"
         ).fetchone()
     assert synced == (4,)  # its module and its three lessons
+
+
+def test_an_edit_in_a_folder_that_is_not_a_course_leaves_nothing_pending(
+    tmp_path: Path, db_dsn: str, daemons: list[DaemonProcess]
+) -> None:
+    """Operator trial: an edit under a non-course folder (the corpus's `no-migration/`) was
+    rescheduled every 2 s for ever as a vanished course waiting for its rename: pending 1,
+    the lag alert firing, and each phantom job told the breaker the database was fine."""
+    root = tmp_path / "courses"
+    make_course(root, "c1")
+    notes = write(root / "notes" / "log.md", "# notes\n")
+    daemon = start(daemons, root, db_dsn)
+    daemon.wait_event("daemon ready", timeout=WAIT_S)
+    notes.write_text("# notes\n\nmore\n", encoding="utf-8")
+    time.sleep(0.2)  # the notes' job is due first (50 ms after its close)
+    path = edit(root, "c1", "after the notes")
+    wait_for_body(db_dsn, path, "after the notes")
+    seen = len(daemon.named("heartbeat"))
+    daemon.wait_event("heartbeat", count=seen + 3, timeout=WAIT_S)
+    last = daemon.named("heartbeat")[-2:]
+    assert [(h["pending"], h["lag_s"]) for h in last] == [(0, 0.0), (0, 0.0)], last
+    assert daemon.terminate() == 0
+    assert daemon.named("daemon stopped")[-1]["unsynced"] == 0

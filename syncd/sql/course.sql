@@ -367,7 +367,13 @@ WHERE EXISTS (SELECT 1 FROM syncd.rows r JOIN public.contents t ON t.id = r.cont
 -- a course folder renamed: the project (its slug follows the new name), its rows' paths and
 -- keys, and syncd's bookkeeping move with it; every id stays
 WITH moved AS (
-    UPDATE syncd.courses SET course = %(new)s WHERE course = %(old)s RETURNING project_id
+    -- the project's mark goes with the rename's own change of the project (its slug): the
+    -- next sync writes a fresh one; a mark that had already moved (the app) stays to be seen
+    UPDATE syncd.courses c SET course = %(new)s,
+        project_xmin = CASE WHEN c.project_xmin::text = (
+            SELECT p.xmin::text FROM public.content_projects p WHERE p.id = c.project_id
+        ) THEN NULL ELSE c.project_xmin END
+    WHERE c.course = %(old)s RETURNING c.project_id
 ), project AS (
     UPDATE public.content_projects p SET slug = %(slug)s FROM moved WHERE p.id = moved.project_id
     RETURNING p.id
