@@ -65,10 +65,6 @@ class CourseFailure:
     attempts: int
     retry_at: float  # clock time of the next try
 
-    def describe(self, now: float) -> str:
-        """``course (reason, N s)`` for one status line."""
-        return f"{self.course} ({self.reason}, {now - self.since:.0f} s)"
-
 
 class CourseFailures:
     def __init__(

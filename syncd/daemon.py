@@ -32,7 +32,12 @@ from syncd import config, health, heap, logs
 from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
-from syncd.course_failures import CourseFailures, describe_failure, is_course_level
+from syncd.course_failures import (
+    CourseFailure,
+    CourseFailures,
+    describe_failure,
+    is_course_level,
+)
 from syncd.deadline import SocketDeadlines
 from syncd.debounce import SETTLE_S, Debouncer
 from syncd.errors import (
@@ -173,38 +178,36 @@ class Writer:
     def _course_failed(self, course: str, error: BaseException) -> None:
         """One course's own failure: named, retried alone on its back-off; the rest goes
         on."""
-        failure = describe_failure(error)
-        record = self.failures.failed(course, failure)
-        self.log.error(
-            failure.event,
-            course=course,
-            kind=failure.kind,
-            reason=failure.reason,
-            sqlstate=failure.sqlstate,
-            attempt=record.attempts,
-            failing_s=round(self.clock() - record.since, 1),
-            retry_in_s=round(record.retry_at - self.clock(), 1),
-            exc_info=error if failure.kind == "error" else None,  # a surprise: its traceback
-        )
+        record = self._failed(course, error, course=course)
         self.debouncer.defer(course, record.retry_at)
 
     def _reconcile_failed(self, error: Exception) -> None:
         """A full reconcile's own step (registering the source, reading what syncd wrote)
         refused, stuck behind a lock or surprised: said, tried again on its own back-off
         (health names it as a failing course), never the end of the daemon."""
-        failure = describe_failure(error)
         self.breaker.release_trial()  # the connection told the breaker what it heard
-        record = self.failures.failed(FULL_RECONCILE, failure)
+        record = self._failed(FULL_RECONCILE, error, event="reconcile failed")
         self._reconcile_not_before = record.retry_at
+
+    def _failed(
+        self, name: str, error: BaseException, *, event: str | None = None, **fields: Any
+    ) -> CourseFailure:
+        """Record a failure of ``name`` (a course, or the full reconcile) on its own back-off
+        and say it once, with a surprise's traceback."""
+        failure = describe_failure(error)
+        record = self.failures.failed(name, failure)
         self.log.error(
-            "reconcile failed",
+            event or failure.event,
+            **fields,
             kind=failure.kind,
             reason=failure.reason,
             sqlstate=failure.sqlstate,
             attempt=record.attempts,
+            failing_s=round(self.clock() - record.since, 1),
             retry_in_s=round(record.retry_at - self.clock(), 1),
             exc_info=error if failure.kind == "error" else None,
         )
+        return record
 
     def _course_recovered(self, course: str) -> None:
         record = self.failures.recovered(course)

@@ -51,7 +51,6 @@ class Summary:
     rejected: list[FileIssue] = field(default_factory=list)
     failed: dict[str, Failure] = field(default_factory=dict)  # courses that failed on their own
     skipped_folders: dict[str, int] = field(default_factory=dict)  # not courses: file counts
-    bookkeeping_failed: list[str] = field(default_factory=list)  # steps after the pass
     ms: float = 0.0
 
     def add(self, result: CourseResult) -> None:
@@ -277,7 +276,6 @@ class Reconciler:
                 if not is_course_level(error):
                     raise
                 failure = describe_failure(error)
-                summary.bookkeeping_failed.append(step)
                 self.log.error(
                     "reconcile step failed",
                     step=step,
