@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from syncd import migrate
+from syncd.store import DbSettings, connect
 from tests.conftest import SUPABASE_BARE, SupabaseServer
 from tests.daemon_harness import DaemonProcess, run_syncd
 from tests.helpers import lesson_text, make_course
@@ -30,6 +31,7 @@ from tests.pgcluster import DEBIAN_PG15
 
 ADVISOR = migrate.schema_dir() / "checks" / "supabase_advisor.sql"
 COURSES, LESSONS = 4, 10
+TIMEOUTS = ("statement_timeout", "lock_timeout")
 
 
 @pytest.fixture(params=["transaction", "session"])
@@ -201,3 +203,29 @@ def test_the_daemon_keeps_every_edit_through_the_pooler_and_its_restart(
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert daemon.terminate() == 0, daemon.output()[-4000:]
     assert_nothing_left(bouncer, supabase15, database)
+
+
+def test_syncds_timeouts_hold_in_its_transactions_and_nowhere_else(db_dsn: str) -> None:
+    """Inside each transaction syncd runs (plain, pipelined, with savepoints) its
+    statement_timeout and lock_timeout apply; outside it the session has the role's own, and
+    the connection makes no server-side prepared statement however often a query runs."""
+    settings = DbSettings(db_dsn, statement_timeout_ms=4500)
+    with psycopg.connect(db_dsn, autocommit=True) as plain:
+        role = [plain.execute(f"show {name}").fetchone() for name in TIMEOUTS]
+    with connect(settings) as conn:
+
+        def shown() -> list[Any]:
+            return [conn.execute(f"show {name}").fetchone() for name in TIMEOUTS]
+
+        with conn.transaction():
+            assert shown() == [("4500ms",), ("1500ms",)]
+            with conn.transaction():  # a savepoint: still the same transaction's
+                assert shown() == [("4500ms",), ("1500ms",)]
+        with conn.pipeline(), conn.transaction():
+            assert shown() == [("4500ms",), ("1500ms",)]
+        assert shown() == role
+        for _ in range(10):  # twice psycopg's default prepare threshold
+            with conn.transaction():
+                conn.execute("select 1 from syncd.courses where course = %s", ("x",))
+        row = conn.execute("select count(*) from pg_prepared_statements").fetchone()
+    assert row == (0,)
