@@ -198,6 +198,7 @@ def test_the_daemon_keeps_every_edit_through_the_pooler_and_its_restart(
         time.sleep(0.5)
     assert not missing, f"{len(missing)} edit(s) never landed\n{daemon.output()[-4000:]}"
     assert daemon.proc.poll() is None, daemon.output()[-4000:]
+    assert daemon.named("database unavailable"), "the restart went unnoticed"  # it was felt
 
     done = run_syncd("verify", "--root", str(root), dsn=writer)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
