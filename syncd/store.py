@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -189,12 +189,13 @@ def local_settings(settings: DbSettings) -> str:
 
 
 class SyncdConnection(psycopg.Connection[Any]):
-    """A connection whose outermost ``transaction()`` starts with syncd's timeouts (SET
-    LOCAL): no session state, so any pooler may stand between syncd and PostgreSQL. In a
-    pipeline the statement rides along with BEGIN (no extra round trip). Opened in
-    autocommit (``connect_kwargs``): a statement outside ``transaction()`` is its own
-    transaction under the role's timeouts; syncd runs none but the pool's empty-query
-    health check."""
+    """A connection with no session state, so that any pooler may stand between syncd and
+    PostgreSQL. Opened in autocommit (``connect_kwargs``): a statement outside a transaction
+    block is its own transaction under the role's timeouts; syncd runs none but the pool's
+    empty-query health check.
+
+    ``transaction()`` (outermost) starts with syncd's timeouts, SET LOCAL. ``work()`` is the
+    pipelined transaction of the course store, shaped for a transaction pooler: see there."""
 
     local_settings: str = ""
 
@@ -202,11 +203,45 @@ class SyncdConnection(psycopg.Connection[Any]):
     def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> Iterator[psycopg.Transaction]:
+        if self._pipeline is not None:
+            raise psycopg.ProgrammingError("syncd pipelines only inside work()")
         outermost = self.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
         with super().transaction(savepoint_name, force_rollback) as tx:
             if outermost and self.local_settings:
                 self.execute(self.local_settings)
             yield tx
+
+    @contextmanager
+    def work(self, *, read_only: bool = False) -> Iterator[None]:
+        """One transaction, pipelined: BEGIN, syncd's timeouts, the block's statements and
+        the COMMIT (ROLLBACK when ``read_only``) are sent ahead and end with one Sync; a
+        query whose rows the block reads costs a round trip (a flush, not a Sync).
+
+        Why not ``pipeline()`` around ``transaction()``: psycopg then syncs after BEGIN and
+        again, empty, after the COMMIT. Here every Sync but the last is answered inside the
+        transaction block, and nothing is in flight after the last (the one a transaction
+        pooler sees the server idle on and gives it to another client). A pooler such as
+        PgBouncer 1.18 drops a server's answer that arrives after it handed the server back,
+        and the client waits for it for ever."""
+        try:
+            with self.pipeline():
+                self.execute("BEGIN")
+                if self.local_settings:
+                    self.execute(self.local_settings)
+                yield
+                self.execute("ROLLBACK" if read_only else "COMMIT")
+        except BaseException:
+            status = self.pgconn.transaction_status
+            if status in (_IN_TRANSACTION, _IN_ERROR) and not self.closed:
+                # the block's own error is the one to tell; a connection that cannot roll
+                # back is dropped by the pool (it is not idle)
+                with suppress(psycopg.Error):
+                    self.execute("ROLLBACK")
+            raise
+
+
+_IN_TRANSACTION = psycopg.pq.TransactionStatus.INTRANS
+_IN_ERROR = psycopg.pq.TransactionStatus.INERROR
 
 
 def _open(settings: DbSettings, **extra: Any) -> SyncdConnection:
@@ -358,18 +393,13 @@ class CourseStore:
     def _reading(self, where: str) -> Iterator[_Sql]:
         """A read-only transaction, pipelined: BEGIN, syncd's timeouts and the first query
         go in one round trip; rolled back at the end."""
-        with (
-            translated(where),
-            self._connection() as conn,
-            conn.pipeline(),
-            conn.transaction(force_rollback=True),
-        ):
+        with translated(where), self._connection() as conn, conn.work(read_only=True):
             yield _Sql(conn)
 
     @contextmanager
     def _writing(self, where: str) -> Iterator[_Sql]:
         """A transaction, pipelined: what is only queued is sent with the COMMIT."""
-        with translated(where), self._connection() as conn, conn.pipeline(), conn.transaction():
+        with translated(where), self._connection() as conn, conn.work():
             yield _Sql(conn)
 
     def fingerprints(self) -> dict[str, Known]:
@@ -507,7 +537,7 @@ class CourseStore:
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
             try:
-                with conn.pipeline() if not row_by_row else nullcontext(), conn.transaction():
+                with conn.transaction() if row_by_row else conn.work():
                     if row_by_row:
                         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # refusals per row
                     self._write(

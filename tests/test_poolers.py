@@ -222,7 +222,7 @@ def test_syncds_timeouts_hold_in_its_transactions_and_nowhere_else(db_dsn: str) 
             assert shown() == [("4500ms",), ("1500ms",)]
             with conn.transaction():  # a savepoint: still the same transaction's
                 assert shown() == [("4500ms",), ("1500ms",)]
-        with conn.pipeline(), conn.transaction():
+        with conn.work():
             assert shown() == [("4500ms",), ("1500ms",)]
         assert shown() == role
         for _ in range(10):  # twice psycopg's default prepare threshold
@@ -230,3 +230,46 @@ def test_syncds_timeouts_hold_in_its_transactions_and_nowhere_else(db_dsn: str) 
                 conn.execute("select 1 from syncd.courses where course = %s", ("x",))
         row = conn.execute("select count(*) from pg_prepared_statements").fetchone()
     assert row == (0,)
+
+
+def test_a_pipelined_transaction_sends_nothing_after_the_server_is_idle(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """The wire, traced by libpq: a pipelined write and a pipelined read, one that fails on
+    the server and one that fails in Python. Every ReadyForQuery but each transaction's
+    last says "in a transaction" (T or E); after the last (I, the moment a transaction
+    pooler hands the server to another client) syncd sends nothing more of that
+    transaction. (psycopg's pipeline() around transaction() sent a second, empty Sync after
+    the COMMIT's; PgBouncer 1.18 dropped its answer now and then and the sync hung.)"""
+    trace = tmp_path / "wire.trace"
+    with connect(DbSettings(db_dsn)) as conn, trace.open("w") as sink:
+        conn.pgconn.trace(sink.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        with conn.work():
+            conn.execute("create temporary table t (n int) on commit drop")
+            conn.execute("insert into t values (1)")
+        with conn.work(read_only=True):
+            assert conn.execute("select 1").fetchone() == (1,)
+            conn.execute("select 2")
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.work():
+            conn.execute("select 1/0").fetchone()
+        with pytest.raises(KeyError), conn.work():
+            conn.execute("select 1")
+            raise KeyError("the block failed")
+        assert conn.execute("select 3").fetchone() == (3,)  # idle, usable
+        conn.pgconn.untrace()
+    lines = [line.split("\t") for line in trace.read_text().splitlines()]
+    wire = [(parts[0], parts[2], parts[3] if len(parts) > 3 else "") for parts in lines]
+    idle = [i for i, (who, what, arg) in enumerate(wire) if what == "ReadyForQuery" and "I" in arg]
+    assert len(idle) == 5, wire  # four transactions and the last select
+    begin = 0
+    for end in idle:
+        block = wire[begin : end + 1]
+        sent = [what for who, what, _ in block if who == "F"]
+        ready = [arg.strip() for who, what, arg in block if what == "ReadyForQuery"]
+        assert sent.count("Sync") + sent.count("Query") == len(ready), block
+        assert all(status in ("T", "E") for status in ready[:-1]), block
+        begin = end + 1
+    assert wire[begin:] == [] or all(
+        who != "F" or what == "Terminate" for who, what, _ in wire[begin:]
+    )
