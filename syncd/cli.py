@@ -464,8 +464,8 @@ def _database(
         if pending:
             raise FatalError(f"schema not migrated ({len(pending)} pending): run `syncd migrate`")
         if writes:
-            missing = missing_privileges(conn)
-            conn.rollback()
+            with conn.transaction(force_rollback=True):  # reads only
+                missing = missing_privileges(conn)
             if missing:
                 raise FatalError(
                     "the database role lacks what syncd needs: "
@@ -647,8 +647,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     from syncd import report
 
-    with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
-        print(report.render(conn))
+    with (
+        _database(settings, migrate_now=settings.migrate, writes=False) as db,
+        connect(db) as conn,
+        translated("report"),
+        conn.transaction(force_rollback=True),  # reads only
+    ):
+        text = report.render(conn)
+    print(text)
     return ExitCode.OK
 
 

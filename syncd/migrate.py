@@ -5,6 +5,9 @@ and, for each, an optional ``rollbacks/<same file name>`` that reverts exactly t
 Applied migrations are recorded in ``syncd.schema_migrations``. Each migration runs in its
 own transaction together with its ledger row, so a failing migration leaves the database as
 it was before it. Concurrent runners are serialized with a transaction-level advisory lock.
+Nothing here outlives a transaction (no session lock, no session setting), so the runner
+works through a transaction pooler as well as directly; on syncd's own connections
+(``store.connect``) every transaction starts with syncd's timeouts.
 
 Connections are passed in and may be in autocommit mode or not. Pass an idle connection: if
 it is already inside a transaction, everything here runs in savepoints of that transaction

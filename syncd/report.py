@@ -19,13 +19,13 @@ TITLES = {
 
 
 def render(conn: Any) -> str:
+    """Every query of report.sql, inside the caller's transaction (none is ended here)."""
     sections = []
     for name, sql in queries("report.sql").items():
         cur = conn.execute(sql)
         headers = [d.name for d in cur.description or []]
         rows = cur.fetchall()
         sections.append(f"== {TITLES.get(name, name)}\n{table(headers, rows)}")
-    conn.rollback()
     return "\n\n".join(sections)
 
 

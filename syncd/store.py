@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -153,6 +153,11 @@ class DbSettings:
 
 
 def connect_kwargs(settings: DbSettings) -> dict[str, Any]:
+    """What every connection syncd makes is opened with. ``prepare_threshold=None``: no
+    server-side prepared statement, ever (a transaction pooler hands each transaction to
+    whichever server connection is free, where psycopg's ``_pg3_0`` is another client's or
+    missing: SQLSTATE 42P05 / 26000). ``autocommit``: no transaction is ever opened
+    implicitly; syncd's are all ``conn.transaction()`` blocks (see ``SyncdConnection``)."""
     return {
         "connect_timeout": settings.connect_timeout_s,
         "keepalives": 1,
@@ -161,6 +166,8 @@ def connect_kwargs(settings: DbSettings) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": settings.connect_timeout_s * 2000,
         "application_name": "syncd",
+        "prepare_threshold": None,
+        "autocommit": True,
     }
 
 
@@ -171,19 +178,83 @@ def lock_timeout_ms(settings: DbSettings) -> int:
     return max(1, min(settings.statement_timeout_ms // 3, 10_000))
 
 
-def _configure_session(conn: Conn, settings: DbSettings) -> None:
-    conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
-    conn.execute(f"SET lock_timeout = {lock_timeout_ms(settings)}")
-    conn.commit()
+def local_settings(settings: DbSettings) -> str:
+    """The statement that opens each of syncd's transactions: its timeouts for that
+    transaction only (``set_config(..., true)`` is ``SET LOCAL``), so that nothing outlives
+    it on a server connection a pooler hands to another client next."""
+    return (
+        f"SELECT set_config('statement_timeout', '{int(settings.statement_timeout_ms)}', true),"
+        f" set_config('lock_timeout', '{lock_timeout_ms(settings)}', true)"
+    )
 
 
-def connect(settings: DbSettings, **extra: Any) -> Conn:
+class SyncdConnection(psycopg.Connection[Any]):
+    """A connection with no session state, so that any pooler may stand between syncd and
+    PostgreSQL. Opened in autocommit (``connect_kwargs``): a statement outside a transaction
+    block is its own transaction under the role's timeouts; syncd runs none but the pool's
+    empty-query health check.
+
+    ``transaction()`` (outermost) starts with syncd's timeouts, SET LOCAL. ``work()`` is the
+    pipelined transaction of the course store, shaped for a transaction pooler: see there."""
+
+    local_settings: str = ""
+
+    @contextmanager
+    def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> Iterator[psycopg.Transaction]:
+        if self._pipeline is not None:
+            raise psycopg.ProgrammingError("syncd pipelines only inside work()")
+        outermost = self.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with super().transaction(savepoint_name, force_rollback) as tx:
+            if outermost and self.local_settings:
+                self.execute(self.local_settings)
+            yield tx
+
+    @contextmanager
+    def work(self, *, read_only: bool = False) -> Iterator[None]:
+        """One transaction, pipelined: BEGIN, syncd's timeouts, the block's statements and
+        the COMMIT (ROLLBACK when ``read_only``) are sent ahead and end with one Sync; a
+        query whose rows the block reads costs a round trip (a flush, not a Sync).
+
+        Why not ``pipeline()`` around ``transaction()``: psycopg then syncs after BEGIN and
+        again, empty, after the COMMIT. Here every Sync but the last is answered inside the
+        transaction block, and nothing is in flight after the last (the one a transaction
+        pooler sees the server idle on and gives it to another client). A pooler such as
+        PgBouncer 1.18 drops a server's answer that arrives after it handed the server back,
+        and the client waits for it for ever."""
+        try:
+            with self.pipeline():
+                self.execute("BEGIN")
+                if self.local_settings:
+                    self.execute(self.local_settings)
+                yield
+                self.execute("ROLLBACK" if read_only else "COMMIT")
+        except BaseException:
+            status = self.pgconn.transaction_status
+            if status in (_IN_TRANSACTION, _IN_ERROR) and not self.closed:
+                # the block's own error is the one to tell; a connection that cannot roll
+                # back is dropped by the pool (it is not idle)
+                with suppress(psycopg.Error):
+                    self.execute("ROLLBACK")
+            raise
+
+
+_IN_TRANSACTION = psycopg.pq.TransactionStatus.INTRANS
+_IN_ERROR = psycopg.pq.TransactionStatus.INERROR
+
+
+def _open(settings: DbSettings, **extra: Any) -> SyncdConnection:
+    conn = SyncdConnection.connect(settings.dsn, **{**connect_kwargs(settings), **extra})
+    conn.local_settings = local_settings(settings)
+    return conn
+
+
+def connect(settings: DbSettings, **extra: Any) -> SyncdConnection:
     """One connection (migrations, verify, preflight), with errors translated."""
     try:
         with translated(where_to(settings)):
-            conn = psycopg.connect(settings.dsn, **connect_kwargs(settings), **extra)
-            _configure_session(conn, settings)
-            return conn
+            return _open(settings, **extra)
     except ConfigError as error:  # libpq refused the DSN: say which, its password hidden
         raise ConfigError(f"{error} (DATABASE_URL={redact_dsn(settings.dsn)})") from error
 
@@ -193,7 +264,7 @@ def probe(settings: DbSettings) -> SyncdError | None:
     the background and says only "no connection available": this finds the cause (a
     rejected password, a server gone)."""
     try:
-        with psycopg.connect(settings.dsn, **connect_kwargs(settings)):
+        with _open(settings):
             return None
     except (psycopg.Error, OSError) as exc:
         return classify(exc, where_to(settings))
@@ -215,15 +286,18 @@ def where_to(settings: DbSettings) -> str:
 
 def make_pool(
     settings: DbSettings, *, workers: int = 1, check: Callable[[Conn], None] | None = None
-) -> psycopg_pool.ConnectionPool[Conn]:
+) -> psycopg_pool.ConnectionPool[SyncdConnection]:
     """A pool whose connections are health-checked when handed out (``check``, by default
     psycopg_pool's own) and which keeps trying to reconnect through an outage."""
 
-    def configure(conn: Conn) -> None:
-        _configure_session(conn, settings)
+    begin = local_settings(settings)
+
+    def configure(conn: SyncdConnection) -> None:
+        conn.local_settings = begin  # no SQL: a pooled connection holds no session state
 
     return psycopg_pool.ConnectionPool(
         settings.dsn,
+        connection_class=SyncdConnection,
         min_size=1,
         max_size=workers,  # one connection per scheduler worker (--workers)
         kwargs=connect_kwargs(settings),
@@ -315,11 +389,23 @@ class CourseStore:
         self._clock = clock
         self.source = source  # None: no ownership (tools, benchmarks)
 
+    @contextmanager
+    def _reading(self, where: str) -> Iterator[_Sql]:
+        """A read-only transaction, pipelined: BEGIN, syncd's timeouts and the first query
+        go in one round trip; rolled back at the end."""
+        with translated(where), self._connection() as conn, conn.work(read_only=True):
+            yield _Sql(conn)
+
+    @contextmanager
+    def _writing(self, where: str) -> Iterator[_Sql]:
+        """A transaction, pipelined: what is only queued is sent with the COMMIT."""
+        with translated(where), self._connection() as conn, conn.work():
+            yield _Sql(conn)
+
     def fingerprints(self) -> dict[str, Known]:
         """course → what syncd last wrote of it, for every course syncd has written."""
-        with translated("read fingerprints"), self._connection() as conn:
-            rows = _Sql(conn).all("course_fingerprints")
-            conn.rollback()
+        with self._reading("read fingerprints") as sql:
+            rows = sql.all("course_fingerprints")
         return {
             r["course"]: Known(
                 fingerprint=_bytes(r["fingerprint"]),
@@ -334,22 +420,20 @@ class CourseStore:
 
     def touch_source(self, root: str, host: str) -> bool:
         """Record this source as seen now (root, host); True when it has been retired."""
-        with translated("record source"), self._connection() as conn, conn.transaction():
-            row = _Sql(conn).one("touch_source", name=self.source, root=root, host=host)
+        with self._writing("record source") as sql:
+            row = sql.one("touch_source", name=self.source, root=root, host=host)
         return bool(row and row["retired_at"] is not None)
 
     def sources(self) -> list[dict[str, Any]]:
         """name, root, host, last_seen, retired_at, courses (live) of every source."""
-        with translated("read sources"), self._connection() as conn:
-            rows: list[dict[str, Any]] = _Sql(conn).all("list_sources")
-            conn.rollback()
+        with self._reading("read sources") as sql:
+            rows: list[dict[str, Any]] = sql.all("list_sources")
         return rows
 
     def retire_source(self, name: str) -> list[str]:
         """Archive every live course of source ``name`` and retire it (it writes nothing any
         more); the courses archived."""
-        with translated(f"retire source {name}"), self._connection() as conn, conn.transaction():
-            sql = _Sql(conn)
+        with self._writing(f"retire source {name}") as sql:
             if sql.one("source_exists", name=name) is None:
                 raise FatalError(f"no source named {name!r} (see `syncd sources`)")
             courses = [row["course"] for row in sql.all("source_courses", name=name)]
@@ -361,8 +445,7 @@ class CourseStore:
 
     def hand_over(self, name: str, to: str) -> list[str]:
         """Give every course of source ``name`` to source ``to`` and retire ``name``."""
-        with translated(f"hand over {name}"), self._connection() as conn, conn.transaction():
-            sql = _Sql(conn)
+        with self._writing(f"hand over {name}") as sql:
             for source in (name, to):
                 if sql.one("source_exists", name=source) is None:
                     raise FatalError(f"no source named {source!r} (see `syncd sources`)")
@@ -373,16 +456,14 @@ class CourseStore:
     def changed_courses(self) -> set[str]:
         """This source's live courses with a row someone else changed or deleted since
         syncd wrote it (a cheap index-only comparison of write marks, no content read)."""
-        with translated("find changed rows"), self._connection() as conn:
-            rows = _Sql(conn).all("changed_courses", source=self.source)
-            conn.rollback()
+        with self._reading("find changed rows") as sql:
+            rows = sql.all("changed_courses", source=self.source)
         return {row["course"] for row in rows}
 
     def rename_course(self, old: str, new: str, slug: str) -> int:
         """Course folder ``old`` is now ``new`` (same files): move its project (slug
         ``slug``), rows and bookkeeping to the new name, keeping every id."""
-        with translated(f"rename course {old}"), self._connection() as conn, conn.transaction():
-            sql = _Sql(conn)
+        with self._writing(f"rename course {old}") as sql:
             for name in sorted((old, new)):  # one lock order
                 sql.queue("lock_course", course=name)
             moved = sql.all("rename_course", old=old, new=new, slug=slug)
@@ -391,13 +472,13 @@ class CourseStore:
     def adopt(self, courses: list[str]) -> None:
         """Make these courses (found under this source's root) this source's where no live
         source owns them."""
-        with translated("adopt courses"), self._connection() as conn, conn.transaction():
-            _Sql(conn).queue("adopt_courses", source=self.source, courses=courses)
+        with self._writing("adopt courses") as sql:
+            sql.queue("adopt_courses", source=self.source, courses=courses)
 
     def save_conflicts(self, owners: dict[str, str]) -> None:
         """course -> owning source, of the course folders this source found owned elsewhere."""
-        with translated("save conflicts"), self._connection() as conn, conn.transaction():
-            _Sql(conn).queue(
+        with self._writing("save conflicts") as sql:
+            sql.queue(
                 "save_conflicts",
                 source=self.source,
                 courses=list(owners),
@@ -408,8 +489,8 @@ class CourseStore:
         """(course, content fingerprint, stat fingerprint) of courses found unchanged."""
         if not items:
             return
-        with translated("save fingerprints"), self._connection() as conn, conn.transaction():
-            _Sql(conn).queue(
+        with self._writing("save fingerprints") as sql:
+            sql.queue(
                 "save_stat_fingerprints",
                 courses=[c for c, _, _ in items],
                 fingerprints=[f for _, f, _ in items],
@@ -418,10 +499,8 @@ class CourseStore:
 
     def save_skipped_folders(self, folders: dict[str, int]) -> None:
         """folder -> file count of the non-course folders a full reconcile saw."""
-        with translated("save skipped folders"), self._connection() as conn, conn.transaction():
-            _Sql(conn).queue(
-                "save_skipped_folders", folders=list(folders), files=list(folders.values())
-            )
+        with self._writing("save skipped folders") as sql:
+            sql.queue("save_skipped_folders", folders=list(folders), files=list(folders.values()))
 
     def sync_course(
         self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None = None
@@ -458,7 +537,7 @@ class CourseStore:
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         with translated(f"course {snapshot.course}"), self._connection() as conn:
             try:
-                with conn.pipeline() if not row_by_row else nullcontext(), conn.transaction():
+                with conn.transaction() if row_by_row else conn.work():
                     if row_by_row:
                         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # refusals per row
                     self._write(
@@ -490,8 +569,7 @@ class CourseStore:
     def archive_course(self, course: str) -> tuple[bool, int]:
         """Archive the project of a vanished course folder; soft-delete its rows. Returns
         (a project was archived, rows soft-deleted)."""
-        with translated(f"course {course}"), self._connection() as conn, conn.transaction():
-            sql = _Sql(conn)
+        with self._writing(f"course {course}") as sql:
             sql.queue("lock_course", course=course)
             row = sql.one("archive_course", course=course)
         return row is not None and row["archived"] is not None, row["deleted"] if row else 0
@@ -503,8 +581,7 @@ class CourseStore:
         ``with_fields``, every row's syncd-owned fields are read and compared (so that only
         real differences are updates), and so are the project's: the project fields a sync
         would write (empty for a course never synced, or whose brief is rejected)."""
-        with translated(f"course {snapshot.course}"), self._connection() as conn:
-            sql = _Sql(conn)
+        with self._reading(f"course {snapshot.course}") as sql:
             project = sql.one("project_minds", slug=snapshot.project.slug)
             state = None
             if with_fields and "project" not in snapshot.protected:
@@ -513,20 +590,17 @@ class CourseStore:
             rows = self._queue_existing(sql, snapshot, with_fields=with_fields).fetchall()
             project_id = project["id"] if project else None
             plan = self._plan(sql, snapshot, rows, project_id, minds, check_slugs=True)
-            conn.rollback()
         return plan, project_differences(snapshot.project, state) if state is not None else ()
 
     def refused_files(self) -> dict[str, str]:
         """file_path -> the database's reason, for every file whose row it refused."""
-        with translated("read refused files"), self._connection() as conn:
-            rows = _Sql(conn).all("refused_files")
-            conn.rollback()
+        with self._reading("read refused files") as sql:
+            rows = sql.all("refused_files")
         return {r["file_path"]: r["reason"] for r in rows}
 
     def file_paths(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
-        with translated("read file paths"), self._connection() as conn:
-            rows = _Sql(conn).all("file_paths", ids=list(ids))
-            conn.rollback()
+        with self._reading("read file paths") as sql:
+            rows = sql.all("file_paths", ids=list(ids))
         return {r["id"]: r["file_path"] for r in rows}
 
     # -- the transaction ------------------------------------------------------------

@@ -4,7 +4,10 @@
 -- Apache-2.0), unchanged but for the union that joins them. The exposed schemas are read
 -- from pgrst.db_schemas, 'public' when unset, as the linter does.
 --
---   psql "$DATABASE_URL" -X -f schema/checks/supabase_advisor.sql
+--   psql "$DATABASE_URL" -X -1 -c "set local search_path = ''" -f schema/checks/supabase_advisor.sql
+--
+-- (an empty search_path, as the linter runs it, for this one transaction: it works through
+-- Supabase's poolers, which refuse PGOPTIONS.)
 --
 -- tests/test_supabase.py runs it on the migrated Supabase-shaped databases (PostgreSQL 15 and
 -- 16) and on plain PostgreSQL, and fails on any row.
