@@ -310,8 +310,22 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             default=d.unreachable_after_s,
         )
     if command == "migrate":
-        parser.add_argument(
-            "--status", action="store_true", help="list applied and pending migrations"
+        action = parser.add_mutually_exclusive_group()
+        action.add_argument(
+            "--status",
+            action="store_true",
+            help="list applied, pending and unknown migrations, and applied ones whose objects"
+            " are missing",
+        )
+        action.add_argument(
+            "--rollback",
+            action="store_true",
+            help="revert the latest applied migration with its rollback script",
+        )
+        action.add_argument(
+            "--rollback-to",
+            metavar="VERSION",
+            help="revert every applied migration later than VERSION, latest first (0: all)",
         )
     if command == "sources":
         parser.add_argument(
@@ -460,9 +474,9 @@ def _database(
         if migrate_now:
             for migration in migrate.apply_pending(conn):
                 log.info("migration applied", version=migration.version, name=migration.name)
-        pending = [s.migration.name for s in migrate.status(conn) if s.applied_at is None]
-        if pending:
-            raise FatalError(f"schema not migrated ({len(pending)} pending): run `syncd migrate`")
+        problems = migrate.check(conn).problems()
+        if problems:
+            raise FatalError("; ".join(problems))
         if writes:
             with conn.transaction(force_rollback=True):  # reads only
                 missing = missing_privileges(conn)
@@ -616,24 +630,52 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     else:
         dsn = embedded.start(settings.data_dir).dsn
     with connect(_db_settings(settings, dsn)) as conn, translated("migrations"):
-        if not args.status:
+        if args.rollback or args.rollback_to is not None:
+            reverted = migrate.rollback_to(
+                conn,
+                args.rollback_to if args.rollback_to is not None else _before_latest(conn),
+            )
+            for migration in reverted:
+                log.info("migration rolled back", version=migration.version, name=migration.name)
+            log.info("rollback done", reverted=len(reverted))
+        elif not args.status:
             applied = migrate.apply_pending(conn)
             for migration in applied:
                 log.info("migration applied", version=migration.version, name=migration.name)
             log.info("migrations up to date", applied=len(applied))
         from syncd.report import table
 
+        found = migrate.check(conn)
         rows = [
             (
                 s.migration.version,
                 s.migration.name,
-                "applied" if s.applied_at else "pending",
+                s.state,
                 s.applied_at.isoformat(timespec="seconds") if s.applied_at else "",
             )
-            for s in migrate.status(conn)
+            for s in found.statuses
+        ] + [
+            (
+                u.version,
+                u.name,
+                "unknown: not in this syncd",
+                u.applied_at.isoformat(timespec="seconds"),
+            )
+            for u in found.unknown
         ]
-    print(table(["version", "name", "state", "applied_at"], rows))
+    print(table(["version", "name", "state", "applied_at"], sorted(rows)))
+    problems = found.problems()
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return ExitCode.FATAL_DB
     return ExitCode.OK
+
+
+def _before_latest(conn: Any) -> str:
+    """The version just before the latest applied one ("0" when only one or none is)."""
+    applied = [s.migration.version for s in migrate.status(conn) if s.applied_at is not None]
+    return applied[-2] if len(applied) > 1 else "0"
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

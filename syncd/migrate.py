@@ -9,6 +9,13 @@ Nothing here outlives a transaction (no session lock, no session setting), so th
 works through a transaction pooler as well as directly; on syncd's own connections
 (``store.connect``) every transaction starts with syncd's timeouts.
 
+Each migration names, in a ``-- provides:`` header line, the objects it makes that syncd
+relies on (tables, views, columns, functions, roles, row-level security). ``check`` compares the
+ledger with the database and with the files: pending migrations, versions this syncd does
+not know (a newer syncd migrated the database), and migrations recorded as applied whose
+objects are missing (changed by hand). Each rollback script deletes its own ledger row too,
+so that running it by hand (psql) keeps the ledger true.
+
 Connections are passed in and may be in autocommit mode or not. Pass an idle connection: if
 it is already inside a transaction, everything here runs in savepoints of that transaction
 and becomes durable only when the caller commits.
@@ -27,14 +34,18 @@ from typing import Any
 import psycopg
 
 from syncd.errors import MigrationError
+from syncd.sqlfiles import query
 
 __all__ = [
     "Migration",
     "MigrationStatus",
+    "SchemaCheck",
     "apply_pending",
+    "check",
     "discover",
     "rollback_all",
     "rollback_last",
+    "rollback_to",
     "schema_dir",
     "status",
 ]
@@ -42,6 +53,7 @@ __all__ = [
 # Fixed key of the advisory lock that serializes migration runners on one database.
 _LOCK_KEY = 0x73796E63645F6D67  # b"syncd_mg"
 _FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
+_PROVIDES = re.compile(r"^-- provides:(.*)$", re.MULTILINE)
 _LEDGER_DDL = """
 create schema if not exists syncd;
 create table if not exists syncd.schema_migrations (
@@ -61,12 +73,75 @@ class Migration:
     name: str
     path: Path
     rollback_path: Path | None
+    provides: tuple[str, ...] = ()  # objects syncd relies on (its ``-- provides:`` lines)
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
 
 
 @dataclass(frozen=True)
 class MigrationStatus:
     migration: Migration
     applied_at: datetime | None  # None: pending
+    missing: tuple[str, ...] = ()  # of its objects, those the database lacks (when applied)
+
+    @property
+    def state(self) -> str:
+        if self.applied_at is None:
+            return "pending"
+        return f"applied, missing {', '.join(self.missing)}" if self.missing else "applied"
+
+
+@dataclass(frozen=True)
+class UnknownVersion:
+    """A ledger row with no migration file here: applied by a newer (or another) syncd."""
+
+    version: str
+    name: str
+    applied_at: datetime
+
+
+@dataclass(frozen=True)
+class SchemaCheck:
+    statuses: list[MigrationStatus]
+    unknown: list[UnknownVersion]
+
+    @property
+    def pending(self) -> list[Migration]:
+        return [s.migration for s in self.statuses if s.applied_at is None]
+
+    @property
+    def broken(self) -> list[MigrationStatus]:
+        return [s for s in self.statuses if s.applied_at is not None and s.missing]
+
+    def problems(self) -> list[str]:
+        """What stops syncd from using this database, each with what to run (empty: none)."""
+        found: list[str] = []
+        if self.unknown:
+            latest = self.statuses[-1].migration.version if self.statuses else "0"
+            found.append(
+                "the database was migrated by a newer syncd: "
+                + ", ".join(f"{u.version}_{u.name}" for u in self.unknown)
+                + " unknown to this one; upgrade syncd, or run the newer syncd's"
+                f" `syncd migrate --rollback-to {latest}`"
+            )
+        for status in self.broken:
+            earlier = [s.migration.version for s in self.statuses]
+            index = earlier.index(status.migration.version)
+            before = earlier[index - 1] if index else "0"
+            found.append(
+                f"migration {status.migration.file_name} is recorded as applied but"
+                f" {', '.join(status.missing)} missing (changed by hand, or a rollback run"
+                f" without its ledger line?): run `syncd migrate --rollback-to {before}`"
+                " then `syncd migrate`"
+            )
+        if self.pending and not found:
+            found.append(
+                f"schema not migrated ({len(self.pending)} pending, first"
+                f" {self.pending[0].file_name}): run `syncd migrate`"
+            )
+        return found
 
 
 def schema_dir() -> Path:
@@ -105,6 +180,7 @@ def discover(directory: Path | None = None) -> list[Migration]:
                 name=match["name"],
                 path=path,
                 rollback_path=rollback if rollback.is_file() else None,
+                provides=_provides(path),
             )
         )
     return found
@@ -112,10 +188,35 @@ def discover(directory: Path | None = None) -> list[Migration]:
 
 def status(conn: psycopg.Connection[Any], directory: Path | None = None) -> list[MigrationStatus]:
     """Every migration on disk with the time it was applied (None when pending)."""
+    return check(conn, directory).statuses
+
+
+def check(conn: psycopg.Connection[Any], directory: Path | None = None) -> SchemaCheck:
+    """The ledger against the files and the database (reads only, one transaction)."""
     migrations = discover(directory)
     with conn.transaction():
-        applied = _applied(conn)
-    return [MigrationStatus(m, applied.get(m.version)) for m in migrations]
+        ledger = _ledger(conn)
+        names = sorted({name for m in migrations if m.version in ledger for name in m.provides})
+        rows = conn.execute(query("schema.sql", "missing_objects"), {"names": names}).fetchall()
+    missing = {row[0] for row in rows}
+    known = {m.version for m in migrations}
+    return SchemaCheck(
+        statuses=[
+            MigrationStatus(
+                m,
+                ledger[m.version][1] if m.version in ledger else None,
+                tuple(name for name in m.provides if name in missing)
+                if m.version in ledger
+                else (),
+            )
+            for m in migrations
+        ],
+        unknown=[
+            UnknownVersion(version, name, applied_at)
+            for version, (name, applied_at) in sorted(ledger.items())
+            if version not in known
+        ],
+    )
 
 
 def apply_pending(conn: psycopg.Connection[Any], directory: Path | None = None) -> list[Migration]:
@@ -160,7 +261,10 @@ def rollback_last(conn: psycopg.Connection[Any], directory: Path | None = None) 
             version: str = row[0]
             migration = by_version.get(version)
             if migration is None:
-                raise MigrationError(f"applied migration {version} has no file in the schema dir")
+                raise MigrationError(
+                    f"applied migration {version} has no file here: a newer syncd applied it;"
+                    " roll it back with that one"
+                )
             if migration.rollback_path is None:
                 raise MigrationError(f"{migration.path.name}: no rollback script")
             failing = f"rollbacks/{migration.rollback_path.name}"
@@ -174,10 +278,37 @@ def rollback_last(conn: psycopg.Connection[Any], directory: Path | None = None) 
 
 def rollback_all(conn: psycopg.Connection[Any], directory: Path | None = None) -> list[Migration]:
     """Revert every applied migration, latest first; return them in the order reverted."""
+    return rollback_to(conn, "0", directory)
+
+
+def rollback_to(
+    conn: psycopg.Connection[Any], version: str, directory: Path | None = None
+) -> list[Migration]:
+    """Revert every applied migration later than ``version`` ("0": all), latest first, each
+    in its own transaction with its ledger row; return them in the order reverted."""
+    if version != "0" and version not in {m.version for m in discover(directory)}:
+        raise MigrationError(f"no migration with version {version} (see `syncd migrate --status`)")
     reverted: list[Migration] = []
-    while (migration := rollback_last(conn, directory)) is not None:
+    while (latest := _latest_applied(conn)) is not None and latest > version:
+        migration = rollback_last(conn, directory)
+        if migration is None:
+            break
         reverted.append(migration)
     return reverted
+
+
+def _provides(path: Path) -> tuple[str, ...]:
+    """The objects named by the ``-- provides:`` lines of a migration file."""
+    text, _ = _load(path)
+    return tuple(
+        name.strip() for line in _PROVIDES.findall(text) for name in line.split(",") if name.strip()
+    )
+
+
+def _latest_applied(conn: psycopg.Connection[Any]) -> str | None:
+    with conn.transaction():
+        ledger = _ledger(conn)
+    return max(ledger) if ledger else None
 
 
 def _load(path: Path) -> tuple[str, str]:
@@ -227,9 +358,10 @@ def _is_applied(conn: psycopg.Connection[Any], version: str) -> bool:
     return row is not None
 
 
-def _applied(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
-    """version -> applied_at; empty when the ledger does not exist yet (nothing is created)."""
+def _ledger(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, datetime]]:
+    """version -> (name, applied_at); empty when the ledger does not exist yet (nothing is
+    created)."""
     if not _ledger_exists(conn):
         return {}
-    rows = conn.execute("select version, applied_at from syncd.schema_migrations").fetchall()
-    return {version: applied_at for version, applied_at in rows}
+    rows = conn.execute(query("schema.sql", "ledger")).fetchall()
+    return {version: (name, applied_at) for version, name, applied_at in rows}

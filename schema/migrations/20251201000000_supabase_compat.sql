@@ -1,3 +1,4 @@
+-- provides: auth.users, auth.uid(), role:anon, role:authenticated, role:service_role
 -- Supabase compatibility for plain PostgreSQL (embedded server, tests).
 --
 -- Supabase ships the roles anon, authenticated and service_role, the schema auth with

@@ -1,3 +1,4 @@
+-- provides: public.minds, public.user_profiles, public.content_projects, public.contents, public.audience_profiles, public.content_minds, public.content_tags, public.current_mind_id()
 -- CreatorOS base tables (shape of the upstream CreatorOS schema, see
 -- shared/reference/creatoros-schema.md) and the shared tables they point at.
 --

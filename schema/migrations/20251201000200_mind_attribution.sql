@@ -1,3 +1,4 @@
+-- provides: public.content_projects.creator_mind_id, public.content_projects.persona_mind_id, public.v_contents_with_creators
 -- Mind attribution (upstream's 20251028120000_creator_os_schema_changes, made idempotent):
 -- who creates a project (creator_mind_id, the owner for RLS) and whose voice it emulates
 -- (persona_mind_id); created_at on the link tables; the v_contents_with_creators view.

@@ -1,3 +1,4 @@
+-- provides: rls:public.content_projects, rls:public.contents, rls:public.audience_profiles, rls:public.content_minds, rls:public.content_tags
 -- Row-level security as shipped upstream (20251028120001_creator_os_rls_policies), with
 -- upstream's policy names so that re-applying replaces upstream's policies instead of adding
 -- a second set. Differences: auth-derived values are wrapped as (select ...) so the planner

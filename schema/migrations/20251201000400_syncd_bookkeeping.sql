@@ -1,3 +1,4 @@
+-- provides: syncd.courses, syncd.rows
 -- syncd's own bookkeeping, in its own schema (the runner already created it for its ledger,
 -- syncd.schema_migrations). Nothing here is visible to API clients.
 

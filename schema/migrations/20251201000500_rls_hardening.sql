@@ -1,3 +1,4 @@
+-- provides: public.audience_profiles.owner_mind_id
 -- Row-level security, hardened on top of upstream's (20251201000300_rls_upstream.sql).
 --
 -- What changes, and why:

@@ -1,3 +1,4 @@
+-- provides: role:syncd_writer
 -- syncd_writer: the least-privilege role syncd connects as (instead of postgres or
 -- service_role). It holds exactly what the writer's statements (syncd/sql/course.sql) and the
 -- migration status check need; syncd/privileges.py lists the same set and checks it.

@@ -1,3 +1,4 @@
+-- provides: creatoros_private.owns_content(), creatoros_private.contents_parent_in_same_project()
 -- Supabase for real: everything this chain creates or alters passes Supabase's database
 -- linter, nothing an API role holds can bypass row-level security, syncd writes without
 -- BYPASSRLS, and a content tree stays inside its project.

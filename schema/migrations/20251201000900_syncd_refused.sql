@@ -1,3 +1,4 @@
+-- provides: syncd.refused, syncd.skipped_folders
 -- syncd bookkeeping, for `syncd verify` and `syncd report`.
 --
 -- syncd.refused: files whose row the database refused (a data error: SQLSTATE classes

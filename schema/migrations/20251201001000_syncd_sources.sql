@@ -1,3 +1,4 @@
+-- provides: syncd.sources, syncd.conflicts, syncd.courses.source, syncd.courses.archived_at, syncd.rows.fm_status
 -- syncd bookkeeping: sources, and who owns which field.
 --
 -- A source is one syncd: a name (default: host name and absolute root), the root it reads

@@ -1,3 +1,4 @@
+-- provides: syncd.rows.written_xmin, syncd.courses.row_count
 -- syncd bookkeeping: what syncd last wrote, so that edits made by anyone else are found
 -- without reading content.
 --

@@ -1,3 +1,4 @@
+-- provides: syncd.courses.project_xmin, syncd.courses.audience_xmin, syncd.courses.links_mark
 -- syncd write marks beyond contents rows, so that the project, its audience and the tag and
 -- mind links of a course, when edited elsewhere, are found and repaired like contents rows
 -- (an index and mark comparison at every full reconcile, no content read).

@@ -55,3 +55,7 @@ begin
   end loop;
 end
 $$;
+
+-- Keep the ledger true when this file is run by hand (psql): the migration is no
+-- longer applied. (`syncd migrate --rollback` deletes the same row.)
+delete from syncd.schema_migrations where version = '20251201000000';

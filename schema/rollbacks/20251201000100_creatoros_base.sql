@@ -19,3 +19,7 @@ drop table if exists public.user_profiles;
 drop table if exists public.minds;
 drop function if exists public.set_updated_at();
 drop function if exists public.current_mind_id();
+
+-- Keep the ledger true when this file is run by hand (psql): the migration is no
+-- longer applied. (`syncd migrate --rollback` deletes the same row.)
+delete from syncd.schema_migrations where version = '20251201000100';

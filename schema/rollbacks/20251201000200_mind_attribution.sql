@@ -9,3 +9,7 @@ drop index if exists public.idx_content_projects_persona_mind;
 drop index if exists public.idx_content_projects_creator_mind;
 alter table public.content_projects drop column if exists persona_mind_id;
 alter table public.content_projects drop column if exists creator_mind_id;
+
+-- Keep the ledger true when this file is run by hand (psql): the migration is no
+-- longer applied. (`syncd migrate --rollback` deletes the same row.)
+delete from syncd.schema_migrations where version = '20251201000200';

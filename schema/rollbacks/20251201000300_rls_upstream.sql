@@ -26,3 +26,7 @@ alter table public.content_minds disable row level security;
 alter table public.audience_profiles disable row level security;
 alter table public.contents disable row level security;
 alter table public.content_projects disable row level security;
+
+-- Keep the ledger true when this file is run by hand (psql): the migration is no
+-- longer applied. (`syncd migrate --rollback` deletes the same row.)
+delete from syncd.schema_migrations where version = '20251201000300';

@@ -181,3 +181,7 @@ create policy content_projects_read_as_persona on public.content_projects
 create policy contents_read_published on public.contents
   for select to authenticated
   using (status = 'published' and deleted_at is null);
+
+-- Keep the ledger true when this file is run by hand (psql): the migration is no
+-- longer applied. (`syncd migrate --rollback` deletes the same row.)
+delete from syncd.schema_migrations where version = '20251201000800';
