@@ -317,14 +317,18 @@ class Writer:
             raise
 
     def _cause(self, error: TransientError) -> SyncdError:
-        """The pool says only "no connection available": ask why (a rejected password)."""
+        """The pool says only "no connection available": ask why (a rejected password, a
+        TLS set-up that stopped working). A TLS failure while running (the server's
+        certificate renewed by a CA that sslrootcert does not hold) is waited out as an
+        outage, said with its fix: libpq reads the sslrootcert file at every connection, so
+        replacing that file heals it without a restart (at start it is exit 2)."""
         if (
             isinstance(error, PoolExhausted)
             and self.diagnose is not None
             and not self.stop.is_set()
         ):
             cause = self.diagnose()  # the server's own answer: refused, timed out, password
-            if isinstance(cause, AuthenticationFailed | TransientError):
+            if isinstance(cause, AuthenticationFailed | TransientError | ConfigError):
                 return cause
         return error
 

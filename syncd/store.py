@@ -61,6 +61,38 @@ AUTH_MESSAGES = (
     "no pg_hba.conf entry",
 )
 FATAL_MESSAGES = (*AUTH_MESSAGES, "does not exist", "permission denied")
+# libpq's words for a TLS set-up that cannot work, and what to change in DATABASE_URL. Each
+# is said while connecting, before any password is sent, at once and alike at every attempt:
+# waiting cannot help, so it is a configuration error (exit 2), not an outage (3). A TLS
+# connection lost later ("SSL SYSCALL error", "SSL connection has been closed unexpectedly")
+# is the network's trouble and stays transient.
+TLS_PROBLEMS = (
+    (
+        "server does not support ssl",
+        "the server offers no TLS, which sslmode demands: check that DATABASE_URL's host and"
+        " port are the database's, or change sslmode",
+    ),
+    (
+        "ssl connection is required",  # a server (Supavisor) that enforces TLS
+        "the server takes TLS connections only: set sslmode=verify-full and sslrootcert in"
+        " DATABASE_URL",
+    ),
+    (
+        "certificate verify failed",
+        "the server's certificate is not signed by the CA certificate that sslrootcert names:"
+        " fix sslrootcert in DATABASE_URL (Supabase: the project's CA certificate, Database"
+        " Settings, SSL Configuration)",
+    ),
+    (
+        "root certificate file",  # missing, unreadable, or not a certificate
+        "sslrootcert in DATABASE_URL must name a CA certificate file (PEM) this user can read",
+    ),
+    (
+        "does not match host name",
+        "the server's certificate is not for the host in DATABASE_URL: connect by a name it"
+        " holds (Supabase: the host the dashboard shows)",
+    ),
+)
 
 
 def classify(exc: BaseException, where: str = "database") -> SyncdError:
@@ -95,6 +127,9 @@ def classify(exc: BaseException, where: str = "database") -> SyncdError:
         if lowered.startswith("connection is bad") or "invalid connection option" in lowered:
             # libpq refused the DSN itself (an option's value): no server was asked
             return ConfigError(f"DATABASE_URL is not valid: {message}")
+        for marker, fix in TLS_PROBLEMS:
+            if marker in lowered:
+                return ConfigError(f"{where}: {message}: {fix}")
         if any(marker in lowered for marker in AUTH_MESSAGES):
             return AuthenticationFailed(f"{where}: {message}")
         if any(marker in lowered for marker in FATAL_MESSAGES):
@@ -253,10 +288,9 @@ def _open(settings: DbSettings, **extra: Any) -> SyncdConnection:
 def connect(settings: DbSettings, **extra: Any) -> SyncdConnection:
     """One connection (migrations, verify, preflight), with errors translated."""
     try:
-        with translated(where_to(settings)):
-            return _open(settings, **extra)
-    except ConfigError as error:  # libpq refused the DSN: say which, its password hidden
-        raise ConfigError(f"{error} (DATABASE_URL={redact_dsn(settings.dsn)})") from error
+        return _open(settings, **extra)
+    except (psycopg.Error, OSError) as exc:
+        raise connect_failure(exc, settings) from exc
 
 
 def probe(settings: DbSettings) -> SyncdError | None:
@@ -267,20 +301,42 @@ def probe(settings: DbSettings) -> SyncdError | None:
         with _open(settings):
             return None
     except (psycopg.Error, OSError) as exc:
+        return connect_failure(exc, settings)
+
+
+def connect_failure(exc: BaseException, settings: DbSettings) -> SyncdError:
+    """Why a new connection failed, saying what to change. A DSN libpq refuses, a TLS
+    set-up that cannot work (exit 2) and a rejected password (exit 4) fail at once, alike
+    every time: no word of the wait, DATABASE_URL shown (its password hidden) with the
+    setting to fix. Anything else: the server, and how long it was waited for."""
+    error = classify(exc, f"connect to {server_of(settings)}")
+    shown = f"DATABASE_URL={redact_dsn(settings.dsn)}"
+    if isinstance(error, ConfigError):
+        return ConfigError(f"{error} ({shown})")
+    if isinstance(error, AuthenticationFailed):
+        return AuthenticationFailed(
+            f"{error}: check the user and the password in DATABASE_URL ({shown})"
+        )
+    if isinstance(error, TransientError):
         return classify(exc, where_to(settings))
+    return error
 
 
-def where_to(settings: DbSettings) -> str:
-    """What a connection error says: the server it tried (no credentials) and the flag
-    that bounds the wait, so that the operator knows what to check or change."""
+def server_of(settings: DbSettings) -> str:
+    """host:port of the DSN (no credentials)."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(settings.dsn)
     except psycopg.Error:
         info = {}
-    server = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+    return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+
+
+def where_to(settings: DbSettings) -> str:
+    """What an outage says: the server it tried (no credentials) and the flag that bounds
+    the wait, so that the operator knows what to check or change."""
     return (
-        f"connect to {server} (waited up to --connect-timeout {settings.connect_timeout_s} s,"
-        " SYNCD_CONNECT_TIMEOUT)"
+        f"connect to {server_of(settings)} (waited up to --connect-timeout"
+        f" {settings.connect_timeout_s} s, SYNCD_CONNECT_TIMEOUT)"
     )
 
 

@@ -1,5 +1,5 @@
 """A throwaway PostgreSQL cluster from a given set of server binaries, with a bootstrap
-superuser of our choosing, listening on a Unix socket only.
+superuser of our choosing, listening on a Unix socket (and, when asked, on TCP with TLS).
 
 The suite's main server comes from pgserver, whose bootstrap superuser is ``postgres``; the
 Supabase-shaped databases need ``postgres`` to be an ordinary role (the bootstrap superuser
@@ -35,6 +35,7 @@ class Cluster:
     base: Path
     superuser: str
     version: int
+    port: int = 5432  # the Unix socket's number, and the TCP port when it listens on one
 
     @property
     def socket_dir(self) -> Path:
@@ -46,7 +47,7 @@ class Cluster:
 
     def dsn(self, dbname: str = "postgres", user: str | None = None) -> str:
         return make_conninfo(
-            host=str(self.socket_dir), port=5432, dbname=dbname, user=user or self.superuser
+            host=str(self.socket_dir), port=self.port, dbname=dbname, user=user or self.superuser
         )
 
     def stop(self) -> None:
@@ -71,8 +72,8 @@ def _run(cluster: Cluster, argv: list[str]) -> None:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
-def start_cluster(bin_dir: Path, superuser: str) -> Cluster:
-    """initdb + start; the caller stops it with ``Cluster.stop``."""
+def init_cluster(bin_dir: Path, superuser: str) -> Cluster:
+    """initdb only: the caller may put files in its data directory, then ``start`` it."""
     base = Path(tempfile.mkdtemp(prefix="syncd-test-cluster-"))
     os.chmod(base, 0o755)
     version_text = subprocess.run(
@@ -96,21 +97,51 @@ def start_cluster(bin_dir: Path, superuser: str) -> Cluster:
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
+            "--no-sync",  # a throwaway cluster: no fsync of its files
         ],
     )
-    options = f"-k {cluster.socket_dir} -c listen_addresses='' -p 5432 -c max_connections=200"
+    return cluster
+
+
+def install(cluster: Cluster, name: str, content: bytes, mode: int = 0o600) -> Path:
+    """A file in the data directory (a key, a certificate, pg_hba.conf), owned by the user
+    the server runs as: PostgreSQL refuses a private key that others can read."""
+    path = cluster.data_dir / name
+    path.write_bytes(content)
+    os.chmod(path, mode)
+    user = _run_as()
+    if user is not None:
+        shutil.chown(path, user)
+    return path
+
+
+def start(cluster: Cluster, listen: str = "", port: int = 5432, **settings: str) -> None:
+    """Start an initialised cluster: its Unix socket, TCP on ``listen`` (none by default)
+    and ``port``, and server ``settings`` (e.g. ``ssl="on"``)."""
+    cluster.port = port
+    extra = "".join(f" -c {name}={value}" for name, value in settings.items())
+    options = (
+        f"-k {cluster.socket_dir} -c listen_addresses='{listen}' -p {port}"
+        f" -c max_connections=200{extra}"
+    )
     _run(
         cluster,
         [
-            str(bin_dir / "pg_ctl"),
+            str(cluster.bin_dir / "pg_ctl"),
             "-D",
             str(cluster.data_dir),
             "-l",
-            str(base / "server.log"),
+            str(cluster.base / "server.log"),
             "-o",
             options,
             "-w",
             "start",
         ],
     )
+
+
+def start_cluster(bin_dir: Path, superuser: str) -> Cluster:
+    """initdb + start (Unix socket only); the caller stops it with ``Cluster.stop``."""
+    cluster = init_cluster(bin_dir, superuser)
+    start(cluster)
     return cluster

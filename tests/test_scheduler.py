@@ -22,6 +22,7 @@ from syncd.daemon import Writer
 from syncd.debounce import Debouncer
 from syncd.errors import (
     AuthenticationFailed,
+    ConfigError,
     CourseBusy,
     DatabaseFull,
     RejectedError,
@@ -471,6 +472,35 @@ def test_a_rejected_password_is_said_as_such_with_back_off_and_ends_the_daemon_a
     assert view.state is State.OPEN and view.kind == "auth"
     assert isinstance(writer.fatal, AuthenticationFailed)  # exit 4 after the grace
     assert "update DATABASE_URL" in str(writer.fatal)
+
+
+def test_a_tls_failure_while_running_is_waited_out_and_said_with_its_fix() -> None:
+    """The server's certificate renewed by a CA that sslrootcert does not hold: the pool
+    said only "no connection available". Now the reason names sslrootcert; the daemon waits
+    (the file is read at every connection: replacing it heals syncd without a restart)."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, debouncer, log = make_writer(store, clock)
+    writer.diagnose = lambda: ConfigError(
+        "connect to db:5432: SSL error: certificate verify failed: fix sslrootcert in DATABASE_URL"
+    )
+
+    def pool_empty(_course: str) -> None:
+        raise PoolExhausted("database: no connection available (couldn't get a connection)")
+
+    store.on_call = pool_empty
+    for _ in range(10):
+        debouncer.mark("c1")
+        clock.advance(5.0)
+        writer.step()
+    said = log.named("database unavailable")
+    assert said and all("sslrootcert" in e["reason"] for e in said)
+    assert writer.breaker.state is State.OPEN and writer.fatal is None  # waits, never exits
+    store.on_call = lambda _course: None  # the file replaced
+    clock.advance(30.0)
+    debouncer.mark("c1")
+    writer.step()
+    assert writer.breaker.state is State.CLOSED and "c1" in store.synced
 
 
 def test_a_full_disk_opens_the_breaker_with_its_own_reason() -> None:
