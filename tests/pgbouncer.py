@@ -13,6 +13,7 @@ pgserver), on ``upstream_port``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -85,6 +87,7 @@ class Bouncer:
             f"pool_mode = {self.mode}\n"
             f"default_pool_size = {pool_size}\n"
             "max_client_conn = 200\n"
+            "stats_users = postgres\n"  # SHOW POOLS and the like on database pgbouncer
             f"logfile = {self.base / 'pgbouncer.log'}\n"
             f"pidfile = {self.base / 'pgbouncer.pid'}\n"
         )
@@ -136,35 +139,69 @@ class ServerConnections:
     """The pooler's server side as PostgreSQL sees it, sampled every ``every_s`` from
     pg_stat_activity over a connection of its own (``admin_dsn``, not through the pooler):
     the backends of ``user`` in ``dbname`` (open server connections) and those of them not
-    idle (in use: running a statement or inside a transaction). ``most_open`` and
-    ``most_busy`` are the highest counts seen; use it as a context manager."""
+    idle (in use: running a statement or inside a transaction). With ``pooler``, its client
+    side too, from its console's SHOW POOLS: the clients of that (database, user) pool, and
+    those waiting for a server connection. ``most_*`` are the highest counts seen; use it as
+    a context manager."""
 
     QUERY = (
         "select count(*), count(*) filter (where state <> 'idle') from pg_stat_activity"
         " where datname = %s and usename = %s and backend_type = 'client backend'"
     )
 
-    def __init__(self, admin_dsn: str, dbname: str, user: str, every_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        admin_dsn: str,
+        dbname: str,
+        user: str,
+        pooler: Bouncer | None = None,
+        every_s: float = 0.02,
+    ) -> None:
         self.admin_dsn, self.dbname, self.user, self.every_s = admin_dsn, dbname, user, every_s
+        self.pooler = pooler
         self.samples = 0
         self.most_open = 0
         self.most_busy = 0
+        self.most_clients = 0
+        self.most_waiting = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-connections", daemon=True)
 
     def _run(self) -> None:
         try:
-            with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            with contextlib.ExitStack() as stack:
+                server = stack.enter_context(psycopg.connect(self.admin_dsn, autocommit=True))
+                console = None
+                if self.pooler is not None:  # the console speaks the simple protocol only
+                    console = stack.enter_context(
+                        psycopg.connect(
+                            self.pooler.dsn("pgbouncer"),
+                            autocommit=True,
+                            cursor_factory=psycopg.ClientCursor,
+                        )
+                    )
                 while not self._stop.is_set():
-                    row = conn.execute(self.QUERY, (self.dbname, self.user)).fetchone()
+                    row = server.execute(self.QUERY, (self.dbname, self.user)).fetchone()
                     assert row is not None
                     self.most_open = max(self.most_open, row[0])
                     self.most_busy = max(self.most_busy, row[1])
+                    if console is not None:
+                        self._pools(console)
                     self.samples += 1
                     self._stop.wait(self.every_s)
         except BaseException as exc:  # said by stop(), in the caller's thread
             self.error = exc
+
+    def _pools(self, console: psycopg.Connection[Any]) -> None:
+        cursor = console.execute("SHOW POOLS")
+        names = [column.name for column in cursor.description or ()]
+        for values in cursor.fetchall():
+            pool = dict(zip(names, values, strict=True))
+            if (pool["database"], pool["user"]) == (self.dbname, self.user):
+                clients = int(pool["cl_active"]) + int(pool["cl_waiting"])
+                self.most_clients = max(self.most_clients, clients)
+                self.most_waiting = max(self.most_waiting, int(pool["cl_waiting"]))
 
     def __enter__(self) -> ServerConnections:
         self._thread.start()

@@ -114,7 +114,7 @@ def test_twenty_sources_converge_through_one_transaction_pooler_of_five_connecti
             return [token for batch in batches for token in batch]
 
     started = time.monotonic()
-    with ServerConnections(admin, project, "syncd_writer") as server:
+    with ServerConnections(admin, project, "syncd_writer", pooler) as server:
         for i, root in enumerate(roots):  # Popen returns at once: they all start together
             daemons.append(DaemonProcess(root, writer, "--workers", WORKERS, *own(i)))
         edit_all("starting")  # while they start: their first reconcile or their watch sees it
@@ -172,7 +172,8 @@ def test_twenty_sources_converge_through_one_transaction_pooler_of_five_connecti
     assert 1 <= server.most_open <= POOL, server.most_open
     print(  # -s shows what it took
         f"all ready {ready_s:.1f} s, edits landed {landed_s:.1f} s later; server connections:"
-        f" at most {server.most_open} open, {server.most_busy} in use ({server.samples} samples)"
+        f" at most {server.most_open} open, {server.most_busy} in use; clients at most"
+        f" {server.most_clients}, {server.most_waiting} waiting ({server.samples} samples)"
     )
 
     # one SIGTERM each, all at once (a second one could land in the interpreter's exit,
