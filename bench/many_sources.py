@@ -43,17 +43,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from bench import gen, latency, procs
 from bench.pg import BenchServer
 from bench.report import Row, fmt, load_average, machine, median, render
-from tests.pgbouncer import Bouncer, ServerConnections
+from tests.pgbouncer import TROUBLE, Bouncer, ServerConnections
 
 WRITER = "syncd_writer"
 POLL_S = 0.01
 LANDED_QUERY = (
     "SELECT count(*) FROM public.contents WHERE deleted_at IS NULL"
     " AND metadata->'labels'->>%(label)s = ANY(%(tokens)s::text[])"
-)
-TROUBLE = re.compile(
-    r"40P01|deadlock|53300|too many (connections|clients)|no more connections allowed",
-    re.IGNORECASE,
 )
 
 

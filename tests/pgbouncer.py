@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,13 @@ from psycopg.conninfo import make_conninfo
 from tests.pgcluster import _run_as
 
 PGBOUNCER = Path(shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
+# What a deadlock or a connection limit says, in a log line of syncd's or of the pooler:
+# PostgreSQL's SQLSTATEs and messages, PgBouncer's and Supavisor's refusals
+TROUBLE = re.compile(
+    r"40P01|deadlock|53300|too many (connections|clients)|connection slots are reserved"
+    r"|no more connections allowed|max client connections reached",
+    re.IGNORECASE,
+)
 
 
 def require_pgbouncer() -> None:
