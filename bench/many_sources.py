@@ -23,7 +23,8 @@ a root of its own (``--courses`` generated 20-lesson courses) with a source of i
 Each run is repeated with the daemons connected to PostgreSQL directly (no pooler), unless
 ``--no-direct``. Figures are medians over the runs (over every round of every run for the
 convergence); the connection counts are the most seen in any run. A daemon that exits, a
-course that fails, or a log line naming a deadlock or a connection limit fails the run."""
+course that fails or is archived, or a log line naming a deadlock or a connection limit
+fails the run."""
 
 from __future__ import annotations
 
@@ -172,10 +173,12 @@ def one_run(
             for daemon in daemons:
                 daemon.stop(timeout_s=5)
     failed = sum(daemon.count("course failed") for daemon in daemons)
+    archived = sum(daemon.count("course archived") for daemon in daemons)
     trouble = [line for daemon in daemons for line in daemon.lines if TROUBLE.search(line)]
-    if trouble or any(codes) or failed:
+    if trouble or any(codes) or failed or archived:
         raise RuntimeError(
-            f"{path}: exit codes {codes}, {failed} failed course(s), trouble: {trouble[:5]}"
+            f"{path}: exit codes {codes}, {failed} failed course(s), {archived} archived, "
+            f"trouble: {trouble[:5]}"
         )
     return Run(
         path,
