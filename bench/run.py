@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import gen, latency, outside, procs
+from bench import gen, latency, many_sources, outside, procs
 from bench.context import Config, Context, DaemonMemory
 from bench.pg import BenchServer
 from bench.report import (
@@ -648,6 +648,17 @@ def rss(ctx: Context) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------ 11. many_sources
+
+
+def many_sources_(ctx: Context) -> list[Row]:
+    """20 daemons, each its own root and source, through one transaction pooler of 5 server
+    connections (bench/many_sources.py, which runs alone as ``python -m bench.many_sources``)."""
+    opts = many_sources.Options(runs=1 if ctx.config.quick else ctx.config.repeats)
+    runs = many_sources.measure(ctx.server, ctx.tmp / "many-sources", opts)
+    return many_sources.rows(runs, opts)
+
+
 MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
     "new_course_20": new_course_20,
     "cold_backfill": cold_backfill,
@@ -660,6 +671,7 @@ MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
     "save_to_row": save_to_row,
     "idle_cpu": idle_cpu,
     "rss": rss,
+    "many_sources": many_sources_,
 }
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from syncd.cli import main
@@ -89,3 +91,21 @@ def make_tree(root: Path, lessons: int, per_course: int = 20) -> list[str]:
         make_course(root, name, lessons=min(per_course, lessons - index * per_course))
         courses.append(name)
     return courses
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """What an editor or a generator does: a hidden temporary file renamed over ``path``."""
+    temp = path.parent / f".{path.name}.tmp"
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def landed(admin_dsn: str, tokens: list[str]) -> set[str]:
+    """The tokens found in the content of a live (not deleted) row."""
+    with psycopg.connect(admin_dsn) as conn:
+        rows = conn.execute(
+            "select t from unnest(%s::text[]) t where exists (select 1 from public.contents c"
+            " where c.deleted_at is null and strpos(c.content, t) > 0)",
+            (tokens,),
+        ).fetchall()
+    return {row[0] for row in rows}

@@ -9,7 +9,6 @@ pgbouncer fails these tests, as a missing PostgreSQL 15 does; elsewhere they are
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -25,8 +24,8 @@ from syncd import migrate
 from syncd.store import DbSettings, connect
 from tests.conftest import SUPABASE_BARE, SupabaseServer
 from tests.daemon_harness import DaemonProcess, run_syncd
-from tests.helpers import lesson_text, make_course
-from tests.pgbouncer import PGBOUNCER, Bouncer
+from tests.helpers import atomic_write, landed, lesson_text, make_course
+from tests.pgbouncer import Bouncer, require_pgbouncer
 from tests.pgcluster import DEBIAN_PG15
 
 ADVISOR = migrate.schema_dir() / "checks" / "supabase_advisor.sql"
@@ -36,12 +35,8 @@ TIMEOUTS = ("statement_timeout", "lock_timeout")
 
 @pytest.fixture(params=["transaction", "session"])
 def bouncer(request: pytest.FixtureRequest, supabase15: SupabaseServer) -> Iterator[Bouncer]:
-    if not PGBOUNCER.exists():
-        message = f"no pgbouncer at {PGBOUNCER} (Debian's pgbouncer package)"
-        if os.environ.get("SYNCD_REQUIRE_SUPABASE_SERVERS") == "1":
-            pytest.fail(message)  # CI installs it: its absence is a failure there
-        pytest.skip(message)
-    pooler = Bouncer(supabase15.cluster, request.param)
+    require_pgbouncer()
+    pooler = Bouncer(supabase15.cluster.socket_dir, request.param)
     pooler.start()
     try:
         yield pooler
@@ -91,22 +86,6 @@ def lessons(root: Path) -> list[tuple[Path, int, int]]:
         m, n = re.match(r"(\d+)\.(\d+)-", path.name).groups()  # type: ignore[union-attr]
         found.append((path, int(m), int(n)))
     return found
-
-
-def landed(admin_dsn: str, tokens: list[str]) -> set[str]:
-    with psycopg.connect(admin_dsn) as conn:
-        rows = conn.execute(
-            "select t from unnest(%s::text[]) t where exists (select 1 from public.contents c"
-            " where c.deleted_at is null and strpos(c.content, t) > 0)",
-            (tokens,),
-        ).fetchall()
-    return {row[0] for row in rows}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    temp = path.parent / f".{path.name}.tmp"
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
 
 
 def test_migrate_rescan_and_verify_leave_nothing_for_the_next_client(
