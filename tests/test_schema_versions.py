@@ -91,9 +91,9 @@ def test_a_rollback_run_with_psql_is_seen_and_migrate_puts_it_back(
     assert LAST.version not in ledger(dsn)
 
     status = run_syncd("migrate", "--status", dsn=dsn)
-    assert status.returncode == FATAL_DB, status.stderr
-    assert f"{LAST.version}  {LAST.name}" in status.stdout.replace(" | ", "  ")
-    assert "pending" in status.stdout
+    assert status.returncode == 0, status.stderr  # pending is what `migrate` is for
+    line = next(line for line in status.stdout.splitlines() if LAST.version in line)
+    assert LAST.name in line and "pending" in line
     for command in (("--rescan", "--root", str(root)), ("verify", "--root", str(root))):
         done = run_syncd(*command, dsn=dsn)
         assert done.returncode == FATAL_DB, done.stderr[-2000:]
@@ -128,8 +128,7 @@ def test_an_object_dropped_by_hand_names_its_migration_and_the_way_back(
     assert f"applied, missing {column}" in status.stdout
 
     back = run_syncd("migrate", "--rollback-to", BEFORE_LAST.version, dsn=dsn)
-    assert back.returncode == FATAL_DB, back.stderr  # still one pending: said, not hidden
-    assert "1 pending" in back.stderr
+    assert back.returncode == 0, back.stderr
     assert ledger(dsn)[-1] == BEFORE_LAST.version
     assert run_syncd("migrate", dsn=dsn).returncode == 0
     done = run_syncd("--rescan", "--root", str(root), dsn=dsn)
@@ -164,7 +163,7 @@ def test_rollback_and_rollback_to_keep_the_ledger_true(
 ) -> None:
     dsn = server.dsn(database)
     done = run_syncd("migrate", "--rollback", dsn=dsn)
-    assert done.returncode == FATAL_DB, done.stderr  # one pending afterwards: said
+    assert done.returncode == 0, done.stderr
     assert ledger(dsn) == [m.version for m in MIGRATIONS[:-1]]
     assert "migration rolled back" in done.stderr and LAST.version in done.stderr
 
