@@ -438,7 +438,7 @@ def add_module(conn: Conn, world: World) -> dict[str, uuid.UUID]:
 
 
 @pytest.mark.parametrize("who", ["bia", "ze", "nobody"])
-def test_a_published_lesson_is_read_with_its_project_and_the_rows_it_hangs_under(
+def test_a_published_lesson_is_read_with_its_project_and_its_structure(
     conn: Conn, world: World, who: str
 ) -> None:
     """What a signed-in user who is not its creator reads of a published lesson: the lesson,
