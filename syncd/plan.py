@@ -4,6 +4,11 @@ Matching an existing row to a record, in order: syncd's own row key, then the fi
 path (identity of a file-backed row), then the legacy slug of a pre-syncd row with no
 file path (adopted in place), then, for the outline and modules, their position in the
 hierarchy. A matched row keeps its id and its slug forever.
+
+A new row's slug, when another row holds it (``slug_holders``): a slug of syncd's
+namespace (``<course>--...``) held by a row no syncd wrote is taken back (that row gets
+another slug); one held by a row a syncd wrote (a renamed course's) is never taken: the new
+row gets a derived slug, the project's id appended.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -71,6 +76,31 @@ class RowWrite:
     differs: tuple[str, ...] = ()  # the syncd-owned fields the row holds otherwise (when read)
 
 
+@dataclass(frozen=True)
+class SlugHolder:
+    """A row, of any project, that holds a slug a new row of this course would take."""
+
+    id: uuid.UUID
+    syncd: bool  # written by a syncd (it has syncd.rows bookkeeping): its slug is its own
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    """A slug of syncd's namespace taken back from a row no syncd wrote, for a new row."""
+
+    holder: uuid.UUID
+    slug: str
+    write: RowWrite
+
+
+@dataclass(frozen=True)
+class DerivedSlug:
+    """A new row that could not have the slug its file derives: another syncd row has it."""
+
+    wanted: str
+    write: RowWrite
+
+
 @dataclass
 class Plan:
     inserts: list[RowWrite] = field(default_factory=list)
@@ -86,6 +116,9 @@ class Plan:
     # rows as the file says whose bookkeeping (syncd.rows: hash, key, write mark) is not, e.g.
     # after a restore: only syncd.rows is written, silently
     remarks: list[RowWrite] = field(default_factory=list)
+    # slugs of new rows taken back from rows no syncd wrote (written before the inserts)
+    reclaims: list[Reclaim] = field(default_factory=list)
+    derived: list[DerivedSlug] = field(default_factory=list)  # new rows under a derived slug
 
     @property
     def is_empty(self) -> bool:
@@ -98,15 +131,19 @@ def plan_course(
     *,
     creator_mind_id: uuid.UUID | None,
     persona_mind_id: uuid.UUID | None,
-    foreign_slugs: frozenset[str] = frozenset(),
+    slug_holders: Mapping[str, SlugHolder] | None = None,
+    project_id: uuid.UUID | None = None,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Plan:
     """Writes that make the database hold exactly ``snapshot`` for this course.
 
-    ``foreign_slugs``: slugs already used by rows of other projects; a new file-backed
-    row whose slug is among them is rejected, the rest of the course still syncs."""
+    ``slug_holders``: the rows that hold the slugs new rows would take (see
+    ``slug_candidates``), by slug; ``project_id``: the course's project (derived slugs
+    append it). A new row whose every candidate is held (never in practice) is rejected,
+    the rest of the course still syncs."""
     plan = Plan()
     rows = list(existing)
+    slugs = _Slugs(slug_holders or {}, rows, snapshot.project.slug, project_id)
     matcher = _Matcher(rows)
     # A rejected file keeps whatever row it already has: bad input never destroys data.
     matcher.protect({issue.path for issue in snapshot.rejected})
@@ -121,14 +158,13 @@ def plan_course(
             ids[record.key] = row.id  # its source was rejected: keep the row as it is
             plan.unchanged += 1
             continue
-        slug = row.slug if row else record.slug
-        if row is None and slug in foreign_slugs:
-            if record.file_path is not None and record.key != OUTLINE_KEY:
-                plan.rejected.append(
-                    FileIssue(record.file_path, f"slug {slug!r} is already used by another project")
-                )
+        slug, holder = (row.slug, None) if row else (record.slug, None)
+        if row is None and slugs.holders:
+            found = slugs.choose(record)
+            if found is None:
+                plan.rejected.append(_slug_taken(snapshot.course, record))
                 continue
-            slug = _fallback_slug(snapshot.project.slug, record)
+            slug, holder = found
         row_id = row.id if row else new_id()
         ids[record.key] = row_id
         parent_id = ids.get(record.parent_key) if record.parent_key else None
@@ -144,7 +180,7 @@ def plan_course(
             status=record.status if row is None else _status_change(record, row),
         )
         if row is None:
-            plan.inserts.append(write)
+            _insert(plan, write, holder)
             continue
         differs = row_differences(write, row)
         write = dataclasses.replace(write, differs=differs)
@@ -379,11 +415,70 @@ def _compatible(row: ExistingRow, record: Content) -> bool:
     return row.content_type == record.content_type or row.row_key == record.key
 
 
-def _fallback_slug(course: str, record: Content) -> str:
-    """Outline and module slugs follow the legacy convention; when another project
-    already holds one, the ``--`` form (which no other course can produce) is used."""
-    suffix = "outline" if record.key == OUTLINE_KEY else f"module-{record.sequence_order}"
-    return f"{course}--{suffix}"
+def _insert(plan: Plan, write: RowWrite, holder: SlugHolder | None) -> None:
+    plan.inserts.append(write)
+    if holder is not None:
+        plan.reclaims.append(Reclaim(holder.id, write.slug, write))
+    elif write.slug != write.record.slug:
+        plan.derived.append(DerivedSlug(write.record.slug, write))
+
+
+def _slug_taken(course: str, record: Content) -> FileIssue:
+    path = record.file_path or f"{course}:{record.key}"
+    return FileIssue(path, f"slug {record.slug!r} is already used by another project")
+
+
+def slug_candidates(record: Content, course: str, project_id: uuid.UUID | None) -> list[str]:
+    """The slugs a new row may take, in order. The outline and modules follow the legacy
+    convention (``<course>-outline``, ``<course>-modulo-<n>``), then the ``--`` form, which
+    only syncd writes; a file its own slug. Last, the ``--`` slug with the project's id
+    appended: another project's syncd rows cannot have it."""
+    reserved = record.slug
+    if record.file_path is None or record.key == OUTLINE_KEY:
+        suffix = "outline" if record.key == OUTLINE_KEY else f"module-{record.sequence_order}"
+        reserved = f"{course}--{suffix}"
+    found = list(dict.fromkeys([record.slug, reserved]))
+    if project_id is not None:
+        found.append(f"{reserved}-{project_id.hex[:8]}")
+    return found
+
+
+def is_syncds(slug: str) -> bool:
+    """A slug of syncd's namespace: ``<course>--...``, written by syncd alone (the database
+    refuses it to everyone else since migration 20251201001300)."""
+    return "--" in slug
+
+
+class _Slugs:
+    """Chooses the slugs of new rows when others hold some: the first candidate nobody
+    holds, or that syncd takes back (a slug of its namespace held by a row of another
+    project that no syncd wrote), never one chosen for another row of this plan."""
+
+    def __init__(
+        self,
+        holders: Mapping[str, SlugHolder],
+        rows: list[ExistingRow],
+        course: str,
+        project_id: uuid.UUID | None,
+    ) -> None:
+        self.holders = holders
+        self.own_rows = {row.id for row in rows}
+        self.course = course
+        self.project_id = project_id
+        self.chosen: set[str] = set()
+
+    def choose(self, record: Content) -> tuple[str, SlugHolder | None] | None:
+        for slug in slug_candidates(record, self.course, self.project_id):
+            if slug in self.chosen:
+                continue
+            holder = self.holders.get(slug)
+            if holder is not None and (
+                not is_syncds(slug) or holder.syncd or holder.id in self.own_rows
+            ):
+                continue
+            self.chosen.add(slug)
+            return slug, holder
+        return None
 
 
 def _minds(

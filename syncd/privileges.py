@@ -36,6 +36,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "syncd.courses": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.rows": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.refused": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "syncd.reclaimed_slugs": ("SELECT", "INSERT"),
     "syncd.skipped_folders": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.sources": ("SELECT", "INSERT", "UPDATE"),
     "syncd.conflicts": ("SELECT", "INSERT", "UPDATE", "DELETE"),

@@ -582,6 +582,7 @@ class Reconciler:
         else:
             result = self.store.dry_run(snapshot)
         self._log_repairs(result, snapshot.course)
+        self._log_slugs(result, snapshot.course)
         if result.owned_by is not None:
             with self._state:
                 self._owned_elsewhere[snapshot.course] = result.owned_by
@@ -627,6 +628,29 @@ class Reconciler:
                 id=str(result.project_id),
                 action="project rewritten from its files",
                 fields=list(result.project_fields),
+            )
+
+    def _log_slugs(self, result: CourseResult, course: str) -> None:
+        """One event per new row whose slug another row held: taken back from a row no syncd
+        wrote (that row, of another project, got a new slug: ``syncd.reclaimed_slugs``), or
+        derived because a row a syncd wrote keeps it (a renamed course's)."""
+        if result.plan is None or not self.write:
+            return
+        for reclaim in result.plan.reclaims:
+            self.log.warning(
+                "slug reclaimed",
+                course=course,
+                path=reclaim.write.record.file_path,
+                slug=reclaim.slug,
+                from_row=str(reclaim.holder),
+            )
+        for derived in result.plan.derived:
+            self.log.info(
+                "slug derived",
+                course=course,
+                path=derived.write.record.file_path or f"{course}:{derived.write.record.key}",
+                slug=derived.write.slug,
+                wanted=derived.wanted,
             )
 
     def _log_result(self, result: CourseResult, started: float) -> None:

@@ -3,6 +3,7 @@ errors here (`translated`); migrate.py, privileges.py and report.sql keep their 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from syncd.config import redact_dsn
-from syncd.course import CourseSnapshot, FileIssue
+from syncd.course import CourseSnapshot, FileIssue, Project
 from syncd.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -33,8 +34,10 @@ from syncd.plan import (
     ProjectState,
     RowFields,
     RowWrite,
+    SlugHolder,
     plan_course,
     project_differences,
+    slug_candidates,
 )
 from syncd.sqlfiles import query
 
@@ -408,6 +411,35 @@ def conflict_issue(course: str, owner: str) -> FileIssue:
     )
 
 
+def held_project_issue(course: str, slug: str, holder: str | None) -> FileIssue:
+    return FileIssue(
+        course,
+        f"the project with slug {slug!r} belongs to another creator (mind {holder!r}) and"
+        " syncd did not make it for this folder: nothing of the course is written (rename the"
+        " course folder to give the course another slug; if that project is this course's,"
+        " give the course that creator: brief `creator_mind:` or SYNCD_CREATOR_MIND)",
+        "conflict",
+    )
+
+
+def held_audience_issue(course: str, slug: str, holder: str) -> FileIssue:
+    return FileIssue(
+        course,
+        f"the audience profile {slug!r} belongs to another creator (mind {holder!r}): the"
+        " course is synced without its audience (rename the course folder to give the course"
+        " another slug, or have that profile renamed)",
+        "conflict",
+    )
+
+
+class ProjectHeld(Exception):
+    """The course's project slug is another creator's project, which syncd never takes."""
+
+    def __init__(self, issue: FileIssue) -> None:
+        super().__init__(issue.reason)
+        self.issue = issue
+
+
 class OwnedElsewhere(Exception):
     """The course folder's name is owned by another (live) source."""
 
@@ -574,6 +606,8 @@ class CourseStore:
                 rejected=[conflict_issue(snapshot.course, owned.owner)],
                 owned_by=owned.owner,
             )
+        except ProjectHeld as held:
+            return CourseResult(snapshot.course, rejected=[*snapshot.rejected, held.issue])
         except RejectedError as error:
             if (error.sqlstate or "")[:2] not in ROW_DATA_CLASSES:
                 raise
@@ -637,8 +671,13 @@ class CourseStore:
         ``with_fields``, every row's syncd-owned fields are read and compared (so that only
         real differences are updates), and so are the project's: the project fields a sync
         would write (empty for a course never synced, or whose brief is rejected)."""
+        p = snapshot.project
         with self._reading(f"course {snapshot.course}") as sql:
-            project = sql.one("project_minds", slug=snapshot.project.slug)
+            project = self._queue_project_minds(sql, snapshot).fetchone()
+            if project is not None and project["held"]:
+                holder = project["holder"]
+                return Plan(rejected=[held_project_issue(snapshot.course, p.slug, holder)]), ()
+            held = self._queue_audience_held(sql, snapshot)
             state = None
             if with_fields and "project" not in snapshot.protected:
                 state = _project_state(self._queue_project_state(sql, snapshot).fetchone())
@@ -646,7 +685,10 @@ class CourseStore:
             rows = self._queue_existing(sql, snapshot, with_fields=with_fields).fetchall()
             project_id = project["id"] if project else None
             plan = self._plan(sql, snapshot, rows, project_id, minds, check_slugs=True)
-        return plan, project_differences(snapshot.project, state) if state is not None else ()
+            wanted, issue = self._held_audience(snapshot, held)
+        if issue is not None:
+            plan.rejected.append(issue)
+        return plan, project_differences(wanted, state) if state is not None else ()
 
     def refused_files(self) -> dict[str, str]:
         """file_path -> the database's reason, for every file whose row it refused."""
@@ -683,11 +725,12 @@ class CourseStore:
             sql.queue(
                 "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
             )
-        upsert = state = None
+        upsert = state = held = None
         if "project" not in snapshot.protected:
+            held = self._queue_audience_held(sql, snapshot)
             state = self._queue_project_state(sql, snapshot)
             upsert = self._queue_project(sql, snapshot)
-        project = sql.queue("project_minds", slug=p.slug)
+        project = self._queue_project_minds(sql, snapshot)
         rows = self._queue_existing(sql, snapshot, with_fields=False)
         found = project.fetchone()  # the first round trip ends here
         if owner is not None:
@@ -696,18 +739,31 @@ class CourseStore:
                     raise OwnedElsewhere(row["source"])  # rolls back whatever was queued
         if found is None:  # a protected (rejected) brief of a course never synced before
             upsert = self._queue_project(sql, snapshot)
-            found = sql.one("project_minds", slug=p.slug)
+            found = self._queue_project_minds(sql, snapshot).fetchone()
             rows = self._queue_existing(sql, snapshot, with_fields=False)
+        if found["held"]:  # another creator's: nothing was written to it; roll back the rest
+            raise ProjectHeld(held_project_issue(snapshot.course, p.slug, found["holder"]))
+        wanted, issue = self._held_audience(snapshot, held)
+        if issue is not None:
+            result.rejected.append(issue)
         result.project_written = upsert is not None and upsert.fetchone() is not None
         before = _project_state(state.fetchone()) if state is not None else None
         if before is not None:  # an existing project: what differs is written now
-            result.project_fields = project_differences(p, before)
+            result.project_fields = project_differences(wanted, before)
             result.project_repaired = before.changed and bool(result.project_fields)
         project_id = found["id"]
         mind_ids = (found["creator_mind_id"], found["persona_mind_id"])
         plan = self._plan(
             sql, snapshot, rows.fetchall(), project_id, mind_ids, check_slugs=check_slugs
         )
+        if plan.reclaims:  # before any insert takes the slugs back
+            sql.queue(
+                "reclaim_slugs",
+                course=snapshot.course,
+                ids=[r.holder for r in plan.reclaims],
+                slugs=[r.slug for r in plan.reclaims],
+                paths=[r.write.record.file_path for r in plan.reclaims],
+            )
         refused = (
             self._write_rows_alone(sql, snapshot.course, project_id, plan) if row_by_row else []
         )
@@ -763,6 +819,7 @@ class CourseStore:
 
     def _queue_project(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
         p, a = snapshot.project, snapshot.project.audience
+        creator = p.creator_mind.slug if p.creator_mind else None
         if a is not None:
             sql.queue(
                 "upsert_audience",
@@ -770,6 +827,7 @@ class CourseStore:
                 name=a.name,
                 description=a.description,
                 technical_level=a.technical_level,
+                creator=creator,
             )
         return sql.queue(
             "upsert_project",
@@ -779,10 +837,41 @@ class CourseStore:
             project_type=p.project_type,
             metadata=Jsonb(p.metadata),
             course=snapshot.course,
-            creator=p.creator_mind.slug if p.creator_mind else None,
+            creator=creator,
             persona=p.persona_mind.slug if p.persona_mind else None,
             audience=a.slug if a else None,
         )
+
+    def _queue_project_minds(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
+        creator = snapshot.project.creator_mind
+        return sql.queue(
+            "project_minds",
+            slug=snapshot.project.slug,
+            course=snapshot.course,
+            creator=creator.slug if creator else None,
+        )
+
+    def _queue_audience_held(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
+        """Who holds the brief's audience profile slug, if another creator does."""
+        p = snapshot.project
+        if p.audience is None or "project" in snapshot.protected:
+            return None
+        return sql.queue(
+            "audience_held",
+            audience=p.audience.slug,
+            creator=p.creator_mind.slug if p.creator_mind else None,
+        )
+
+    @staticmethod
+    def _held_audience(snapshot: CourseSnapshot, held: Any) -> tuple[Project, FileIssue | None]:
+        """The project as a sync writes it (without the audience when another creator holds
+        its profile), and the issue that names it."""
+        p = snapshot.project
+        row = held.fetchone() if held is not None else None
+        if row is None or p.audience is None:
+            return p, None
+        issue = held_audience_issue(snapshot.course, p.audience.slug, row["owner"])
+        return dataclasses.replace(p, audience=None), issue
 
     def _queue_project_state(self, sql: _Sql, snapshot: CourseSnapshot) -> Any:
         audience = snapshot.project.audience
@@ -835,19 +924,23 @@ class CourseStore:
         creator, persona = minds
         plan = plan_course(snapshot, existing, creator_mind_id=creator, persona_mind_id=persona)
         if check_slugs and plan.inserts:
-            taken = {
-                r["slug"]
-                for r in sql.all(
-                    "foreign_slugs", slugs=[w.slug for w in plan.inserts], project_id=project_id
-                )
+            wanted = {
+                slug
+                for w in plan.inserts
+                for slug in slug_candidates(w.record, snapshot.project.slug, project_id)
             }
-            if taken:
+            holders = {
+                r["slug"]: SlugHolder(r["id"], r["syncd"])
+                for r in sql.all("slug_holders", slugs=sorted(wanted))
+            }
+            if holders:
                 plan = plan_course(
                     snapshot,
                     existing,
                     creator_mind_id=creator,
                     persona_mind_id=persona,
-                    foreign_slugs=frozenset(taken),
+                    slug_holders=holders,
+                    project_id=project_id,
                 )
         return plan
 

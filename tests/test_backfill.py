@@ -299,32 +299,45 @@ def test_legacy_rows_are_adopted_in_place(
     assert verify(capsys, tmp_path, db_dsn).code == 0
 
 
-def test_a_slug_clash_rejects_that_file_only(
+def test_a_slug_held_by_a_row_no_syncd_wrote_is_taken_back(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
 ) -> None:
+    """A row of another project holds the slug of a file (written before the namespace was
+    reserved, or by the owner): the file syncs under its slug, the other row gets a new
+    one (tests/test_tenants.py has the tenants' story)."""
     make_course(tmp_path, "clash", lessons=3)
     taken = content_slug("clash", "lessons/1.2-lesson-1-2.md")
     with psycopg.connect(db_dsn) as conn:
         other = conn.execute("""insert into content_projects (slug, name, project_type)
             values ('someone-else', 'Other', 'course') returning id""").fetchone()[0]
-        conn.execute(
+        theirs = conn.execute(
             """insert into contents (slug, title, content_type, project_id)
-            values (%s, 'theirs', 'article', %s)""",
+            values (%s, 'theirs', 'article', %s) returning id""",
             (taken, other),
-        )
+        ).fetchone()[0]
     run = rescan(capsys, tmp_path, db_dsn)
     assert run.code == 0
-    rejected = run.named("file rejected")
-    assert [(r["path"], "already used by another project" in r["reason"]) for r in rejected] == [
-        ("clash/lessons/1.2-lesson-1-2.md", True)
+    assert run.named("file rejected") == []
+    assert [(e["path"], e["slug"]) for e in run.named("slug reclaimed")] == [
+        ("clash/lessons/1.2-lesson-1-2.md", taken)
     ]
     synced = rows(
         db_dsn,
-        """select file_path from contents where project_id =
-        (select id from content_projects where slug = 'clash') and content_type = 'course_lesson' order by 1""",
+        """select file_path, slug = %s from contents where project_id =
+        (select id from content_projects where slug = 'clash') and content_type = 'course_lesson'
+        order by 1""",
+        taken,
     )
-    assert synced == [("clash/lessons/1.1-lesson-1-1.md",), ("clash/lessons/1.3-lesson-1-3.md",)]
-    assert rows(db_dsn, "select title from contents where slug = %s", taken) == [("theirs",)]
+    assert synced == [
+        ("clash/lessons/1.1-lesson-1-1.md", False),
+        ("clash/lessons/1.2-lesson-1-2.md", True),
+        ("clash/lessons/1.3-lesson-1-3.md", False),
+    ]
+    [(title, project, slug)] = rows(
+        db_dsn, "select title, project_id, slug from contents where id = %s", theirs
+    )
+    assert (title, project) == ("theirs", other) and slug.startswith("reclaimed--")
+    assert verify(capsys, tmp_path, db_dsn).code == 0
 
 
 def test_a_vanished_course_folder_archives_its_project_and_comes_back(

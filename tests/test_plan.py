@@ -8,7 +8,7 @@ import uuid
 
 from syncd.course import FileIssue
 from syncd.parser import parse_course
-from syncd.plan import ExistingRow, Plan, RowFields, plan_course
+from syncd.plan import ExistingRow, Plan, RowFields, SlugHolder, plan_course
 
 FILES = {"lessons/1.1-a.md": b"# A", "lessons/1.2-b.md": b"# B"}
 
@@ -97,14 +97,46 @@ def test_a_minds_change_rewrites_every_row_of_the_course() -> None:
     assert len(plan.updates) == 4
 
 
-def test_a_slug_taken_by_another_project_rejects_that_file_and_renames_the_outline() -> None:
+def test_slugs_held_elsewhere_are_taken_back_or_derived() -> None:
+    """A slug of syncd's namespace held by a row no syncd wrote is taken back; one a syncd
+    row holds is never taken: the new row's slug is derived (the project id appended); the
+    legacy outline and module slugs fall back to the "--" forms."""
     snap = snapshot()
-    taken = frozenset(
-        {"c-outline", next(c.slug for c in snap.contents if c.file_path == "c/lessons/1.1-a.md")}
+    project = uuid.uuid4()
+    first = next(c.slug for c in snap.contents if c.file_path == "c/lessons/1.1-a.md")
+    second = next(c.slug for c in snap.contents if c.file_path == "c/lessons/1.2-b.md")
+    squatter, renamed = uuid.uuid4(), uuid.uuid4()
+    holders = {
+        "c-outline": SlugHolder(uuid.uuid4(), syncd=False),
+        first: SlugHolder(squatter, syncd=False),
+        second: SlugHolder(renamed, syncd=True),
+    }
+    plan = plan_course(
+        snap,
+        [],
+        creator_mind_id=None,
+        persona_mind_id=None,
+        slug_holders=holders,
+        project_id=project,
     )
-    plan = plan_course(snap, [], creator_mind_id=None, persona_mind_id=None, foreign_slugs=taken)
-    assert [r.path for r in plan.rejected] == ["c/lessons/1.1-a.md"]
-    assert plan.inserts[0].slug == "c--outline"
+    slugs = {w.record.key: w.slug for w in plan.inserts}
+    assert slugs["outline"] == "c--outline"
+    assert slugs["file:c/lessons/1.1-a.md"] == first
+    assert slugs["file:c/lessons/1.2-b.md"] == f"{second}-{project.hex[:8]}"
+    assert [(r.holder, r.slug) for r in plan.reclaims] == [(squatter, first)]
+    assert [(d.wanted, d.write.slug) for d in plan.derived] == [
+        ("c-outline", "c--outline"),
+        (second, f"{second}-{project.hex[:8]}"),
+    ]
+    assert not plan.rejected
+    # Every candidate held by syncd rows (never in practice): that file alone is rejected.
+    held = {
+        s: SlugHolder(uuid.uuid4(), syncd=True) for s in (second, f"{second}-{project.hex[:8]}")
+    }
+    plan = plan_course(
+        snap, [], creator_mind_id=None, persona_mind_id=None, slug_holders=held, project_id=project
+    )
+    assert [r.path for r in plan.rejected] == ["c/lessons/1.2-b.md"]
 
 
 def test_a_rejected_curriculum_keeps_the_outline_and_module_rows_as_they_are() -> None:

@@ -262,10 +262,16 @@ def test_creator_b_neither_sees_nor_touches_creator_as_rows(conn: Conn, world: W
     a_projects = [world.project["a"], world.project["a2"]]
     a_contents = world.contents_of("a_")
     with as_user(conn, world.user["bia"]):
-        assert ids(conn, "select id from content_projects") == {world.project["b"]}
-        # Of A's contents B sees only what every signed-in user sees: the published row.
+        # Of A's rows B sees only what every signed-in user sees: the published row with its
+        # context, the project it belongs to and the outline it hangs under (issue 18 item 5,
+        # tests/test_tenants.py); a2, with nothing published, not at all.
+        assert ids(conn, "select id from content_projects") == {
+            world.project["b"],
+            world.project["a"],
+        }
         assert ids(conn, "select id from contents where id = any(%s)", a_contents) == {
-            world.content["a_published"]
+            world.content["a_published"],
+            world.content["a_outline"],
         }
         assert (
             count(conn, "select 1 from content_minds where content_id = any(%s)", a_contents) == 0
@@ -364,9 +370,10 @@ def test_published_rows_are_readable_by_every_authenticated_user_unless_soft_del
     conn: Conn, world: World, who: str
 ) -> None:
     published = {world.content["a_published"], world.content["b_published"]}
+    context = {world.content["a_outline"], world.content["b_outline"]}  # what they hang under
     with as_user(conn, world.user[who]):
-        assert ids(conn, "select id from contents") == published
-        assert ids(conn, "select id from v_contents_with_creators") == published
+        assert ids(conn, "select id from contents") == published | context
+        assert ids(conn, "select id from v_contents_with_creators") == published | context
         assert (
             count(
                 conn, "select 1 from contents where id = %s", world.content["a_published_deleted"]
@@ -377,7 +384,12 @@ def test_published_rows_are_readable_by_every_authenticated_user_unless_soft_del
             affected(conn, "update contents set title = 'x' where id = any(%s)", list(published))
             == 0
         )
-        assert ids(conn, "select id from content_projects") == set()
+        # their projects, for reading (issue 18 item 5)
+        assert ids(conn, "select id from content_projects") == {
+            world.project["a"],
+            world.project["b"],
+        }
+        assert affected(conn, "update content_projects set name = 'x'") == 0
 
 
 ANON_OBJECTS = (*CREATOROS_TABLES, "v_contents_with_creators")
@@ -408,9 +420,15 @@ def test_the_persona_reads_the_project_row_but_not_its_unpublished_contents(
     conn: Conn, world: World
 ) -> None:
     with as_user(conn, world.user["pia"]):
-        assert ids(conn, "select id from content_projects") == {world.project["a"]}
+        # a as its persona; b as every signed-in user does (it has a published row)
+        assert ids(conn, "select id from content_projects") == {
+            world.project["a"],
+            world.project["b"],
+        }
+        # what every signed-in user reads: the published row and the outline it hangs under
         assert ids(conn, "select id from contents where project_id = %s", world.project["a"]) == {
-            world.content["a_published"]
+            world.content["a_published"],
+            world.content["a_outline"],
         }
         assert count(conn, "select 1 from content_minds") == 0  # not even its own link
         assert (
@@ -911,6 +929,7 @@ SCRIPT_SCENARIOS = [
     "link tables follow their parent",
     "audience profile ownership",
     "syncd_writer can do what syncd needs",
+    "syncd's slug namespace is its own",
     "lesson listing uses the policy indexes",
 ]
 

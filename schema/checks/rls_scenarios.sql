@@ -3,7 +3,7 @@
 --   psql -v ON_ERROR_STOP=1 -f schema/checks/rls_scenarios.sql "$DATABASE_URL"
 --
 -- Run it as the schema owner (postgres on Supabase) against a database that has syncd's
--- migrations applied (through 20251201000800): a real Supabase or the plain PostgreSQL
+-- migrations applied (through 20251201001300): a real Supabase or the plain PostgreSQL
 -- syncd builds. Everything happens in one transaction that ends in ROLLBACK: the fixture
 -- rows (slugs and e-mails start with rls-check-) and every write a check makes are gone
 -- afterwards. It prints one line per scenario, "PASS <scenario>" or
@@ -75,7 +75,8 @@ create function pg_temp.run_as(
   $$;
 
 -- expected: '<n>' (succeeds, n rows returned or affected), 'ok' (succeeds), 'rls' (refused
--- by a row-level security policy), 'denied' (refused for lack of a privilege).
+-- by a row-level security policy), 'denied' (refused for lack of a privilege), 'slug'
+-- (refused by the slug namespace check: a slug of syncd's or of another project's course).
 create procedure pg_temp.check(
   scenario text, what text, role_name text, sub text, stmt text, expected text
 )
@@ -90,6 +91,7 @@ create procedure pg_temp.check(
       when 'ok' then r.state is null
       when 'rls' then r.state = '42501' and r.message like '%row-level security%'
       when 'denied' then r.state = '42501' and r.message like 'permission denied%'
+      when 'slug' then r.state = '42501' and r.message like 'contents slug %'
       else r.state is null and r.n = expected::bigint
     end;
     call pg_temp.expect(scenario, what, ok,
@@ -236,14 +238,15 @@ select format('(%L, %L)', :'b_outline', :'b_published') as b_contents \gset
 -- 1. Creators are isolated ---------------------------------------------------------------
 
 \set s '''creators are isolated'''
-call pg_temp.check(:s, 'B sees none of A''s projects', 'authenticated', :'user_bia',
-  format('select from public.content_projects where id in (%L, %L)', :'project_a', :'project_a2'),
-  '0');
+call pg_temp.check(:s, 'B sees no project of A without a published row', 'authenticated',
+  :'user_bia',
+  format('select from public.content_projects where id = %L', :'project_a2'), '0');
 call pg_temp.check(:s, 'B sees its own project', 'authenticated', :'user_bia',
   format('select from public.content_projects where id = %L', :'project_b'), '1');
-call pg_temp.check(:s, 'B sees no unpublished content of A', 'authenticated', :'user_bia',
-  format('select from public.contents where id in %s and id <> %L', :'a_contents',
-         :'a_published'), '0');
+call pg_temp.check(:s, 'B sees no unpublished content of A but the published row''s outline',
+  'authenticated', :'user_bia',
+  format('select from public.contents where id in %s and id not in (%L, %L)', :'a_contents',
+         :'a_published', :'a_outline'), '0');
 call pg_temp.check(:s, 'B sees no content_minds row of A', 'authenticated', :'user_bia',
   format('select from public.content_minds where content_id in %s', :'a_contents'), '0');
 call pg_temp.check(:s, 'B sees no content_tags row of A', 'authenticated', :'user_bia',
@@ -310,20 +313,39 @@ call pg_temp.check(:s, 'a user without projects reads both published rows', 'aut
   :'user_ze',
   format('select from public.contents where id in (%L, %L)', :'a_published', :'b_published'),
   '2');
+call pg_temp.check(:s, '... and the outlines they hang under', 'authenticated', :'user_ze',
+  format('select from public.contents where id in (%L, %L)', :'a_outline', :'b_outline'), '2');
 call pg_temp.check(:s, '... and nothing else of the fixture', 'authenticated', :'user_ze',
-  format('select from public.contents where (id in %s or id in %s) and id not in (%L, %L)',
-         :'a_contents', :'b_contents', :'a_published', :'b_published'),
+  format('select from public.contents where (id in %s or id in %s) and id not in (%L, %L, %L, %L)',
+         :'a_contents', :'b_contents', :'a_published', :'b_published', :'a_outline',
+         :'b_outline'),
   '0');
+call pg_temp.check(:s, 'the projects of published rows are read, by title and slug',
+  'authenticated', :'user_ze',
+  format('select p.name, p.slug from public.contents c'
+         ' join public.content_projects p on p.id = c.project_id'
+         ' where c.id in (%L, %L)', :'a_published', :'b_published'),
+  '2');
+call pg_temp.check(:s, '... not a project without one', 'authenticated', :'user_ze',
+  format('select from public.content_projects where id = %L', :'project_a2'), '0');
+call pg_temp.check(:s, '... and not for writing', 'authenticated', :'user_ze',
+  format('update public.content_projects set name = ''x'' where id = %L', :'project_a'), '0');
 call pg_temp.check(:s, 'an auth user without a mind reads them too', 'authenticated',
   :'user_nobody',
   format('select from public.contents where id in (%L, %L)', :'a_published', :'b_published'),
   '2');
 call pg_temp.check(:s, 'a soft-deleted published row is not readable', 'authenticated',
   :'user_ze', format('select from public.contents where id = %L', :'a_published_deleted'), '0');
-call pg_temp.check(:s, 'the view shows the same published rows', 'authenticated', :'user_ze',
+call pg_temp.check(:s, 'the view shows the same rows', 'authenticated', :'user_ze',
   format('select from public.v_contents_with_creators where id in %s or id in %s',
          :'a_contents', :'b_contents'),
-  '2');
+  '4');
+call pg_temp.check(:s, '... each with its project and creator names', 'authenticated',
+  :'user_ze',
+  format('select from public.v_contents_with_creators where (id in %s or id in %s)'
+         ' and project_name is not null and creator_name is not null',
+         :'a_contents', :'b_contents'),
+  '4');
 call pg_temp.check(:s, 'reading is not writing', 'authenticated', :'user_ze',
   format('update public.contents set title = ''x'' where id = %L', :'a_published'), '0');
 
@@ -357,8 +379,8 @@ call pg_temp.check(:s, 'the persona reads the project row', 'authenticated', :'u
   format('select from public.content_projects where id = %L', :'project_a'), '1');
 call pg_temp.check(:s, 'the persona reads no unpublished content', 'authenticated',
   :'user_pia',
-  format('select from public.contents where id in %s and id <> %L', :'a_contents',
-         :'a_published'),
+  format('select from public.contents where id in %s and id not in (%L, %L)', :'a_contents',
+         :'a_published', :'a_outline'),
   '0');
 call pg_temp.check(:s, 'the persona reads the published lesson', 'authenticated', :'user_pia',
   format('select from public.contents where id = %L', :'a_published'), '1');
@@ -500,6 +522,7 @@ from (
       ('syncd.courses', 'UPDATE'), ('syncd.courses', 'DELETE'),
       ('syncd.rows', 'SELECT'), ('syncd.rows', 'INSERT'),
       ('syncd.rows', 'UPDATE'), ('syncd.rows', 'DELETE'),
+      ('syncd.reclaimed_slugs', 'SELECT'), ('syncd.reclaimed_slugs', 'INSERT'),
       ('syncd.schema_migrations', 'SELECT')
     ) as required (o, p)
   ) as checked
@@ -585,8 +608,56 @@ call pg_temp.check(:s, 'cannot truncate', 'syncd_writer', null,
 call pg_temp.check(:s, 'cannot read auth.users', 'syncd_writer', null,
   'select from auth.users', 'denied');
 
--- 9. A creator's lesson listing uses the policy indexes --------------------------------------
--- Enough rows that the planner's choice means something: 250 more creators with 4 projects
+-- 9. syncd's slug namespace -------------------------------------------------------------------
+-- A slug holding "--" names a file of a synced course (<course>--<file>): syncd's writer and
+-- the owner write it, nobody else. A course's legacy slugs (<course>-outline,
+-- <course>-modulo-<n>, <course>-licao-<m>-<n>) are its project's once it exists.
+
+\set s '''syncd''''s slug namespace is its own'''
+call pg_temp.check(:s, 'B cannot take the slug of A''s next lesson', 'authenticated',
+  :'user_bia',
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_lesson'', ''rls-check-a--9-1-squat-0123abcd'', ''x'', %L)',
+         :'project_b'),
+  'slug');
+call pg_temp.check(:s, 'B cannot change a slug into A''s namespace', 'authenticated',
+  :'user_bia',
+  format('update public.contents set slug = ''rls-check-a--9-1-squat-0123abcd'' where id = %L',
+         :'b_outline'),
+  'slug');
+call pg_temp.check(:s, 'B cannot take a file slug of a course that does not exist yet',
+  'authenticated', :'user_bia',
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_lesson'', ''rls-check-later--1-1-x-0123abcd'', ''x'', %L)',
+         :'project_b'),
+  'slug');
+call pg_temp.check(:s, 'B cannot take a legacy slug of A''s course', 'authenticated',
+  :'user_bia',
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_lesson'', ''rls-check-a-modulo-9'', ''x'', %L)', :'project_b'),
+  'slug');
+call pg_temp.check(:s, 'B writes the legacy slugs of its own course', 'authenticated',
+  :'user_bia',
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_module'', ''rls-check-b-modulo-9'', ''x'', %L)', :'project_b'),
+  '1');
+call pg_temp.check(:s, 'A writes no "--" slug either, even in its own project',
+  'authenticated', :'user_ana',
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_lesson'', ''rls-check-a--extra'', ''x'', %L)', :'project_a'),
+  'slug');
+call pg_temp.check(:s, 'nor does service_role', 'service_role', null,
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_lesson'', ''rls-check-a--svc'', ''x'', %L)', :'project_a'),
+  'slug');
+call pg_temp.check(:s, 'syncd_writer does', 'syncd_writer', null,
+  format('insert into public.contents (content_type, slug, title, project_id)'
+         ' values (''course_lesson'', ''rls-check-a--9-1-x-0123abcd'', ''x'', %L)',
+         :'project_a'),
+  '1');
+
+-- 10. A creator's lesson listing uses the policy indexes --------------------------------------
+-- Enough rows that the planner's choice means something: 250 more creators with 8 projects
 -- of 8 lessons each (some published, some of those soft-deleted), then ANALYZE.
 
 \set s '''lesson listing uses the policy indexes'''
@@ -594,7 +665,7 @@ insert into public.minds (slug, display_name)
 select 'rls-check-bulk-' || g, 'Bulk ' || g from generate_series(1, 250) as g;
 insert into public.content_projects (slug, name, project_type, creator_mind_id)
 select 'rls-check-bulk-' || g, 'Bulk ' || g, 'course', m.id
-from generate_series(1, 1000) as g
+from generate_series(1, 2000) as g
 join public.minds m on m.slug = 'rls-check-bulk-' || (g % 250 + 1);
 insert into public.contents
   (content_type, slug, title, content, project_id, sequence_order, status, deleted_at)

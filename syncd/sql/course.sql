@@ -41,24 +41,41 @@ ON CONFLICT (slug) DO NOTHING;
 SELECT slug, id FROM public.minds WHERE slug = ANY(%(slugs)s::text[]);
 
 -- name: upsert_audience
+-- A profile of that slug owned by another mind than the course's creator is that mind's:
+-- never rewritten (nor linked, see upsert_project and audience_held).
 INSERT INTO public.audience_profiles AS a (slug, name, description, technical_level)
 VALUES (%(slug)s, %(name)s, %(description)s, %(technical_level)s)
 ON CONFLICT (slug) DO UPDATE
 SET name = EXCLUDED.name, description = EXCLUDED.description,
     technical_level = EXCLUDED.technical_level
-WHERE (a.name, a.description, a.technical_level)
+WHERE (a.owner_mind_id IS NULL
+       OR a.owner_mind_id = (SELECT id FROM public.minds WHERE slug = %(creator)s))
+  AND (a.name, a.description, a.technical_level)
       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.description, EXCLUDED.technical_level);
+
+-- name: audience_held
+-- the mind that owns the audience profile of the brief's slug, when that is another mind
+-- than the course's creator (no row: the profile is free, or the creator's, or syncd's)
+SELECT coalesce(m.slug, '?') AS owner
+FROM public.audience_profiles a LEFT JOIN public.minds m ON m.id = a.owner_mind_id
+WHERE a.slug = %(audience)s AND a.owner_mind_id IS NOT NULL
+  AND a.owner_mind_id IS DISTINCT FROM (SELECT id FROM public.minds WHERE slug = %(creator)s);
 
 -- name: upsert_project
 -- Mind and audience ids by slug, and the status to restore when an archived folder
--- returns, are looked up inside the statement: no round trip waits for them.
+-- returns, are looked up inside the statement: no round trip waits for them. A project of
+-- that slug is taken only when it is this course's (syncd.courses), or has no creator
+-- (made before syncd, by a privileged role), or the course's creator made it; another
+-- creator's is left alone (project_minds says so). The same for the audience profile.
 INSERT INTO public.content_projects AS p
     (slug, name, description, project_type, project_metadata,
      creator_mind_id, persona_mind_id, target_audience_id)
 VALUES (%(slug)s, %(name)s, %(description)s, %(project_type)s, %(metadata)s,
         (SELECT id FROM public.minds WHERE slug = %(creator)s),
         (SELECT id FROM public.minds WHERE slug = %(persona)s),
-        (SELECT id FROM public.audience_profiles WHERE slug = %(audience)s))
+        (SELECT a.id FROM public.audience_profiles a WHERE a.slug = %(audience)s
+           AND (a.owner_mind_id IS NULL
+                OR a.owner_mind_id = (SELECT id FROM public.minds WHERE slug = %(creator)s))))
 ON CONFLICT (slug) DO UPDATE
 SET name = EXCLUDED.name, description = EXCLUDED.description,
     project_type = EXCLUDED.project_type, project_metadata = EXCLUDED.project_metadata,
@@ -70,7 +87,9 @@ SET name = EXCLUDED.name, description = EXCLUDED.description,
                   THEN coalesce((SELECT status_before_archive FROM syncd.courses
                                  WHERE course = %(course)s), 'in_progress')
                   ELSE p.status END
-WHERE (p.name, p.description, p.project_type, p.project_metadata, p.creator_mind_id,
+WHERE (EXISTS (SELECT 1 FROM syncd.courses WHERE course = %(course)s AND project_id = p.id)
+       OR p.creator_mind_id IS NULL OR p.creator_mind_id = EXCLUDED.creator_mind_id)
+  AND (p.name, p.description, p.project_type, p.project_metadata, p.creator_mind_id,
        p.persona_mind_id, p.target_audience_id,
        p.status = 'archived' AND EXISTS (
            SELECT 1 FROM syncd.courses WHERE course = %(course)s AND archived_at IS NOT NULL))
@@ -80,7 +99,15 @@ WHERE (p.name, p.description, p.project_type, p.project_metadata, p.creator_mind
 RETURNING id;
 
 -- name: project_minds
-SELECT id, creator_mind_id, persona_mind_id FROM public.content_projects WHERE slug = %(slug)s;
+-- held: another creator's project, which syncd never takes (see upsert_project); holder:
+-- the slug of its creator mind
+SELECT p.id, p.creator_mind_id, p.persona_mind_id, m.slug AS holder,
+       NOT (EXISTS (SELECT 1 FROM syncd.courses k
+                    WHERE k.course = %(course)s AND k.project_id = p.id)
+            OR p.creator_mind_id IS NULL
+            OR coalesce(m.slug = %(creator)s, false)) AS held
+FROM public.content_projects p LEFT JOIN public.minds m ON m.id = p.creator_mind_id
+WHERE p.slug = %(slug)s;
 
 -- name: existing_rows
 -- changed: written by someone else since syncd wrote it (its xmin moved on). The values
@@ -125,9 +152,27 @@ LEFT JOIN public.audience_profiles a ON a.slug = %(audience)s
 LEFT JOIN syncd.courses k ON k.project_id = p.id AND k.course = %(course)s
 WHERE p.slug = %(slug)s;
 
--- name: foreign_slugs
-SELECT slug FROM public.contents
-WHERE slug = ANY(%(slugs)s::text[]) AND project_id IS DISTINCT FROM %(project_id)s;
+-- name: slug_holders
+-- the rows, of any project, holding slugs a new row of the course would take; syncd: a
+-- syncd wrote it (its bookkeeping says so), so its slug is its own
+SELECT c.slug, c.id, EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = c.id) AS syncd
+FROM public.contents c WHERE c.slug = ANY(%(slugs)s::text[]);
+
+-- name: reclaim_slugs
+-- slugs of syncd's namespace (<course>--...) taken back from rows no syncd wrote, for the
+-- course's new rows: each holder keeps everything but its slug (a new one, random, also in
+-- syncd's namespace so that nobody else can take it first), and is recorded
+WITH taken AS (
+    UPDATE public.contents c
+    SET slug = 'reclaimed--' || c.id::text || '-' || left(md5(gen_random_uuid()::text), 8)
+    FROM unnest(%(ids)s::uuid[], %(slugs)s::text[]) AS d(id, slug)
+    WHERE c.id = d.id AND c.slug = d.slug
+      AND NOT EXISTS (SELECT 1 FROM syncd.rows r WHERE r.content_id = c.id)
+    RETURNING c.id, d.slug AS old_slug, c.slug AS new_slug, c.project_id
+)
+INSERT INTO syncd.reclaimed_slugs (content_id, slug, new_slug, project_id, course, file_path)
+SELECT t.id, t.old_slug, t.new_slug, t.project_id, %(course)s, d.path
+FROM taken t JOIN unnest(%(ids)s::uuid[], %(paths)s::text[]) AS d(id, path) ON d.id = t.id;
 
 -- name: insert_contents
 -- every new row of the course in one statement (foreign keys are checked at its end, so
