@@ -30,7 +30,17 @@ from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
 
-COMMANDS = ("run", "verify", "migrate", "report", "sources", "health", "embedded-stop")
+COMMANDS = (
+    "run",
+    "verify",
+    "migrate",
+    "report",
+    "sources",
+    "health",
+    "embedded-stop",
+)
+# The commands that use a database (DATABASE_URL, else the embedded server)
+DATABASE_COMMANDS = ("run", "rescan", "verify", "migrate", "report", "sources")
 
 
 def _flag(
@@ -69,7 +79,8 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         description="Keep a CreatorOS PostgreSQL database in step with the course folders on disk. "
         "Commands: run (default), verify, migrate, report, sources, health, embedded-stop.",
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
-        "started in --data-dir. Kill switch: CREATOR_OS_DB_PERSIST=false writes nothing.",
+        "started in --data-dir, unless --no-embedded. Kill switch: CREATOR_OS_DB_PERSIST=false "
+        "writes nothing.",
     )
     parser.add_argument("--version", action="version", version=f"syncd {_version()}")
     f = _flag
@@ -82,6 +93,14 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "SYNCD_DATA_DIR",
         "embedded PostgreSQL data directory",
         default=str(d.data_dir),
+    )
+    f(
+        parser,
+        env,
+        "--no-embedded",
+        "SYNCD_NO_EMBEDDED",
+        "never start the embedded PostgreSQL: without DATABASE_URL in the environment, exit 2",
+        action="store_true",
     )
     f(
         parser,
@@ -309,6 +328,12 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             type=float,
             default=d.unreachable_after_s,
         )
+    _command_arguments(parser, command)
+    return parser
+
+
+def _command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The arguments of one command alone (migrate, sources, verify)."""
     if command == "migrate":
         action = parser.add_mutually_exclusive_group()
         action.add_argument(
@@ -341,7 +366,6 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         parser.add_argument(
             "--json", action="store_true", help="print the findings as one JSON object"
         )
-    return parser
 
 
 def _opt(args: argparse.Namespace, name: str, setting: str) -> Any:
@@ -367,6 +391,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             statement_timeout_ms=int(args.statement_timeout_ms),
             follow_symlinks=bool(args.follow_symlinks),
             source=str(args.source or ""),
+            no_embedded=bool(args.no_embedded),
             quiet_ms=int(_opt(args, "quiet_ms", "quiet_ms")),
             max_delay_ms=int(_opt(args, "max_delay_ms", "max_delay_ms")),
             reconcile_interval_s=float(_opt(args, "reconcile_interval", "reconcile_interval_s")),
@@ -401,6 +426,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
         if command == "run" and args.rescan:
             command = "rescan"
+        if command in DATABASE_COMMANDS:
+            config.check_database(settings)
         if command in ("run", "rescan", "verify", "sources"):
             config.check_source(settings, env)
         if command in ("run", "rescan", "verify"):
@@ -504,6 +531,13 @@ def _no_check(_conn: Any) -> None:
     return None
 
 
+def _database_label(settings: Settings, db: DbSettings) -> str:
+    """Which database a command answered for, without its password."""
+    if settings.database_url is None:
+        return f"the embedded database in {settings.data_dir}"
+    return f"the database {config.database_label(db.dsn)}"
+
+
 def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Reconciler:
     return Reconciler(
         root=settings.root,
@@ -580,6 +614,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db:
+        where = _database_label(settings, db)
         store, close = _store(db, source=settings.source_name)
         try:
             report = verify(
@@ -614,12 +649,11 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         )
     if not report.in_sync:
         print(
-            f"{len(report.drifts)} file(s) or row(s) differ between {settings.root} and the"
-            " database",
+            f"{len(report.drifts)} file(s) or row(s) differ between {settings.root} and {where}",
             file=sys.stderr,
         )
         return ExitCode.DRIFT
-    print(f"in sync: {settings.root} and the database agree", file=sys.stderr)
+    print(f"in sync: {settings.root} and {where} agree", file=sys.stderr)
     return ExitCode.OK
 
 
