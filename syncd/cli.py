@@ -9,11 +9,11 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from syncd import config, console, embedded, health, logs, migrate
+from syncd import config, console, embedded, health, logs, migrate, source_settings
 from syncd.config import Secret, Settings
 from syncd.errors import (
     AuthenticationFailed,
@@ -115,7 +115,8 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         env,
         "--creator-mind",
         "SYNCD_CREATOR_MIND",
-        "slug of the mind that owns synced courses (a brief's creator_mind: overrides it)",
+        "slug of the mind that owns synced courses (a brief's creator_mind: overrides it; empty:"
+        " none). Unset: the one recorded for the source by its writer",
         default=None,
     )
     f(
@@ -123,9 +124,9 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         env,
         "--max-file-bytes",
         "SYNCD_MAX_FILE_BYTES",
-        "files larger than this are rejected",
+        f"files larger than this are rejected (default: {d.max_file_bytes}, or the one recorded"
+        " for the source by its writer)",
         type=int,
-        default=d.max_file_bytes,
     )
     f(
         parser,
@@ -168,8 +169,10 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "--follow-symlinks",
         "SYNCD_FOLLOW_SYMLINKS",
         "follow symbolic links under the root (course folders, folders and files), wherever"
-        " they point; by default a link is named and its rows kept, but nothing is read through it",
+        " they point; by default (or as recorded for the source by its writer) a link is named"
+        " and its rows kept, but nothing is read through it",
         action="store_true",
+        default=None,
     )
     f(
         parser,
@@ -205,6 +208,16 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "--dry-run",
             None,
             "with --rescan: print the plan, write nothing",
+            action="store_true",
+        )
+        f(
+            parser,
+            {},
+            "--change-settings",
+            None,
+            "with --rescan: write with this run's --creator-mind, --max-file-bytes and"
+            " --follow-symlinks where they differ from the ones recorded for the source, and"
+            " record them (without it such a rescan exits 2; the daemon always records its own)",
             action="store_true",
         )
         f(
@@ -375,6 +388,11 @@ def _opt(args: argparse.Namespace, name: str, setting: str) -> Any:
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    given = {  # the settings that shape rows, given by a flag or a variable (even empty)
+        "creator_mind": args.creator_mind is not None,
+        "max_file_bytes": args.max_file_bytes is not None,
+        "follow_symlinks": args.follow_symlinks is not None,
+    }
     return config.check(
         Settings(
             root=Path(args.root),
@@ -383,7 +401,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             creator_mind=args.creator_mind or None,
             persist=config.persist_from_env(env),
             migrate=bool(args.migrate),
-            max_file_bytes=int(args.max_file_bytes),
+            max_file_bytes=int(_opt(args, "max_file_bytes", "max_file_bytes")),
             log_format=args.log_format,
             log_level=args.log_level,
             connect_timeout_s=int(args.connect_timeout),
@@ -392,6 +410,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             follow_symlinks=bool(args.follow_symlinks),
             source=str(args.source or ""),
             no_embedded=bool(args.no_embedded),
+            explicit=frozenset(name for name, yes in given.items() if yes),
             quiet_ms=int(_opt(args, "quiet_ms", "quiet_ms")),
             max_delay_ms=int(_opt(args, "max_delay_ms", "max_delay_ms")),
             reconcile_interval_s=float(_opt(args, "reconcile_interval", "reconcile_interval_s")),
@@ -531,6 +550,29 @@ def _no_check(_conn: Any) -> None:
     return None
 
 
+def _recorded_settings(db: DbSettings, source: str) -> dict[str, Any] | None:
+    """The settings the source's writer recorded (syncd.sources.settings)."""
+    with connect(db) as conn:
+        return CourseStore(lambda: nullcontext(conn), source=source).source_settings()
+
+
+def _source_settings(
+    settings: Settings, db: DbSettings, *, refuse: str | None = None
+) -> tuple[Settings, list[source_settings.Difference]]:
+    """The settings this command runs with: those that shape rows and were not given are
+    the ones recorded for the source. Given ones unlike the recorded ones are returned; with
+    ``refuse`` (what to do instead), they are a configuration error naming each."""
+    resolved, differences = source_settings.resolve(
+        settings, _recorded_settings(db, settings.source_name)
+    )
+    if differences and refuse is not None:
+        raise ConfigError(
+            "; ".join(str(d) for d in differences)
+            + f" (source {settings.source_name!r}, syncd.sources.settings): {refuse}"
+        )
+    return resolved, differences
+
+
 def _database_label(settings: Settings, db: DbSettings) -> str:
     """Which database a command answered for, without its password."""
     if settings.database_url is None:
@@ -560,6 +602,14 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.persist:
         log.warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
     with _database(settings, migrate_now=settings.migrate, writes=write) as db:
+        settings, _ = _source_settings(
+            settings,
+            db,
+            refuse=None
+            if args.change_settings
+            else "run without it to write with the recorded value, or with --change-settings to"
+            " write with this one and record it (and give it to this source's daemon too)",
+        )
         store, close = _store(db, settings.workers, settings.source_name)
         scheduler = CourseScheduler(settings.workers)
         try:
@@ -614,6 +664,13 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db:
+        settings, _ = _source_settings(
+            settings,
+            db,
+            refuse="the source's rows were written with the recorded value: run without the"
+            " setting to verify with it, or change it where the source's writer runs (its"
+            " daemon's environment, or `syncd --rescan --change-settings`)",
+        )
         where = _database_label(settings, db)
         store, close = _store(db, source=settings.source_name)
         try:
@@ -716,6 +773,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from syncd import daemon
 
     with _database(settings, migrate_now=settings.migrate, writes=settings.persist) as db:
+        # what it was not given is the source's; what it was given is the source's from now
+        # on (its reconciler records it, logging `source settings changed`)
+        settings, _ = _source_settings(settings, db)
         code: int = daemon.run(settings, db)
     return code
 
@@ -723,14 +783,20 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     from syncd import report
 
-    with (
-        _database(settings, migrate_now=settings.migrate, writes=False) as db,
-        connect(db) as conn,
-        translated("report"),
-        conn.transaction(force_rollback=True),  # reads only
-    ):
-        text = report.render(conn)
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db:
+        _, differences = _source_settings(settings, db)
+        with (
+            connect(db) as conn,
+            translated("report"),
+            conn.transaction(force_rollback=True),  # reads only
+        ):
+            text = report.render(conn)
     print(text)
+    for difference in differences:  # the report uses none of them; verify would refuse
+        print(
+            f"note: {difference} (source {settings.source_name!r}; see the Sources table)",
+            file=sys.stderr,
+        )
     return ExitCode.OK
 
 
@@ -754,11 +820,25 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
             rows = store.sources()
         finally:
             close()
-    columns = ["name", "root", "host", "last_seen", "retired_at", "courses"]
-    headers = ["source", *columns[1:]]
-    print(report.table(headers, [tuple(row[c] for c in columns) for row in rows]))
+    columns = ["name", "root", "host", "last_seen", "retired_at"]
+    headers = ["source", *columns[1:], "settings", "courses"]
+    print(
+        report.table(
+            headers,
+            [
+                (*(row[c] for c in columns), _settings_text(row["settings"]), row["courses"])
+                for row in rows
+            ],
+        )
+    )
     print(f"this syncd: {settings.source_name}")
     return ExitCode.OK
+
+
+def _settings_text(recorded: Any) -> str:
+    if not isinstance(recorded, dict):
+        return ""
+    return " ".join(f"{k}={source_settings.shown(v)}" for k, v in sorted(recorded.items()))
 
 
 def cmd_health(settings: Settings, _args: argparse.Namespace) -> int:

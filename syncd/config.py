@@ -118,6 +118,9 @@ class Settings:
     follow_symlinks: bool = False  # follow every symbolic link under the root
     source: str = ""  # this syncd's name in the database; "" = default_source(root)
     no_embedded: bool = False  # never start the embedded server: no DATABASE_URL is exit 2
+    # The settings that shape rows (source_settings.ROW_SETTINGS) given by a flag or an
+    # environment variable; the others are the source's recorded ones, when it has any.
+    explicit: frozenset[str] = frozenset()
     # daemon
     quiet_ms: int = 500
     max_delay_ms: int = 5_000
