@@ -36,11 +36,12 @@ COMMANDS = (
     "migrate",
     "report",
     "sources",
+    "minds",
     "health",
     "embedded-stop",
 )
 # The commands that use a database (DATABASE_URL, else the embedded server)
-DATABASE_COMMANDS = ("run", "rescan", "verify", "migrate", "report", "sources")
+DATABASE_COMMANDS = ("run", "rescan", "verify", "migrate", "report", "sources", "minds")
 
 
 def _flag(
@@ -77,7 +78,8 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Keep a CreatorOS PostgreSQL database in step with the course folders on disk. "
-        "Commands: run (default), verify, migrate, report, sources, health, embedded-stop.",
+        "Commands: run (default), verify, migrate, report, sources, minds, health,"
+        " embedded-stop.",
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
         "started in --data-dir, unless --no-embedded. Kill switch: CREATOR_OS_DB_PERSIST=false "
         "writes nothing.",
@@ -346,7 +348,7 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
 
 
 def _command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    """The arguments of one command alone (migrate, sources, verify)."""
+    """The arguments of one command alone (migrate, sources, verify, minds)."""
     if command == "migrate":
         action = parser.add_mutually_exclusive_group()
         action.add_argument(
@@ -379,6 +381,17 @@ def _command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument(
             "--json", action="store_true", help="print the findings as one JSON object"
         )
+    if command == "minds":
+        parser.add_argument(
+            "action",
+            nargs="?",
+            choices=["link"],
+            help="link: link the signed-in user --user to the mind --mind (run with the admin"
+            " URL); without it: list the minds with their users and courses",
+        )
+        parser.add_argument("--user", help="the user's e-mail or id (auth.users)")
+        parser.add_argument("--mind", help="the mind's slug; created when missing")
+        parser.add_argument("--name", help="a mind created by the link: its display name")
 
 
 def _opt(args: argparse.Namespace, name: str, setting: str) -> Any:
@@ -835,6 +848,45 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_minds(settings: Settings, args: argparse.Namespace) -> int:
+    """Who owns what (a listing), or ``link``: a signed-in user linked to their mind."""
+    from syncd import minds, report
+
+    if args.action == "link" and not (args.user and args.mind):
+        raise ConfigError("syncd minds link needs --user (e-mail or id) and --mind (a slug)")
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
+        try:
+            with translated("minds"):
+                if args.action == "link":
+                    with conn.transaction():
+                        linked = minds.link(conn, args.user, args.mind, args.name)
+                    logs.get().info(
+                        "mind linked",
+                        user=str(linked.user_id),
+                        mind=linked.mind,
+                        created=linked.created,
+                        before=linked.before,
+                    )
+                    print(linked)
+                    return ExitCode.OK
+                with conn.transaction(force_rollback=True):  # reads only
+                    rows, unread = minds.listing(conn)
+        except FatalError as error:
+            if "permission denied" in str(error):
+                raise FatalError(
+                    f"{error}: `syncd minds` reads auth.users and user_profiles; run it with"
+                    " the admin URL (postgres), not syncd_writer's"
+                ) from error
+            raise
+    print(report.table(["mind", "users", "courses", "persona of"], rows))
+    if unread:
+        print(
+            f"{len(unread)} live course(s) no signed-in user reads as its creator: "
+            + ", ".join(unread)
+        )
+    return ExitCode.OK
+
+
 def _settings_text(recorded: Any) -> str:
     if not isinstance(recorded, dict):
         return ""
@@ -865,6 +917,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "report": cmd_report,
     "sources": cmd_sources,
+    "minds": cmd_minds,
     "health": cmd_health,
     "embedded-stop": cmd_embedded_stop,
 }

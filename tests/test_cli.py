@@ -353,6 +353,7 @@ DATABASE_COMMANDS = [
     ["migrate", "--status"],
     ["report"],
     ["sources"],
+    ["minds"],
 ]
 
 
