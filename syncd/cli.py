@@ -563,27 +563,25 @@ def _no_check(_conn: Any) -> None:
     return None
 
 
-def _recorded_settings(db: DbSettings, source: str) -> dict[str, Any] | None:
-    """The settings the source's writer recorded (syncd.sources.settings)."""
-    with connect(db) as conn:
-        return CourseStore(lambda: nullcontext(conn), source=source).source_settings()
-
-
 def _source_settings(
-    settings: Settings, db: DbSettings, *, refuse: str | None = None
+    settings: Settings, store: CourseStore, *, refuse: str | None = None
 ) -> tuple[Settings, list[source_settings.Difference]]:
     """The settings this command runs with: those that shape rows and were not given are
-    the ones recorded for the source. Given ones unlike the recorded ones are returned; with
-    ``refuse`` (what to do instead), they are a configuration error naming each."""
-    resolved, differences = source_settings.resolve(
-        settings, _recorded_settings(db, settings.source_name)
-    )
+    the ones recorded for the source (read through ``store``, on a connection the command
+    has anyway). Given ones unlike the recorded ones are returned; with ``refuse`` (what to
+    do instead), they are a configuration error naming each."""
+    resolved, differences = source_settings.resolve(settings, store.source_settings())
     if differences and refuse is not None:
         raise ConfigError(
             "; ".join(str(d) for d in differences)
             + f" (source {settings.source_name!r}, syncd.sources.settings): {refuse}"
         )
     return resolved, differences
+
+
+def _one_connection(conn: Any, settings: Settings) -> CourseStore:
+    """A store of this source on one open connection."""
+    return CourseStore(lambda: nullcontext(conn), source=settings.source_name)
 
 
 def _database_label(settings: Settings, db: DbSettings) -> str:
@@ -615,17 +613,17 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.persist:
         log.warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
     with _database(settings, migrate_now=settings.migrate, writes=write) as db:
-        settings, _ = _source_settings(
-            settings,
-            db,
-            refuse=None
-            if args.change_settings
-            else "run without it to write with the recorded value, or with --change-settings to"
-            " write with this one and record it (and give it to this source's daemon too)",
-        )
         store, close = _store(db, settings.workers, settings.source_name)
         scheduler = CourseScheduler(settings.workers)
         try:
+            settings, _ = _source_settings(
+                settings,
+                store,
+                refuse=None
+                if args.change_settings
+                else "run without it to write with the recorded value, or with --change-settings"
+                " to write with this one and record it (and give it to this source's daemon too)",
+            )
             reconciler = _reconciler(settings, store, write=write)
             reconciler.keep_plans = bool(args.dry_run)
             with console.rescan_progress() as progress:
@@ -677,16 +675,16 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db:
-        settings, _ = _source_settings(
-            settings,
-            db,
-            refuse="the source's rows were written with the recorded value: run without the"
-            " setting to verify with it, or change it where the source's writer runs (its"
-            " daemon's environment, or `syncd --rescan --change-settings`)",
-        )
         where = _database_label(settings, db)
         store, close = _store(db, source=settings.source_name)
         try:
+            settings, _ = _source_settings(
+                settings,
+                store,
+                refuse="the source's rows were written with the recorded value: run without the"
+                " setting to verify with it, or change it where the source's writer runs (its"
+                " daemon's environment, or `syncd --rescan --change-settings`)",
+            )
             report = verify(
                 settings.root,
                 store,
@@ -788,7 +786,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     with _database(settings, migrate_now=settings.migrate, writes=settings.persist) as db:
         # what it was not given is the source's; what it was given is the source's from now
         # on (its reconciler records it, logging `source settings changed`)
-        settings, _ = _source_settings(settings, db)
+        with connect(db) as conn:
+            settings, _ = _source_settings(settings, _one_connection(conn, settings))
         code: int = daemon.run(settings, db)
     return code
 
@@ -796,13 +795,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     from syncd import report
 
-    with _database(settings, migrate_now=settings.migrate, writes=False) as db:
-        _, differences = _source_settings(settings, db)
-        with (
-            connect(db) as conn,
-            translated("report"),
-            conn.transaction(force_rollback=True),  # reads only
-        ):
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
+        _, differences = _source_settings(settings, _one_connection(conn, settings))
+        with translated("report"), conn.transaction(force_rollback=True):  # reads only
             text = report.render(conn)
     print(text)
     for difference in differences:  # the report uses none of them; verify would refuse
