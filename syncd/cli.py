@@ -9,11 +9,11 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from syncd import config, console, embedded, health, logs, migrate
+from syncd import config, console, embedded, health, logs, migrate, source_settings
 from syncd.config import Secret, Settings
 from syncd.errors import (
     AuthenticationFailed,
@@ -30,7 +30,18 @@ from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
 
-COMMANDS = ("run", "verify", "migrate", "report", "sources", "health", "embedded-stop")
+COMMANDS = (
+    "run",
+    "verify",
+    "migrate",
+    "report",
+    "sources",
+    "minds",
+    "health",
+    "embedded-stop",
+)
+# The commands that use a database (DATABASE_URL, else the embedded server)
+DATABASE_COMMANDS = ("run", "rescan", "verify", "migrate", "report", "sources", "minds")
 
 
 def _flag(
@@ -67,9 +78,11 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Keep a CreatorOS PostgreSQL database in step with the course folders on disk. "
-        "Commands: run (default), verify, migrate, report, sources, health, embedded-stop.",
+        "Commands: run (default), verify, migrate, report, sources, minds, health,"
+        " embedded-stop.",
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
-        "started in --data-dir. Kill switch: CREATOR_OS_DB_PERSIST=false writes nothing.",
+        "started in --data-dir, unless --no-embedded. Kill switch: CREATOR_OS_DB_PERSIST=false "
+        "writes nothing.",
     )
     parser.add_argument("--version", action="version", version=f"syncd {_version()}")
     f = _flag
@@ -86,6 +99,14 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
     f(
         parser,
         env,
+        "--no-embedded",
+        "SYNCD_NO_EMBEDDED",
+        "never start the embedded PostgreSQL: without DATABASE_URL in the environment, exit 2",
+        action="store_true",
+    )
+    f(
+        parser,
+        env,
         "--migrate",
         "SYNCD_MIGRATE",
         "apply pending migrations first (always on for the embedded database)",
@@ -96,7 +117,8 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         env,
         "--creator-mind",
         "SYNCD_CREATOR_MIND",
-        "slug of the mind that owns synced courses (a brief's creator_mind: overrides it)",
+        "slug of the mind that owns synced courses (a brief's creator_mind: overrides it; empty:"
+        " none). Unset: the one recorded for the source by its writer",
         default=None,
     )
     f(
@@ -104,9 +126,9 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         env,
         "--max-file-bytes",
         "SYNCD_MAX_FILE_BYTES",
-        "files larger than this are rejected",
+        f"files larger than this are rejected (default: {d.max_file_bytes}, or the one recorded"
+        " for the source by its writer)",
         type=int,
-        default=d.max_file_bytes,
     )
     f(
         parser,
@@ -149,8 +171,10 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         "--follow-symlinks",
         "SYNCD_FOLLOW_SYMLINKS",
         "follow symbolic links under the root (course folders, folders and files), wherever"
-        " they point; by default a link is named and its rows kept, but nothing is read through it",
+        " they point; by default (or as recorded for the source by its writer) a link is named"
+        " and its rows kept, but nothing is read through it",
         action="store_true",
+        default=None,
     )
     f(
         parser,
@@ -186,6 +210,16 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             "--dry-run",
             None,
             "with --rescan: print the plan, write nothing",
+            action="store_true",
+        )
+        f(
+            parser,
+            {},
+            "--change-settings",
+            None,
+            "with --rescan: write with this run's --creator-mind, --max-file-bytes and"
+            " --follow-symlinks where they differ from the ones recorded for the source, and"
+            " record them (without it such a rescan exits 2; the daemon always records its own)",
             action="store_true",
         )
         f(
@@ -309,6 +343,12 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
             type=float,
             default=d.unreachable_after_s,
         )
+    _command_arguments(parser, command)
+    return parser
+
+
+def _command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The arguments of one command alone (migrate, sources, verify, minds)."""
     if command == "migrate":
         action = parser.add_mutually_exclusive_group()
         action.add_argument(
@@ -341,7 +381,17 @@ def _build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentPars
         parser.add_argument(
             "--json", action="store_true", help="print the findings as one JSON object"
         )
-    return parser
+    if command == "minds":
+        parser.add_argument(
+            "action",
+            nargs="?",
+            choices=["link"],
+            help="link: link the signed-in user --user to the mind --mind (run with the admin"
+            " URL); without it: list the minds with their users and courses",
+        )
+        parser.add_argument("--user", help="the user's e-mail or id (auth.users)")
+        parser.add_argument("--mind", help="the mind's slug; created when missing")
+        parser.add_argument("--name", help="a mind created by the link: its display name")
 
 
 def _opt(args: argparse.Namespace, name: str, setting: str) -> Any:
@@ -351,6 +401,11 @@ def _opt(args: argparse.Namespace, name: str, setting: str) -> Any:
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    given = {  # the settings that shape rows, given by a flag or a variable (even empty)
+        "creator_mind": args.creator_mind is not None,
+        "max_file_bytes": args.max_file_bytes is not None,
+        "follow_symlinks": args.follow_symlinks is not None,
+    }
     return config.check(
         Settings(
             root=Path(args.root),
@@ -359,7 +414,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             creator_mind=args.creator_mind or None,
             persist=config.persist_from_env(env),
             migrate=bool(args.migrate),
-            max_file_bytes=int(args.max_file_bytes),
+            max_file_bytes=int(_opt(args, "max_file_bytes", "max_file_bytes")),
             log_format=args.log_format,
             log_level=args.log_level,
             connect_timeout_s=int(args.connect_timeout),
@@ -367,6 +422,8 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             statement_timeout_ms=int(args.statement_timeout_ms),
             follow_symlinks=bool(args.follow_symlinks),
             source=str(args.source or ""),
+            no_embedded=bool(args.no_embedded),
+            explicit=frozenset(name for name, yes in given.items() if yes),
             quiet_ms=int(_opt(args, "quiet_ms", "quiet_ms")),
             max_delay_ms=int(_opt(args, "max_delay_ms", "max_delay_ms")),
             reconcile_interval_s=float(_opt(args, "reconcile_interval", "reconcile_interval_s")),
@@ -401,6 +458,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
         if command == "run" and args.rescan:
             command = "rescan"
+        if command in DATABASE_COMMANDS:
+            config.check_database(settings)
         if command in ("run", "rescan", "verify", "sources"):
             config.check_source(settings, env)
         if command in ("run", "rescan", "verify"):
@@ -504,6 +563,34 @@ def _no_check(_conn: Any) -> None:
     return None
 
 
+def _source_settings(
+    settings: Settings, store: CourseStore, *, refuse: str | None = None
+) -> tuple[Settings, list[source_settings.Difference]]:
+    """The settings this command runs with: those that shape rows and were not given are
+    the ones recorded for the source (read through ``store``, on a connection the command
+    has anyway). Given ones unlike the recorded ones are returned; with ``refuse`` (what to
+    do instead), they are a configuration error naming each."""
+    resolved, differences = source_settings.resolve(settings, store.source_settings())
+    if differences and refuse is not None:
+        raise ConfigError(
+            "; ".join(str(d) for d in differences)
+            + f" (source {settings.source_name!r}, syncd.sources.settings): {refuse}"
+        )
+    return resolved, differences
+
+
+def _one_connection(conn: Any, settings: Settings) -> CourseStore:
+    """A store of this source on one open connection."""
+    return CourseStore(lambda: nullcontext(conn), source=settings.source_name)
+
+
+def _database_label(settings: Settings, db: DbSettings) -> str:
+    """Which database a command answered for, without its password."""
+    if settings.database_url is None:
+        return f"the embedded database in {settings.data_dir}"
+    return f"the database {config.database_label(db.dsn)}"
+
+
 def _reconciler(settings: Settings, store: CourseStore, *, write: bool) -> Reconciler:
     return Reconciler(
         root=settings.root,
@@ -529,6 +616,14 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
         store, close = _store(db, settings.workers, settings.source_name)
         scheduler = CourseScheduler(settings.workers)
         try:
+            settings, _ = _source_settings(
+                settings,
+                store,
+                refuse=None
+                if args.change_settings
+                else "run without it to write with the recorded value, or with --change-settings"
+                " to write with this one and record it (and give it to this source's daemon too)",
+            )
             reconciler = _reconciler(settings, store, write=write)
             reconciler.keep_plans = bool(args.dry_run)
             with console.rescan_progress() as progress:
@@ -580,8 +675,16 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.verify import verify
 
     with _database(settings, migrate_now=settings.migrate, writes=False) as db:
+        where = _database_label(settings, db)
         store, close = _store(db, source=settings.source_name)
         try:
+            settings, _ = _source_settings(
+                settings,
+                store,
+                refuse="the source's rows were written with the recorded value: run without the"
+                " setting to verify with it, or change it where the source's writer runs (its"
+                " daemon's environment, or `syncd --rescan --change-settings`)",
+            )
             report = verify(
                 settings.root,
                 store,
@@ -614,12 +717,11 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         )
     if not report.in_sync:
         print(
-            f"{len(report.drifts)} file(s) or row(s) differ between {settings.root} and the"
-            " database",
+            f"{len(report.drifts)} file(s) or row(s) differ between {settings.root} and {where}",
             file=sys.stderr,
         )
         return ExitCode.DRIFT
-    print(f"in sync: {settings.root} and the database agree", file=sys.stderr)
+    print(f"in sync: {settings.root} and {where} agree", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -682,6 +784,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from syncd import daemon
 
     with _database(settings, migrate_now=settings.migrate, writes=settings.persist) as db:
+        # what it was not given is the source's; what it was given is the source's from now
+        # on (its reconciler records it, logging `source settings changed`)
+        with connect(db) as conn:
+            settings, _ = _source_settings(settings, _one_connection(conn, settings))
         code: int = daemon.run(settings, db)
     return code
 
@@ -689,14 +795,16 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     from syncd import report
 
-    with (
-        _database(settings, migrate_now=settings.migrate, writes=False) as db,
-        connect(db) as conn,
-        translated("report"),
-        conn.transaction(force_rollback=True),  # reads only
-    ):
-        text = report.render(conn)
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
+        _, differences = _source_settings(settings, _one_connection(conn, settings))
+        with translated("report"), conn.transaction(force_rollback=True):  # reads only
+            text = report.render(conn)
     print(text)
+    for difference in differences:  # the report uses none of them; verify would refuse
+        print(
+            f"note: {difference} (source {settings.source_name!r}; see the Sources table)",
+            file=sys.stderr,
+        )
     return ExitCode.OK
 
 
@@ -720,11 +828,64 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
             rows = store.sources()
         finally:
             close()
-    columns = ["name", "root", "host", "last_seen", "retired_at", "courses"]
-    headers = ["source", *columns[1:]]
-    print(report.table(headers, [tuple(row[c] for c in columns) for row in rows]))
+    columns = ["name", "root", "host", "last_seen", "retired_at"]
+    headers = ["source", *columns[1:], "settings", "courses"]
+    print(
+        report.table(
+            headers,
+            [
+                (*(row[c] for c in columns), _settings_text(row["settings"]), row["courses"])
+                for row in rows
+            ],
+        )
+    )
     print(f"this syncd: {settings.source_name}")
     return ExitCode.OK
+
+
+def cmd_minds(settings: Settings, args: argparse.Namespace) -> int:
+    """Who owns what (a listing), or ``link``: a signed-in user linked to their mind."""
+    from syncd import minds, report
+
+    if args.action == "link" and not (args.user and args.mind):
+        raise ConfigError("syncd minds link needs --user (e-mail or id) and --mind (a slug)")
+    with _database(settings, migrate_now=settings.migrate, writes=False) as db, connect(db) as conn:
+        try:
+            with translated("minds"):
+                if args.action == "link":
+                    with conn.transaction():
+                        linked = minds.link(conn, args.user, args.mind, args.name)
+                    logs.get().info(
+                        "mind linked",
+                        user=str(linked.user_id),
+                        mind=linked.mind,
+                        created=linked.created,
+                        before=linked.before,
+                    )
+                    print(linked)
+                    return ExitCode.OK
+                with conn.transaction(force_rollback=True):  # reads only
+                    rows, unread = minds.listing(conn)
+        except FatalError as error:
+            if "permission denied" in str(error):
+                raise FatalError(
+                    f"{error}: `syncd minds` reads auth.users and user_profiles; run it with"
+                    " the admin URL (postgres), not syncd_writer's"
+                ) from error
+            raise
+    print(report.table(["mind", "users", "courses", "persona of"], rows))
+    if unread:
+        print(
+            f"{len(unread)} live course(s) no signed-in user reads as its creator: "
+            + ", ".join(unread)
+        )
+    return ExitCode.OK
+
+
+def _settings_text(recorded: Any) -> str:
+    if not isinstance(recorded, dict):
+        return ""
+    return " ".join(f"{k}={source_settings.shown(v)}" for k, v in sorted(recorded.items()))
 
 
 def cmd_health(settings: Settings, _args: argparse.Namespace) -> int:
@@ -751,6 +912,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "report": cmd_report,
     "sources": cmd_sources,
+    "minds": cmd_minds,
     "health": cmd_health,
     "embedded-stop": cmd_embedded_stop,
 }

@@ -117,6 +117,10 @@ class Settings:
     statement_timeout_ms: int = 30_000
     follow_symlinks: bool = False  # follow every symbolic link under the root
     source: str = ""  # this syncd's name in the database; "" = default_source(root)
+    no_embedded: bool = False  # never start the embedded server: no DATABASE_URL is exit 2
+    # The settings that shape rows (source_settings.ROW_SETTINGS) given by a flag or an
+    # environment variable; the others are the source's recorded ones, when it has any.
+    explicit: frozenset[str] = frozenset()
     # daemon
     quiet_ms: int = 500
     max_delay_ms: int = 5_000
@@ -151,6 +155,17 @@ class Settings:
         if self.database_url is not None:
             found.extend(dsn_secrets(self.database_url.reveal()))
         return found
+
+
+def check_database(settings: Settings) -> None:
+    """With --no-embedded, a command that needs a database and has no DATABASE_URL stops
+    here (exit 2) instead of starting the embedded server and answering for that one."""
+    if settings.no_embedded and settings.database_url is None:
+        raise ConfigError(
+            "DATABASE_URL is not set in syncd's environment, and --no-embedded"
+            " (SYNCD_NO_EMBEDDED) forbids the embedded database: export DATABASE_URL (a shell"
+            " variable assigned without `export` is not passed to the programs it starts)"
+        )
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -245,6 +260,20 @@ def redact_dsn(dsn: str) -> str:
         text = dsn if not span or span[0] == span[1] else f"{dsn[: span[0]]}***{dsn[span[1] :]}"
         text = _QUERY_PASSWORD.sub(r"\g<key>***", text)
     return redact(text, dsn_secrets(dsn))
+
+
+def database_label(dsn: str) -> str:
+    """``user@host:port/dbname`` of a DSN, never its password (for messages that say which
+    database a command answered for)."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return redact_dsn(dsn)
+    user = f"{info['user']}@" if info.get("user") else ""
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    return redact(
+        f"{user}{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}", dsn_secrets(dsn)
+    )
 
 
 def redact(text: str, secrets: list[str]) -> str:

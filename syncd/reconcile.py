@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from syncd import parser as course_parser
+from syncd import source_settings
 from syncd.course import CourseSnapshot, FileIssue
 from syncd.course_failures import Failure, describe_failure, is_course_level
 from syncd.errors import FatalError, ParseError, RootUnavailable
@@ -292,13 +293,26 @@ class Reconciler:
         )
 
     def _register_source(self) -> None:
-        """Record this source as seen (its root and host); a retired source stops here."""
+        """Record this source as seen (its root and host) with the settings that shape its
+        rows, saying which of them changed; a retired source stops here."""
         if not (self.store.source and self.write):
             return
-        if self.store.touch_source(str(self.root.absolute()), self.host):
+        settings = source_settings.as_record(
+            self.options.default_creator_mind, self.max_file_bytes, self.follow_symlinks
+        )
+        seen = self.store.touch_source(str(self.root.absolute()), self.host, settings)
+        if seen.retired:
             raise FatalError(
                 f"source {self.store.source!r} was retired: it writes nothing any more"
                 " (run with another --source, or hand its courses over again)"
+            )
+        changed = source_settings.changes(seen.settings_before, settings)
+        if changed:
+            self.log.warning(
+                "source settings changed",
+                source=self.store.source,
+                changed=changed,
+                hint="every course is synced again with the new settings",
             )
 
     def list_courses(self) -> list[str]:
@@ -371,7 +385,12 @@ class Reconciler:
             and not known.archived
             and not self._changed_by_others(course)
         )
-        stat_fingerprint = scan.stat_fingerprint(course_parser.options_salt(self.options))
+        # the settings that decide which files are read are in it too: a change of them
+        # reads every course again
+        stat_fingerprint = scan.stat_fingerprint(
+            f"{course_parser.options_salt(self.options)}|{self.max_file_bytes}"
+            f"|{self.follow_symlinks}"
+        )
         if synced and known is not None and known.stat_fingerprint == stat_fingerprint:
             return self._skipped(course, started)
         if self.being_written(course):

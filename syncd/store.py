@@ -458,6 +458,12 @@ class _SlugTaken(Exception):
     """A new row's slug is held by another project: plan again with a slug check."""
 
 
+@dataclass(frozen=True)
+class SourceSeen:
+    retired: bool  # the source was retired: it writes nothing
+    settings_before: dict[str, Any] | None  # what was recorded before this registration
+
+
 class CourseStore:
     """Reads and writes one course at a time, each in one transaction under a
     per-course advisory lock. ``connection`` yields a connection (pool or single).
@@ -506,11 +512,24 @@ class CourseStore:
             for r in rows
         }
 
-    def touch_source(self, root: str, host: str) -> bool:
-        """Record this source as seen now (root, host); True when it has been retired."""
+    def touch_source(self, root: str, host: str, settings: dict[str, Any]) -> SourceSeen:
+        """Record this source as seen now (root, host) with the settings it writes with."""
         with self._writing("record source") as sql:
-            row = sql.one("touch_source", name=self.source, root=root, host=host)
-        return bool(row and row["retired_at"] is not None)
+            row = sql.one(
+                "touch_source", name=self.source, root=root, host=host, settings=Jsonb(settings)
+            )
+        if row is None:
+            return SourceSeen(retired=False, settings_before=None)
+        return SourceSeen(row["retired_at"] is not None, row["settings_before"])
+
+    def source_settings(self) -> dict[str, Any] | None:
+        """The settings this source's writer recorded (None: none yet)."""
+        if not self.source:
+            return None
+        with self._reading("read source settings") as sql:
+            row = sql.one("source_settings", name=self.source)
+        found = row["settings"] if row is not None else None
+        return found if isinstance(found, dict) else None
 
     def sources(self) -> list[dict[str, Any]]:
         """name, root, host, last_seen, retired_at, courses (live) of every source."""

@@ -341,3 +341,34 @@ def test_the_image_requires_a_named_source(
     run = run_cli(capsys, ["--root", str(root)], db_dsn, required)
     assert run.code == ExitCode.CONFIG and "SYNCD_SOURCE" in run.stderr
     assert run_cli(capsys, ["verify", "--root", str(root)], db_dsn, required).code == 2
+
+
+# -- --no-embedded (issue 18, item 1) -------------------------------------------------------
+
+DATABASE_COMMANDS = [
+    ["--rescan"],
+    ["run"],
+    ["verify"],
+    ["migrate"],
+    ["migrate", "--status"],
+    ["report"],
+    ["sources"],
+    ["minds"],
+]
+
+
+@pytest.mark.parametrize("argv", DATABASE_COMMANDS, ids=" ".join)
+def test_no_embedded_without_database_url_exits_2_in_every_database_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    root = make_course(tmp_path / "courses", "course-a", lessons=1).parent
+    data_dir = tmp_path / "pg"
+    for how in (["--no-embedded"], []):
+        env = {} if how else {"SYNCD_NO_EMBEDDED": "true"}
+        extra = ["--root", str(root)] if argv[0] in ("--rescan", "run", "verify") else []
+        run = run_cli(capsys, [*argv, *how, *extra, "--data-dir", str(data_dir)], None, env)
+        assert run.code == 2, (how, run.stderr)
+        reason = run.named("configuration error")[0]["reason"]
+        assert "DATABASE_URL is not set" in reason and "export" in reason, reason
+        assert "--no-embedded" in reason and "SYNCD_NO_EMBEDDED" in reason, reason
+        assert not data_dir.exists()

@@ -113,7 +113,7 @@ def test_migrate_rescan_and_verify_leave_nothing_for_the_next_client(
     assert count == (COURSES * 2 * (LESSONS + 3),)  # outline, 2 modules, the lessons
     assert_nothing_left(bouncer, supabase15, database)
 
-    # README, Deploying on Supabase, step 6: the linter check through the pooler
+    # README, Deploying on Supabase, step 7: the linter check through the pooler
     linter = subprocess.run(
         [
             str(DEBIAN_PG15 / "psql"),

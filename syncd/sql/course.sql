@@ -11,9 +11,17 @@ FROM syncd.courses c LEFT JOIN syncd.sources s ON s.name = c.source
 LEFT JOIN public.content_projects p ON p.id = c.project_id;
 
 -- name: touch_source
-INSERT INTO syncd.sources AS s (name, root, host) VALUES (%(name)s, %(root)s, %(host)s)
-ON CONFLICT (name) DO UPDATE SET root = EXCLUDED.root, host = EXCLUDED.host, last_seen = now()
-RETURNING s.retired_at;
+-- this source seen now, with the settings it writes with (a retired source's are kept); the
+-- settings recorded before, so that a change is said
+WITH before AS (SELECT settings FROM syncd.sources WHERE name = %(name)s)
+INSERT INTO syncd.sources AS s (name, root, host, settings)
+VALUES (%(name)s, %(root)s, %(host)s, %(settings)s)
+ON CONFLICT (name) DO UPDATE SET root = EXCLUDED.root, host = EXCLUDED.host, last_seen = now(),
+    settings = CASE WHEN s.retired_at IS NULL THEN EXCLUDED.settings ELSE s.settings END
+RETURNING s.retired_at, (SELECT settings FROM before) AS settings_before;
+
+-- name: source_settings
+SELECT settings FROM syncd.sources WHERE name = %(name)s;
 
 -- name: course_owner
 -- the sources of this course folder's name, and of any course holding its project slug
@@ -347,7 +355,7 @@ SELECT d.f, d.n, now() FROM unnest(%(folders)s::text[], %(files)s::int[]) AS d(f
 ON CONFLICT (folder) DO UPDATE SET files = EXCLUDED.files, seen_at = EXCLUDED.seen_at;
 
 -- name: list_sources
-SELECT s.name, s.root, s.host, s.last_seen, s.retired_at,
+SELECT s.name, s.root, s.host, s.last_seen, s.retired_at, s.settings,
        count(c.course) FILTER (WHERE c.archived_at IS NULL) AS courses
 FROM syncd.sources s LEFT JOIN syncd.courses c ON c.source = s.name
 GROUP BY s.name ORDER BY s.name;

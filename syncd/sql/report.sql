@@ -76,8 +76,8 @@ SELECT folder, files, seen_at FROM syncd.skipped_folders ORDER BY folder;
 
 -- name: sources
 -- Every syncd that writes into this database: its root and host, when it last reconciled,
--- the live courses it owns.
-SELECT s.name AS source, s.root, s.host, s.last_seen, s.retired_at,
+-- the live courses it owns, the settings that shape its rows (as its writer recorded them).
+SELECT s.name AS source, s.root, s.host, s.last_seen, s.retired_at, s.settings,
        count(c.course) FILTER (WHERE c.archived_at IS NULL) AS courses
 FROM syncd.sources s LEFT JOIN syncd.courses c ON c.source = s.name
 GROUP BY s.name ORDER BY s.name;
