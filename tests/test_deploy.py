@@ -177,8 +177,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
     server: SupabaseServer = request.getfixturevalue(request.param)
     database = server.create_database(template=SUPABASE_BARE)  # a project before syncd
     transaction, session = (
-        Bouncer(server.cluster, "transaction"),
-        Bouncer(server.cluster, "session"),
+        Bouncer(server.cluster.socket_dir, "transaction"),
+        Bouncer(server.cluster.socket_dir, "session"),
     )
     courses = tmp_path / "courses"
     shutil.copytree(EXAMPLES, courses)
