@@ -27,6 +27,8 @@ from typing import Any
 import psycopg
 
 from syncd.errors import MigrationError
+from syncd.privileges import read_missing, send_checks
+from syncd.store import SyncdConnection
 
 __all__ = [
     "Migration",
@@ -116,6 +118,36 @@ def status(conn: psycopg.Connection[Any], directory: Path | None = None) -> list
     with conn.transaction():
         applied = _applied(conn)
     return [MigrationStatus(m, applied.get(m.version)) for m in migrations]
+
+
+def send_applied(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    """Send the read of the ledger's versions (in a pipeline: queued, so that it shares a
+    round trip; read it with ``pending``). No ledger: UndefinedTable, now or when the
+    pipeline is synced."""
+    return conn.cursor().execute("select version from syncd.schema_migrations")
+
+
+def pending(applied: psycopg.Cursor[Any] | None, directory: Path | None = None) -> list[Migration]:
+    """The migrations on disk that ``applied`` (from ``send_applied``; None: no ledger)
+    does not list."""
+    versions = {row[0] for row in applied.fetchall()} if applied is not None else set()
+    return [m for m in discover(directory) if m.version not in versions]
+
+
+def preflight(conn: SyncdConnection, *, writes: bool) -> tuple[list[str], list[str]]:
+    """The names of the migrations not applied yet and, for a command that writes, what
+    the role lacks (``privileges``), read together in one round trip: over a far link that
+    is what a start-up costs (it was one round trip per privilege, about 75)."""
+    checks = None
+    try:
+        with conn.work(read_only=True):
+            applied = send_applied(conn)
+            if writes:
+                checks = send_checks(conn)
+    except psycopg.errors.UndefinedTable:  # no ledger yet: nothing is applied
+        return [m.name for m in pending(None)], []
+    missing = read_missing(checks) if checks is not None else []
+    return [m.name for m in pending(applied)], missing
 
 
 def apply_pending(conn: psycopg.Connection[Any], directory: Path | None = None) -> list[Migration]:
