@@ -223,6 +223,42 @@ def test_two_jobs_of_one_course_never_run_at_once_and_keep_their_order() -> None
     scheduler.shutdown()
 
 
+def test_a_job_of_several_courses_waits_for_each_of_them_and_holds_them_all() -> None:
+    """A full reconcile's job of several courses starts once every earlier job of any of
+    them has finished, and a later job of any of them (a save) waits for it; a course it
+    does not hold runs meanwhile."""
+    scheduler = CourseScheduler(3, ThreadPoolExecutor(3))
+    release_a, release_batch, batch_began = threading.Event(), threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def hold(name: str, until: threading.Event) -> Callable[[], None]:
+        def job() -> None:
+            started.append(name)
+            if name == "abc":
+                batch_began.set()
+            assert until.wait(WAIT_S)
+
+        return job
+
+    a1 = scheduler.submit("a", hold("a1", release_a))
+    batch = scheduler.submit_group(["a", "b", "c"], hold("abc", release_batch))
+    b2 = scheduler.submit("b", lambda: started.append("b2"))
+    d = scheduler.submit("d", lambda: started.append("d"))
+    d.result(WAIT_S)
+    assert started == ["a1", "d"]  # the batch waits for a1; b2 waits for the batch
+    assert scheduler.queued("b") == 2 and scheduler.queued("c") == 1
+    release_a.set()
+    a1.result(WAIT_S)
+    assert batch_began.wait(WAIT_S)  # on a worker freed by a1
+    assert started == ["a1", "d", "abc"] and not b2.done()
+    release_batch.set()
+    batch.result(WAIT_S)
+    b2.result(WAIT_S)
+    assert started == ["a1", "d", "abc", "b2"]
+    assert scheduler.wait_idle(WAIT_S) and scheduler.busy() == 0
+    scheduler.shutdown()
+
+
 def test_a_job_failure_goes_to_its_caller_and_the_course_goes_on() -> None:
     scheduler = CourseScheduler(1, InlineExecutor())
 
