@@ -39,7 +39,7 @@ class OnFailure(Protocol):
 RENAME_GRACE_S = 2.0  # a vanished course waits this long for a new folder to claim it
 # A full reconcile's job: this many courses read, then written in one transaction (two round
 # trips for them all; over a far link round trips, not the server, bound a backfill).
-BATCH_COURSES = 8
+BATCH_COURSES = 16
 
 
 class Progress(Protocol):

@@ -18,10 +18,10 @@ from tests.proxy import proxy_in_front_of
 def test_a_cold_backfill_pays_two_round_trips_per_batch_of_courses_and_four_besides(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
 ) -> None:
-    """`syncd --rescan` of 17 new courses: the start-up checks (pending migrations, every
+    """`syncd --rescan` of 33 new courses: the start-up checks (pending migrations, every
     privilege the writer needs) are one round trip; the pass reads what syncd wrote in one
-    and registers its source in one; each batch of up to 8 courses costs two (lock and read
-    them all; write them all and commit); the pass's findings one. Beyond that only
+    and registers its source in one; each batch of up to 16 courses costs two (lock and
+    read them all; write them all and commit); the pass's findings one. Beyond that only
     opening connections. (It was about 80 round trips of checks, and two per course.)"""
     root = tmp_path / "courses"
     for i in range(2 * BATCH_COURSES + 1):
@@ -40,5 +40,5 @@ def test_a_cold_backfill_pays_two_round_trips_per_batch_of_courses_and_four_besi
         proxy.close()
     assert run.code == 0, run.stderr
     assert len(run.named("course synced")) == 2 * BATCH_COURSES + 1
-    batches = 3  # 8 + 8 + 1
+    batches = 3  # 16 + 16 + 1
     assert turns - opened * per_connection == 1 + 1 + 1 + 2 * batches + 1, (turns, opened)
