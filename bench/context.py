@@ -34,6 +34,7 @@ class Config:
     far_rtts_ms: tuple[float, ...]  # far_links: round-trip times of the links
     far_size: int  # far_links: lessons of the cold backfill
     far_saves: int  # far_links: single saves per link (outside probe, 400 ms apart)
+    far_quiet_saves: int  # far_links: saves 11 s apart (each after a quiet spell)
     in_process_samples: int
     steady_s: float
     steady_rate: float
@@ -58,6 +59,7 @@ class Config:
             far_rtts_ms=(50.0, 150.0),
             far_size=10_000,
             far_saves=60,
+            far_quiet_saves=6,
             in_process_samples=20,
             steady_s=30.0,
             steady_rate=50.0,
@@ -83,6 +85,7 @@ class Config:
             far_rtts_ms=(50.0, 150.0),
             far_size=1_000,
             far_saves=20,
+            far_quiet_saves=2,
             in_process_samples=10,
             steady_s=10.0,
             steady_rate=50.0,
