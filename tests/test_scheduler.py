@@ -18,7 +18,7 @@ import pytest
 from syncd import heap
 from syncd.breaker import CircuitBreaker, State
 from syncd.course_failures import describe_failure, is_course_level
-from syncd.daemon import Writer
+from syncd.daemon import WARM_EVERY_S, Writer
 from syncd.debounce import Debouncer
 from syncd.errors import (
     AuthenticationFailed,
@@ -308,6 +308,37 @@ def test_an_outage_keeps_the_edit_pending_opens_the_breaker_and_the_edit_lands_a
     assert store.synced == ["c1"]
     assert writer.breaker.state is State.CLOSED
     assert debouncer.pending() == 0 and debouncer.oldest_age() == 0.0
+
+
+def test_a_quiet_writer_checks_a_connection_in_the_background_now_and_then() -> None:
+    """Every WARM_EVERY_S while nothing is pending or running and the database answers, the
+    writer hands the scheduler one background connection check (keep_warm), so that a save
+    after a quiet spell does not pay for it; none while a change waits or the breaker is
+    open."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, debouncer, _log = make_writer(store, clock)
+    warmed: list[float] = []
+    writer.keep_warm = lambda: warmed.append(clock())
+    writer.step()
+    writer.step()
+    assert warmed == [clock()]  # once, not at every turn of the loop
+    clock.advance(WARM_EVERY_S)
+    writer.step()
+    assert len(warmed) == 2
+    clock.advance(WARM_EVERY_S)
+    debouncer.mark("c1")  # a change waits out its quiet period: nothing meanwhile
+    writer.step()
+    assert len(warmed) == 2 and debouncer.pending() == 1
+    store.down = True
+    clock.advance(0.6)
+    writer.step()  # the sync fails until the breaker opens; the change stays pending
+    assert writer.breaker.state is State.OPEN and len(warmed) == 2
+    store.down = False
+    clock.advance(5.0)
+    writer.step()  # the trial syncs it: quiet again, the breaker closed
+    assert debouncer.pending() == 0 and writer.breaker.state is State.CLOSED
+    assert len(warmed) == 3
 
 
 def test_a_course_changed_again_while_it_syncs_is_synced_again_once() -> None:
