@@ -41,4 +41,7 @@ def test_a_cold_backfill_pays_two_round_trips_per_batch_of_courses_and_four_besi
     assert run.code == 0, run.stderr
     assert len(run.named("course synced")) == 2 * BATCH_COURSES + 1
     batches = 3  # 16 + 16 + 1
-    assert turns - opened * per_connection == 1 + 1 + 1 + 2 * batches + 1, (turns, opened)
+    expected = 1 + 1 + 1 + 2 * batches + 1
+    # A server answer that reaches the proxy while a pipeline is still being sent makes the
+    # rest of it count as another turn now and then: one or two more, never one per course.
+    assert expected <= turns - opened * per_connection <= expected + 2, (turns, opened)
