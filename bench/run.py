@@ -329,7 +329,7 @@ def far_links(ctx: Context) -> list[Row]:
     counted by the proxy), and single saves into a daemon whose link is the proxy, seen
     from outside (the poller process is on the unix socket): 400 ms apart, then a few
     after a quiet spell. With ``--before DIR`` the syncd of DIR is measured too (its
-    backfills each beside one of this tree's; its saves 400 ms apart)."""
+    backfills each beside one of this tree's)."""
     cfg = ctx.config
     size = cfg.far_size
     variants = [("", procs.REPO)] + ([(" (before)", ctx.before)] if ctx.before else [])
@@ -362,9 +362,8 @@ def far_links(ctx: Context) -> list[Row]:
         )
         for label, sources in variants:
             rows.append(_far_cold_row(ctx, rtt_ms, sources, label, copy_s))
-        for label, sources in variants:  # the quiet-spell saves: this tree's syncd only
-            quiet = cfg.far_quiet_saves if sources == procs.REPO else 0
-            rows += _far_saves_rows(ctx, rtt_ms, sources, label, quiet=quiet)
+        for label, sources in variants:
+            rows += _far_saves_rows(ctx, rtt_ms, sources, label, quiet=cfg.far_quiet_saves)
     return rows
 
 
