@@ -11,12 +11,19 @@ It runs in its own process (``python -m bench.delayproxy --target SOCK --delay-m
 which prints its port on stdout and serves until stdin closes or SIGTERM), so that its
 threads never compete for the GIL of the process being measured. ``DelayProxy`` starts
 and stops that process.
+
+It also counts the round trips clients make: an *exchange* is a client sending after it
+last heard from the server (or for the first time), so a pipeline of statements sent
+before the first answer is read counts once, however many chunks it takes. A line
+``stats`` on its stdin is answered with one JSON line on stdout: connections accepted and
+exchanges so far (``DelayProxy.stats()``), so a caller can count a command's round trips.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import queue
 import signal
 import socket
@@ -31,6 +38,22 @@ CHUNK = 256 * 1024
 REPO = Path(__file__).resolve().parent.parent
 
 
+class _Counts:
+    """Connections accepted and exchanges (client turns) seen, over every link."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.exchanges = 0
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {"connections": self.connections, "exchanges": self.exchanges}
+
+
+COUNTS = _Counts()
+
+
 class _Link:
     """One proxied connection: two directions, each a reader and a delayed writer."""
 
@@ -38,6 +61,9 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.delay_s = delay_s
+        self._client_turn = False  # the client spoke last (its next chunk is the same turn)
+        with COUNTS.lock:
+            COUNTS.connections += 1
         for src, dst in ((client, upstream), (upstream, client)):
             chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
             threading.Thread(target=self._read, args=(src, chunks), daemon=True).start()
@@ -49,9 +75,17 @@ class _Link:
                 data = src.recv(CHUNK)
             except OSError:
                 data = b""
+            if data:
+                self._heard(from_client=src is self.client)
             chunks.put((time.monotonic() + self.delay_s, data))
             if not data:
                 return
+
+    def _heard(self, *, from_client: bool) -> None:
+        with COUNTS.lock:
+            if from_client and not self._client_turn:
+                COUNTS.exchanges += 1
+            self._client_turn = from_client
 
     def _write(self, dst: socket.socket, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
         while True:
@@ -99,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.0002)  # a woken writer thread gets the GIL promptly
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     threading.Thread(target=serve, args=(args.target, args.delay_ms / 1000), daemon=True).start()
-    sys.stdin.read()  # serve until the parent closes our stdin (or dies)
+    for line in sys.stdin:  # serve until the parent closes our stdin (or dies)
+        if line.strip() == "stats":
+            print(json.dumps(COUNTS.snapshot()), flush=True)
     return 0
 
 
@@ -135,6 +171,15 @@ class DelayProxy:
             raise RuntimeError("delay proxy did not start")
         self.port = int(line)
         return self
+
+    def stats(self) -> dict[str, int]:
+        """Connections accepted and exchanges (round trips clients made) so far."""
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("stats\n")
+        proc.stdin.flush()
+        counts: dict[str, int] = json.loads(proc.stdout.readline())
+        return counts
 
     def __exit__(
         self,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -47,6 +48,7 @@ from bench.delayproxy import DelayProxy
 from bench.pg import BenchServer
 from bench.report import git_revision, load_average, median, percentile
 
+_RUNS = itertools.count()
 POLL_QUERY = (
     "SELECT file_path, metadata->'labels'->>%(label)s FROM public.contents "
     "WHERE file_path = ANY(%(paths)s::text[]) AND deleted_at IS NULL"
@@ -219,6 +221,7 @@ def outside_saves(
     """``saves`` in-place saves, one every ``gap_s``, round robin over ``lessons``; each
     waited for (seen by the poller process) before the next."""
     rels = [str(p.relative_to(root)) for p in lessons]
+    run = next(_RUNS)  # tokens unique to this call: a tree saved into before holds older ones
     poller = Poller(dsn, rels, poll_s)
     done: list[Save] = []
     try:
@@ -227,7 +230,7 @@ def outside_saves(
         next_at = time.monotonic()
         for k in range(saves):
             path, rel = lessons[k % len(lessons)], rels[k % len(lessons)]
-            token = f"out{os.getpid()}x{k:05d}"
+            token = f"out{os.getpid()}r{run}x{k:05d}"
             data = with_token(texts[path], token).encode("utf-8")
             delay = next_at - time.monotonic()
             if delay > 0:

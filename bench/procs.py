@@ -21,6 +21,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Where ``python -m syncd`` runs from (its ``syncd/`` package is the one imported): this
+# checkout, or the sources of another commit (``bench.run --syncd-from``) for before/after
+# figures measured by the same bench in the same sitting.
+SYNCD_SOURCES = {"cwd": REPO}
+
+
+def syncd_cwd() -> Path:
+    return SYNCD_SOURCES["cwd"]
 
 
 def syncd_env(dsn: str) -> dict[str, str]:
@@ -51,9 +59,8 @@ class Children:
         self._lock = threading.Lock()
 
     def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        proc: subprocess.Popen[Any] = subprocess.Popen(
-            argv, start_new_session=True, cwd=REPO, **kwargs
-        )
+        kwargs.setdefault("cwd", REPO)
+        proc: subprocess.Popen[Any] = subprocess.Popen(argv, start_new_session=True, **kwargs)
         with self._lock:
             self._procs.append(proc)
         return proc
@@ -94,13 +101,16 @@ class RescanRun:
         return float(self.event("reconcile finished")["ms"])
 
 
-def rescan(root: Path, dsn: str, timeout_s: float = 3600.0) -> RescanRun:
+def rescan(
+    root: Path, dsn: str, timeout_s: float = 3600.0, args: tuple[str, ...] = ()
+) -> RescanRun:
     """Wall time of a whole ``python -m syncd --rescan --root ROOT`` process."""
     with tempfile.TemporaryFile(mode="w+") as log:
         started = time.perf_counter()
         proc = CHILDREN.popen(
-            [sys.executable, "-m", "syncd", "--rescan", "--root", str(root)],
+            [sys.executable, "-m", "syncd", "--rescan", "--root", str(root), *args],
             env=syncd_env(dsn),
+            cwd=syncd_cwd(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -137,6 +147,7 @@ class Daemon:
         self.proc = CHILDREN.popen(
             [sys.executable, "-m", self.module, "--root", str(self.root), *self.args],
             env=syncd_env(self.dsn),
+            cwd=syncd_cwd() if self.module == "syncd" else REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gen, latency, many_sources, outside, procs
-from bench.context import Config, Context, DaemonMemory
+from bench.context import RTT5_MS, Config, Context, DaemonMemory
 from bench.pg import BenchServer
 from bench.report import (
     Row,
@@ -266,14 +266,14 @@ def parse_ceiling(ctx: Context) -> list[Row]:
 def rtt5(ctx: Context) -> list[Row]:
     """Items 2-4 through a proxy adding 2.5 ms each way (a 5 ms RTT link)."""
     size = ctx.config.rtt_size
-    direct = ctx.ping_ms(rtt=False)
-    via = ctx.ping_ms(rtt=True)
+    direct = ctx.ping_ms(0.0)
+    via = ctx.ping_ms(RTT5_MS)
     syncd_local = median(ctx.syncd_cold(size))
-    syncd_runs = ctx.syncd_cold(size, rtt=True)
+    syncd_runs = ctx.syncd_cold(size, RTT5_MS)
     syncd_s = median(syncd_runs)
-    naive_runs = ctx.naive(size, rtt=True)
+    naive_runs = ctx.naive(size, RTT5_MS)
     naive_s = median(naive_runs)
-    copy_runs = ctx.copy(size, rtt=True)
+    copy_runs = ctx.copy(size, RTT5_MS)
     copy_s = median(copy_runs)
     faster = ratio(naive_s, syncd_s)
     vs_copy = ratio(syncd_s, copy_s)
@@ -317,6 +317,142 @@ def rtt5(ctx: Context) -> list[Row]:
             miss=f"{vs_copy:.2f}x: {vs_copy / 2:.2f}x the allowed time" if vs_copy > 2 else "",
         ),
     ]
+
+
+# ------------------------------------------------------------------ 6b. far_links
+
+
+def far_links(ctx: Context) -> list[Row]:
+    """Issue 17 item 4, a creator far from the database (Sao Paulo to us-east-1: about
+    120 ms). Through the proxy at each of ``far_rtts_ms``: a cold ``syncd --rescan`` of
+    ``far_size`` lessons against COPY of the same rows through the same link (round trips
+    counted by the proxy), and single saves into a daemon whose link is the proxy, seen
+    from outside (the poller process is on the unix socket): 400 ms apart, then a few
+    after a quiet spell. With ``--before DIR`` the syncd of DIR is measured too (its
+    backfills each beside one of this tree's)."""
+    cfg = ctx.config
+    size = cfg.far_size
+    variants = [("", procs.REPO)] + ([(" (before)", ctx.before)] if ctx.before else [])
+    rows: list[Row] = []
+    for rtt_ms in cfg.far_rtts_ms:
+        ping = ctx.ping_ms(rtt_ms, count=20)
+        rows.append(
+            Row(
+                "far_links",
+                f"link: `SELECT 1` round trip via the proxy ({rtt_ms / 2:g} ms each way)",
+                "ms",
+                ping,
+                comparison=f"{rtt_ms:g} ms of delay; the rest is the proxy's own",
+            )
+        )
+        for i in range(cfg.repeats):  # COPY and each syncd in turn, so that load hits all
+            ctx.copy(size, rtt_ms, repeat=i)
+            for label, sources in variants:
+                ctx.cold_runs(size, rtt_ms, sources, label, repeat=i)
+        copy_runs = ctx.copy(size, rtt_ms)
+        copy_s = median(copy_runs)
+        rows.append(
+            Row(
+                "far_links",
+                f"COPY ceiling via {rtt_ms:g} ms RTT, {size:,} lessons",
+                "s",
+                copy_runs,
+                comparison="one transaction, two COPY streams, through the same proxy",
+            )
+        )
+        for label, sources in variants:
+            rows.append(_far_cold_row(ctx, rtt_ms, sources, label, copy_s))
+        for label, sources in variants:
+            rows += _far_saves_rows(ctx, rtt_ms, sources, label, quiet=cfg.far_quiet_saves)
+    return rows
+
+
+def _far_cold_row(ctx: Context, rtt_ms: float, sources: Path, label: str, copy_s: float) -> Row:
+    size = ctx.config.far_size
+    courses = size // gen.LESSONS_PER_COURSE
+    runs = ctx.cold_runs(size, rtt_ms, sources, label)
+    seconds = median([r.wall_s for r in runs])
+    r = ratio(seconds, copy_s)
+    trips = median([float(r.round_trips or 0) for r in runs])
+    return Row(
+        "far_links",
+        f"cold `syncd --rescan`{label} via {rtt_ms:g} ms RTT, {size:,} lessons "
+        f"({courses:,} courses)",
+        "s",
+        [r.wall_s for r in runs],
+        comparison=f"syncd/COPY = {r:.2f} (COPY {fmt(copy_s)} s); {trips:,.0f} round trips "
+        f"({trips / courses:.2f} per course); reconcile "
+        f"{fmt(median([r.reconcile_ms for r in runs]) / 1000)} s (its log)",
+        target="syncd <= 1.5x COPY",
+        met=r <= 1.5,
+        miss=f"{r:.2f}x: {r / 1.5:.2f}x the allowed time" if r > 1.5 else "",
+        details={"round_trips": [r.round_trips for r in runs]},
+    )
+
+
+def _far_saves_rows(
+    ctx: Context, rtt_ms: float, sources: Path, label: str, *, quiet: int
+) -> list[Row]:
+    """Single saves in place into a daemon whose database link is the proxy: 400 ms apart
+    (no pooled connection sits idle long enough to be checked first), then ``quiet`` saves
+    11 s apart (each after a quiet spell: its connection is checked first, one more round
+    trip)."""
+    cfg = ctx.config
+    tree = ctx.tree(5 * gen.LESSONS_PER_COURSE, prefix="far")
+    previous = procs.SYNCD_SOURCES["cwd"]
+    procs.SYNCD_SOURCES["cwd"] = sources
+    runs: list[tuple[str, float, list[outside.Save], dict[str, Any], int]] = []
+    try:
+        with (
+            ctx.server.fresh_database() as db,
+            procs.Daemon(tree.root, ctx.dsn(db, rtt_ms)) as daemon,
+        ):
+            daemon.wait_ready(timeout_s=600)
+            time.sleep(1.0)
+            first = sorted((tree.root / tree.courses[0] / "lessons").iterdir())
+            for what, gap_s, saves in (
+                ("400 ms apart", 0.4, cfg.far_saves),
+                ("11 s apart, each after a quiet spell", 11.0, quiet),
+            ):
+                if not saves:
+                    continue
+                if gap_s > 10:  # the daemon's connections were just used: idle them first
+                    time.sleep(gap_s)
+                before = ctx.proxy(rtt_ms).stats()["exchanges"]
+                seen, poll = outside.outside_saves(
+                    tree.root, first, ctx.dsn(db), saves=saves, gap_s=gap_s, poll_s=0.003
+                )
+                trips = ctx.proxy(rtt_ms).stats()["exchanges"] - before
+                runs.append((what, gap_s, seen, poll, trips))
+    finally:
+        procs.SYNCD_SOURCES["cwd"] = previous
+    rows = []
+    limit = 150 + 2 * rtt_ms
+    for what, _gap_s, seen, poll, trips in runs:
+        samples = [s.latency_ms for s in seen]
+        p99 = percentile(samples, 99)
+        ctx.log(
+            f"  saves{label} {what} via {rtt_ms:g} ms RTT: p50 {fmt(median(samples))} ms, "
+            f"p99 {fmt(p99)} ms"
+        )
+        rows.append(
+            Row(
+                "far_links",
+                f"save to row{label} via {rtt_ms:g} ms RTT: single saves in place {what}, into "
+                "an idle daemon whose link is the proxy, until a poller process on the unix "
+                "socket sees the row (p50)",
+                "ms",
+                samples,
+                comparison=f"p90 {fmt(percentile(samples, 90))} ms, p99 {fmt(p99)} ms, max "
+                f"{fmt(max(samples))} ms; {trips / len(samples):.2f} round trips per save; "
+                f"poll interval p50 {fmt(poll.get('poll_interval_ms_p50') or 0)} ms",
+                target=f"p99 <= {limit:g} ms (150 ms + 2 RTT)",
+                met=p99 <= limit,
+                miss=f"p99 {fmt(p99)} ms" if p99 > limit else "",
+                details={"round_trips": trips},
+            )
+        )
+    return rows
 
 
 # ------------------------------------------------------------------ 7. no_change_rescan
@@ -666,6 +802,7 @@ MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
     "copy_ceiling": copy_ceiling,
     "parse_ceiling": parse_ceiling,
     "rtt5": rtt5,
+    "far_links": far_links,
     "no_change_rescan": no_change_rescan,
     "latency": latency_,
     "save_to_row": save_to_row,
@@ -690,7 +827,9 @@ def _notes(cfg: Config) -> list[str]:
         "Whole-process figures time `python -m syncd --rescan --root TREE` from spawn to exit "
         "(DATABASE_URL set, SYNCD_LOG_FORMAT=json).",
         "5 ms RTT: bench/delayproxy.py (own process) delays every chunk 2.5 ms each way, "
-        "as latency, not per byte; the measured `SELECT 1` round trip is in its row.",
+        "as latency, not per byte; the measured `SELECT 1` round trip is in its row. The far "
+        "links (50 and 150 ms RTT) are the same proxy with 25 and 75 ms each way; it counts "
+        "round trips (a client sending after it last heard from the server).",
         "naive: one autocommit INSERT ... RETURNING id per row (project, outline, modules, "
         "lessons), parent ids kept in Python (no lookup SELECT): its best case, one round "
         "trip per row. COPY: content_projects then contents, one transaction, into the real "
@@ -731,6 +870,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only this measurement (repeatable)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="far_links: also measure the syncd/ of this folder (another commit's sources, "
+        "e.g. from `git archive`), each run beside one of this tree's",
+    )
     return parser.parse_args(argv)
 
 
@@ -754,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine(server.settings())
         info["mode"] = "quick" if cfg.quick else "full"
         with contextlib.ExitStack() as stack:
-            ctx = Context(cfg, server, stack, log=log)
+            ctx = Context(cfg, server, stack, log=log, before=args.before)
             try:
                 for name in names:
                     log(f"[{name}] ({time.monotonic() - started:.0f}s elapsed)")

@@ -25,7 +25,6 @@ from syncd.errors import (
 )
 from syncd.exits import ExitCode
 from syncd.parser import ParseOptions
-from syncd.privileges import missing_privileges
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
@@ -533,18 +532,16 @@ def _database(
         if migrate_now:
             for migration in migrate.apply_pending(conn):
                 log.info("migration applied", version=migration.version, name=migration.name)
-        problems = migrate.check(conn).problems()
+        schema, missing = migrate.preflight(conn, writes=writes)
+        problems = schema.problems()
         if problems:
             raise FatalError("; ".join(problems))
-        if writes:
-            with conn.transaction(force_rollback=True):  # reads only
-                missing = missing_privileges(conn)
-            if missing:
-                raise FatalError(
-                    "the database role lacks what syncd needs: "
-                    + "; ".join(missing)
-                    + " (grant the syncd_writer role, see README: Security)"
-                )
+        if missing:
+            raise FatalError(
+                "the database role lacks what syncd needs: "
+                + "; ".join(missing)
+                + " (grant the syncd_writer role, see README: Security)"
+            )
     yield db
 
 

@@ -34,7 +34,9 @@ from typing import Any
 import psycopg
 
 from syncd.errors import MigrationError
+from syncd.privileges import read_missing, send_checks
 from syncd.sqlfiles import query
+from syncd.store import SyncdConnection
 
 __all__ = [
     "Migration",
@@ -195,28 +197,65 @@ def check(conn: psycopg.Connection[Any], directory: Path | None = None) -> Schem
     """The ledger against the files and the database (reads only, one transaction)."""
     migrations = discover(directory)
     with conn.transaction():
-        ledger = _ledger(conn)
-        names = sorted({name for m in migrations if m.version in ledger for name in m.provides})
-        rows = conn.execute(query("schema.sql", "missing_objects"), {"names": names}).fetchall()
-    missing = {row[0] for row in rows}
+        if not _ledger_exists(conn):
+            return _compare(migrations, [], [])
+        ledger = conn.execute(query("schema.sql", "ledger")).fetchall()
+        missing = _send_missing_objects(conn, migrations).fetchall()
+    return _compare(migrations, ledger, missing)
+
+
+def _send_missing_objects(
+    conn: psycopg.Connection[Any], migrations: list[Migration]
+) -> psycopg.Cursor[Any]:
+    """Send the read of which objects of every migration's ``provides`` are missing (all of
+    them, applied or not, so that it needs no answer first: one round trip with the rest)."""
+    names = sorted({name for m in migrations for name in m.provides})
+    return conn.cursor().execute(query("schema.sql", "missing_objects"), {"names": names})
+
+
+def _compare(
+    migrations: list[Migration], ledger: list[Any], missing_rows: list[Any]
+) -> SchemaCheck:
+    """The check, from the ledger's (version, name, applied_at) rows and the names of the
+    missing objects."""
+    applied = {row[0]: (row[1], row[2]) for row in ledger}
+    missing = {row[0] for row in missing_rows}
     known = {m.version for m in migrations}
     return SchemaCheck(
         statuses=[
             MigrationStatus(
                 m,
-                ledger[m.version][1] if m.version in ledger else None,
+                applied[m.version][1] if m.version in applied else None,
                 tuple(name for name in m.provides if name in missing)
-                if m.version in ledger
+                if m.version in applied
                 else (),
             )
             for m in migrations
         ],
         unknown=[
             UnknownVersion(version, name, applied_at)
-            for version, (name, applied_at) in sorted(ledger.items())
+            for version, (name, applied_at) in sorted(applied.items())
             if version not in known
         ],
     )
+
+
+def preflight(conn: SyncdConnection, *, writes: bool) -> tuple[SchemaCheck, list[str]]:
+    """The schema check and, for a command that writes, what the role lacks
+    (``privileges``), read together in one round trip: over a far link that is what a
+    start-up costs (it was one round trip per privilege, about 75)."""
+    migrations = discover()
+    checks = None
+    try:
+        with conn.work(read_only=True):
+            ledger = conn.cursor().execute(query("schema.sql", "ledger"))
+            missing = _send_missing_objects(conn, migrations)
+            if writes:
+                checks = send_checks(conn)
+            found = _compare(migrations, ledger.fetchall(), missing.fetchall())
+    except psycopg.errors.UndefinedTable:  # no ledger yet: nothing is applied
+        return _compare(migrations, [], []), []
+    return found, read_missing(checks) if checks is not None else []
 
 
 def apply_pending(conn: psycopg.Connection[Any], directory: Path | None = None) -> list[Migration]:

@@ -15,12 +15,12 @@ just ``<schema>.<name>``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import tuple_row
 
-__all__ = ["REQUIRED", "ROW_ACCESS", "missing_privileges"]
+__all__ = ["REQUIRED", "ROW_ACCESS", "missing_privileges", "read_missing", "send_checks"]
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "schema public": ("USAGE",),
@@ -55,17 +55,18 @@ WRITTEN_TABLES = (
 )
 ROW_ACCESS = "row access to {table} (every row, through a policy for syncd_writer, or BYPASSRLS)"
 
-# A table with RLS on that the current user reaches only partly: not its owner (owners
-# bypass RLS unless it is forced), and either no permissive "for all" policy with USING and
-# WITH CHECK both true applies to the current user (directly, through a role it is a member
-# of, or to PUBLIC), or a restrictive policy that is not simply true applies to it.
+# A table (t.schema, t.relation) with RLS on that the current user reaches only partly: not
+# its owner (owners bypass RLS unless it is forced), and either no permissive "for all"
+# policy with USING and WITH CHECK both true applies to the current user (directly, through
+# a role it is a member of, or to PUBLIC), or a restrictive policy that is not simply true
+# applies to it.
 _APPLIES = """(0::oid = any ({p}.polroles) or exists (
         select 1 from unnest({p}.polroles) as r(oid)
         where pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')))"""
 _ROW_ACCESS_LACKING = f"""
 select c.oid from pg_catalog.pg_class c
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-where n.nspname = %s and c.relname = %s and c.relrowsecurity
+where n.nspname = t.schema and c.relname = t.relation and c.relrowsecurity
   and (c.relforcerowsecurity or not pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
   and (
     not exists (
@@ -87,15 +88,78 @@ where n.nspname = %s and c.relname = %s and c.relrowsecurity
 
 # Objects are looked up in the catalogs by name, not with to_regclass() or a ::regclass
 # cast: those refuse a schema the current user has no USAGE on, and that is one of the
-# things to report, not a reason to fail.
-_SCHEMA_OID = "select oid from pg_catalog.pg_namespace where nspname = %s"
-_RELATION_OID = """
-select c.oid from pg_catalog.pg_class c
-join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-where n.nspname = %s and c.relname = %s and c.relkind = any(%s::"char"[])
+# things to report, not a reason to fail. One row per (object, privilege), in the order of
+# REQUIRED; ``held`` is NULL when the object does not exist.
+_HELD = """
+select w.obj, w.privilege, case w.kind
+  when 'schema' then (
+    select pg_catalog.has_schema_privilege(n.oid, w.privilege)
+    from pg_catalog.pg_namespace n where n.nspname = w.name)
+  when 'sequence' then (
+    select pg_catalog.has_sequence_privilege(c.oid, w.privilege)
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = w.schema and c.relname = w.name and c.relkind = 'S')
+  else (
+    select pg_catalog.has_table_privilege(c.oid, w.privilege)
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = w.schema and c.relname = w.name
+      and c.relkind = any('{r,p,v,m,f}'::"char"[]))
+  end as held
+from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+  with ordinality as w(obj, kind, schema, name, privilege, ord)
+order by w.ord
 """
-_TABLE_KINDS = ["r", "p", "v", "m", "f"]
-_SEQUENCE_KINDS = ["S"]
+# The written tables the current user reaches only partly, in the order of WRITTEN_TABLES
+# (none for a role that bypasses RLS).
+_ROW_ACCESS_MISSING = f"""
+select t.schema || '.' || t.relation as "table"
+from unnest(%s::text[], %s::text[]) with ordinality as t(schema, relation, ord)
+where not coalesce((select rolbypassrls or rolsuper from pg_catalog.pg_roles
+                    where rolname = current_user), false)
+  and exists ({_ROW_ACCESS_LACKING})
+order by t.ord
+"""
+
+
+class Checks(NamedTuple):
+    """The two queries of the check, sent (in a pipeline: queued) and not read yet."""
+
+    held: psycopg.Cursor[tuple[Any, ...]]
+    row_access: psycopg.Cursor[tuple[Any, ...]]
+
+
+def send_checks(conn: psycopg.Connection[Any]) -> Checks:
+    """Send the check's two queries (in a pipeline they go with whatever else is queued:
+    with ``read_missing`` after it, one round trip in all)."""
+    wanted = [
+        (obj, kind or "table", *_split(kind, name), privilege)
+        for obj, privileges in REQUIRED.items()
+        for kind, _, name in [obj.rpartition(" ")]
+        for privilege in privileges
+    ]
+    held = conn.cursor(row_factory=tuple_row).execute(
+        _HELD, [list(column) for column in zip(*wanted, strict=True)]
+    )
+    tables = [table.partition(".") for table in WRITTEN_TABLES]
+    row_access = conn.cursor(row_factory=tuple_row).execute(
+        _ROW_ACCESS_MISSING, ([t[0] for t in tables], [t[2] for t in tables])
+    )
+    return Checks(held, row_access)
+
+
+def read_missing(checks: Checks) -> list[str]:
+    """What the checks found missing, as readable items (see ``missing_privileges``)."""
+    missing: list[str] = []
+    absent: set[str] = set()
+    for obj, privilege, held in checks.held.fetchall():
+        if held is None:
+            if obj not in absent:
+                absent.add(obj)
+                missing.append(f"{obj} (does not exist)")
+        elif not held:
+            missing.append(f"{privilege} on {obj}")
+    missing += [ROW_ACCESS.format(table=row[0]) for row in checks.row_access.fetchall()]
+    return missing
 
 
 def missing_privileges(conn: psycopg.Connection[Any]) -> list[str]:
@@ -103,37 +167,13 @@ def missing_privileges(conn: psycopg.Connection[Any]) -> list[str]:
     ``REQUIRED`` and of row access to ``WRITTEN_TABLES``, as readable items such as
     ``"INSERT on public.contents"``;
     empty when nothing is missing. Reads only, inside the caller's transaction (none is
-    committed or rolled back here)."""
-    cur = conn.cursor(row_factory=tuple_row)
-    missing: list[str] = []
-    for obj, privileges in REQUIRED.items():
-        kind, _, name = obj.rpartition(" ")
-        if kind == "schema":
-            row = cur.execute(_SCHEMA_OID, (name,)).fetchone()
-            check = "select pg_catalog.has_schema_privilege(%s::oid, %s)"
-        else:
-            schema, _, relation = name.partition(".")
-            kinds = _SEQUENCE_KINDS if kind == "sequence" else _TABLE_KINDS
-            row = cur.execute(_RELATION_OID, (schema, relation, kinds)).fetchone()
-            check = (
-                "select pg_catalog.has_sequence_privilege(%s::oid, %s)"
-                if kind == "sequence"
-                else "select pg_catalog.has_table_privilege(%s::oid, %s)"
-            )
-        if row is None:
-            missing.append(f"{obj} (does not exist)")
-            continue
-        for privilege in privileges:
-            held = cur.execute(check, (row[0], privilege)).fetchone()
-            if not (held and held[0]):
-                missing.append(f"{privilege} on {obj}")
-    row = cur.execute(
-        "select rolbypassrls or rolsuper from pg_catalog.pg_roles where rolname = current_user"
-    ).fetchone()
-    if row and row[0]:
-        return missing
-    for table in WRITTEN_TABLES:
-        schema, _, relation = table.partition(".")
-        if cur.execute(_ROW_ACCESS_LACKING, (schema, relation)).fetchone() is not None:
-            missing.append(ROW_ACCESS.format(table=table))
-    return missing
+    committed or rolled back here): two queries, whatever the number of objects."""
+    return read_missing(send_checks(conn))
+
+
+def _split(kind: str, name: str) -> tuple[str, str]:
+    """(schema, name) of an object of REQUIRED: a schema's own name is its name."""
+    if kind == "schema":
+        return "", name
+    schema, _, relation = name.partition(".")
+    return schema, relation

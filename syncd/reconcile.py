@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,12 +28,19 @@ from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, CourseStore, Known, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
 
+# A course read and parsed, to write: (snapshot, content fingerprint, stat fingerprint, the
+# time its job began)
+Prepared = tuple[CourseSnapshot, bytes, bytes, float]
+
 
 class OnFailure(Protocol):
     def __call__(self, course: str, error: BaseException) -> None: ...
 
 
 RENAME_GRACE_S = 2.0  # a vanished course waits this long for a new folder to claim it
+# A full reconcile's job: this many courses read, then written in one transaction (two round
+# trips for them all; over a far link round trips, not the server, bound a backfill).
+BATCH_COURSES = 16
 
 
 class Progress(Protocol):
@@ -79,6 +86,17 @@ def _top_names(folder: Path) -> list[str]:
         return []
 
 
+def _synced_in(futures: Iterable[Future[list[CourseResult | Exception]]]) -> int:
+    """Courses done without failing in the jobs among ``futures`` that finished."""
+    return sum(
+        1
+        for f in futures
+        if f.done() and not f.cancelled() and f.exception() is None
+        for outcome in f.result()
+        if not isinstance(outcome, Exception)
+    )
+
+
 def _course_failed(
     summary: Summary, course: str, error: Exception, told: OnFailure, *, listed: bool = True
 ) -> None:
@@ -101,6 +119,7 @@ class Reconciler:
     write: bool = True  # False: dry run / kill switch; plan from reads, write nothing
     clock: Callable[[], float] = time.monotonic
     keep_plans: bool = False  # --dry-run prints them; otherwise they are dropped at once
+    batch_courses: int = BATCH_COURSES  # courses per job (and transaction) of a full reconcile
     follow_symlinks: bool = False
     host: str = ""  # recorded with the source (the store's source name)
     # Is a file of the course open for writing? (the daemon's close events): then its
@@ -134,11 +153,12 @@ class Reconciler:
         on_failure: OnFailure | None = None,
         after_course: Callable[[str], None] | None = None,
     ) -> Summary:
-        """Every course once, each a job of ``scheduler`` (read, parse, write in its own
-        transaction), at most two jobs per worker outstanding so that memory stays flat.
-        A course that fails on its own is in ``Summary.failed`` and told to ``on_failure``
-        (by default: logged); the pass goes on. ``after_course`` is told of each course
-        done without failing."""
+        """Every course once, a few courses (``batch_courses``) per job of ``scheduler``:
+        each course read and parsed, then those to write written in one transaction (or
+        each in its own, when one of them cannot be written that way). At most two jobs per
+        worker are outstanding, so that memory stays flat. A course that fails on its own
+        is in ``Summary.failed`` and told to ``on_failure`` (by default: logged); the pass
+        goes on. ``after_course`` is told of each course done without failing."""
         started = self.clock()
         self.log.info(
             "reconcile started", root=str(self.root), write=self.write, source=self.store.source
@@ -150,38 +170,41 @@ class Reconciler:
         live_known = self._begin_pass(courses)
         self._register_source()  # after the root checks: a pass that fails on it writes nothing
         summary = Summary()
-        pending: deque[tuple[str, Future[CourseResult]]] = deque()
+        pending: deque[tuple[list[str], Future[list[CourseResult | Exception]]]] = deque()
         done = 0
 
         failed = on_failure or self.log_failure
 
-        def job(course: str) -> CourseResult:
-            prepared = self.prepare(course)
-            result = prepared if isinstance(prepared, CourseResult) else self.commit(*prepared)
+        def job(batch: list[str]) -> list[CourseResult | Exception]:
+            outcomes = self.sync_batch(batch)
             if after_course is not None:
-                after_course(course)
-            return result
+                for course, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, CourseResult):
+                        after_course(course)
+            return outcomes
 
         def collect(block_until: int) -> None:
             nonlocal done
             while len(pending) > block_until:
-                course, future = pending[0]  # left there until done: an interrupt counts it
-                try:
-                    result = future.result()
-                except Exception as error:
-                    _course_failed(summary, course, error, failed)
-                else:
-                    if self.keep_plans:
-                        self.last_results.append(result)
-                    summary.add(result)
+                batch, future = pending[0]  # left there until done: an interrupt counts it
+                outcomes = future.result()  # the database's trouble ends the pass here
+                for course, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        _course_failed(summary, course, outcome, failed)
+                    else:
+                        if self.keep_plans:
+                            self.last_results.append(outcome)
+                        summary.add(outcome)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(courses), course)
                 pending.popleft()
-                done += 1
-                if progress is not None:
-                    progress(done, len(courses), course)
 
+        size = max(1, self.batch_courses)
         try:
-            for course in courses:
-                pending.append((course, scheduler.submit(course, partial(job, course))))
+            for first in range(0, len(courses), size):
+                batch = courses[first : first + size]
+                pending.append((batch, scheduler.submit_group(batch, partial(job, batch))))
                 collect(block_until=2 * scheduler.workers)
             collect(block_until=0)
         except BaseException:
@@ -189,9 +212,7 @@ class Reconciler:
                 future.cancel()
             scheduler.wait_idle()  # no job of this pass outlives it
             if progress is not None:  # the courses that finished meanwhile count as done
-                finished = [f for _, f in pending if f.done() and not f.cancelled()]
-                done += sum(1 for f in finished if f.exception() is None)
-                progress(done, len(courses), "")
+                progress(done + _synced_in(f for _, f in pending), len(courses), "")
             raise
         self._save_tree_findings(summary, courses)
         self._archive_vanished(sorted(set(live_known) - set(courses)), summary, failed)
@@ -230,10 +251,9 @@ class Reconciler:
         with self._state:
             self._vanished_at.clear()  # every course is looked at afresh
         self._count_skipped_folders()
-        known = self.store.fingerprints()
         # Rows someone else changed or deleted since syncd wrote them: their courses are
         # synced even if no file changed, and the sync rewrites those rows from their files.
-        changed = self.store.changed_courses()
+        known, changed = self.store.pass_state()
         with self._state:
             self._known, self._changed, self._owned_elsewhere = known, changed, {}
             self._conflicts = course_parser.slug_conflicts(courses, known)
@@ -249,41 +269,34 @@ class Reconciler:
     def _save_tree_findings(self, summary: Summary, courses: list[str]) -> None:
         """After a full pass: touched-but-unchanged stats, the courses this source adopts,
         those other sources own, and non-course folders, for the next rescan, `verify` and
-        `report`."""
+        `report`, in one transaction."""
         with self._state:
             self._conflicts = None
             owned_elsewhere = dict(self._owned_elsewhere)
         summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
-        steps: list[tuple[str, Callable[[], None]]] = [("save touched", self.save_touched)]
-        if self.write and self.store.source:
-            steps.append(
-                (
-                    "adopt",
-                    lambda: self.store.adopt([c for c in courses if c not in owned_elsewhere]),
-                )
+        with self._state:
+            touched, self._touched = self._touched, []
+        if not self.write:
+            return
+        mine = bool(self.store.source)
+        try:
+            self.store.save_findings(
+                touched=touched,
+                adopted=[c for c in courses if c not in owned_elsewhere] if mine else None,
+                conflicts=owned_elsewhere if mine else None,
+                skipped_folders=summary.skipped_folders,
             )
-            steps.append(("save conflicts", lambda: self.store.save_conflicts(owned_elsewhere)))
-        if self.write:
-            steps.append(
-                (
-                    "save skipped folders",
-                    lambda: self.store.save_skipped_folders(summary.skipped_folders),
-                )
+        except Exception as error:  # bookkeeping: the next full reconcile does it again
+            if not is_course_level(error):
+                raise
+            failure = describe_failure(error)
+            self.log.error(
+                "reconcile step failed",
+                step="save findings",
+                reason=failure.reason,
+                sqlstate=failure.sqlstate,
+                retry="at the next full reconcile",
             )
-        for step, call in steps:
-            try:
-                call()
-            except Exception as error:  # bookkeeping: the next full reconcile does it again
-                if not is_course_level(error):
-                    raise
-                failure = describe_failure(error)
-                self.log.error(
-                    "reconcile step failed",
-                    step=step,
-                    reason=failure.reason,
-                    sqlstate=failure.sqlstate,
-                    retry="at the next full reconcile",
-                )
 
     def log_failure(self, course: str, error: BaseException) -> None:
         """A course failed on its own (``--rescan``: named; the daemon retries it)."""
@@ -349,7 +362,62 @@ class Reconciler:
             return prepared
         return self.commit(*prepared)
 
-    def prepare(self, course: str) -> CourseResult | tuple[CourseSnapshot, bytes, bytes, float]:
+    def sync_batch(self, courses: list[str]) -> list[CourseResult | Exception]:
+        """Sync these course folders (a full reconcile's job): each read and parsed, then
+        the ones to write written together (``commit_many``). Each course's outcome, in
+        order: its result, or its own failure; the database's trouble, a fatal refusal and
+        an unreadable root are raised. Thread-safe."""
+        outcomes: list[CourseResult | Exception | None] = []
+        prepared: list[tuple[int, Prepared]] = []
+        for course in courses:
+            try:
+                read = self.prepare(course)
+            except Exception as error:
+                if not is_course_level(error):
+                    raise
+                outcomes.append(error)
+                continue
+            if isinstance(read, CourseResult):
+                outcomes.append(read)
+            else:
+                prepared.append((len(outcomes), read))
+                outcomes.append(None)
+        written = self.commit_many([p for _, p in prepared])
+        for (index, _), done in zip(prepared, written, strict=True):
+            outcomes[index] = done
+        return [o for o in outcomes if o is not None]
+
+    def commit_many(self, prepared: list[Prepared]) -> list[CourseResult | Exception]:
+        """Write parsed courses: several in one transaction (``CourseStore.sync_courses``);
+        when one of them cannot be written that way (its own trouble: a refused row, a
+        slug taken, a lock), each in its own, as ``commit`` does. Each course's result or
+        its own failure, in order; the database's trouble is raised. Thread-safe."""
+        if self.write and len(prepared) > 1:
+            try:
+                results = self.store.sync_courses([(p[0], p[2]) for p in prepared])
+            except Exception as error:
+                if not is_course_level(error):
+                    raise
+                self.log.debug(
+                    "courses written one by one",
+                    courses=[p[0].course for p in prepared],
+                    reason=describe_failure(error).reason,
+                )
+            else:
+                return [
+                    self._committed(result, *p) for result, p in zip(results, prepared, strict=True)
+                ]
+        outcomes: list[CourseResult | Exception] = []
+        for p in prepared:
+            try:
+                outcomes.append(self.commit(*p))
+            except Exception as error:
+                if not is_course_level(error):
+                    raise
+                outcomes.append(error)
+        return outcomes
+
+    def prepare(self, course: str) -> CourseResult | Prepared:
         """Read and parse one course: a finished result when there is nothing to write
         (unchanged, archived, rejected), else (snapshot, fingerprints, start time).
 
@@ -600,6 +668,17 @@ class Reconciler:
             result = self.store.sync_course(snapshot, stat_fingerprint)
         else:
             result = self.store.dry_run(snapshot)
+        return self._committed(result, snapshot, fingerprint, stat_fingerprint, started)
+
+    def _committed(
+        self,
+        result: CourseResult,
+        snapshot: CourseSnapshot,
+        fingerprint: bytes,
+        stat_fingerprint: bytes,
+        started: float,
+    ) -> CourseResult:
+        """A course written (or planned): its log lines, and what syncd now knows of it."""
         self._log_repairs(result, snapshot.course)
         self._log_slugs(result, snapshot.course)
         if result.owned_by is not None:

@@ -1,20 +1,30 @@
 """The one owner of concurrency: course jobs run on ``workers`` threads, and the jobs of one
 course run one after another, never two at once.
 
-Live events (the writer's due courses) and full reconciles (every course once) submit
-their jobs here, so ``--workers`` is both the number of courses written at once and the
-number of database connections. The executor is passed in so that tests can run jobs
-inline."""
+Live events (the writer's due courses) and full reconciles (every course once, a few
+courses per job) submit their jobs here, so ``--workers`` is both the number of jobs run at
+once and the number of database connections. A job of several courses starts once no job
+of any of them runs and every job submitted before it for one of them has finished. The
+executor is passed in so that tests can run jobs inline."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class _Job:
+    courses: tuple[str, ...]
+    run: Callable[[], Any]
+    future: Future[Any] = field(default_factory=Future)
+    started: bool = False
 
 
 class CourseScheduler:
@@ -22,37 +32,44 @@ class CourseScheduler:
         self.workers = workers
         self._executor = executor or ThreadPoolExecutor(workers, thread_name_prefix="syncd-course")
         self._cond = threading.Condition()
-        # course -> its jobs waiting for the running one to finish (present while one runs)
-        self._waiting: dict[str, deque[tuple[Callable[[], Any], Future[Any]]]] = {}
+        # course -> its jobs not finished, in submission order (present while there is one):
+        # the head runs, or waits for a course of its own that another job still holds
+        self._jobs: dict[str, deque[_Job]] = {}
         self._closed = False
 
     def submit(self, course: str, job: Callable[[], T]) -> Future[T]:
         """Run ``job`` once no other job of ``course`` runs, in submission order."""
-        future: Future[T] = Future()
+        return self.submit_group((course,), job)
+
+    def submit_group(self, courses: Iterable[str], job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` (one job for all of ``courses``) once every job submitted before it
+        for any of them has finished; meanwhile no other job of them runs."""
+        entry = _Job(tuple(dict.fromkeys(courses)), job)
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is shut down")
-            if course in self._waiting:
-                self._waiting[course].append((job, future))
-                return future
-            self._waiting[course] = deque()
-        self._start(course, job, future)
+            for course in entry.courses:
+                self._jobs.setdefault(course, deque()).append(entry)
+            ready = self._take_if_ready(entry)
+        if ready:
+            self._start(entry)
+        future: Future[T] = entry.future
         return future
 
     def queued(self, course: str) -> int:
         """Jobs of ``course`` submitted and not started yet."""
         with self._cond:
-            return len(self._waiting.get(course, ()))
+            return sum(1 for job in self._jobs.get(course, ()) if not job.started)
 
     def busy(self) -> int:
         """Courses with a job running or waiting."""
         with self._cond:
-            return len(self._waiting)
+            return len(self._jobs)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no job runs or waits; False when ``timeout`` passed first."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._waiting, timeout)
+            return self._cond.wait_for(lambda: not self._jobs, timeout)
 
     def shutdown(self, wait: bool = True) -> None:
         """No new jobs; with ``wait``, the ones submitted finish first."""
@@ -62,27 +79,40 @@ class CourseScheduler:
             self.wait_idle()
         self._executor.shutdown(wait=wait)
 
-    def _start(self, course: str, job: Callable[[], Any], future: Future[Any]) -> None:
+    def _take_if_ready(self, job: _Job) -> bool:
+        """Under the lock: mark ``job`` started if it heads the queue of each of its courses."""
+        if job.started or any(self._jobs[c][0] is not job for c in job.courses):
+            return False
+        job.started = True
+        return True
+
+    def _start(self, job: _Job) -> None:
         try:
-            self._executor.submit(self._run, course, job, future)
+            self._executor.submit(self._run, job)
         except RuntimeError as error:  # the executor is shut down: nothing more runs
-            future.set_exception(error)
-            self._next(course)
+            job.future.set_exception(error)
+            self._finished(job)
 
-    def _run(self, course: str, job: Callable[[], Any], future: Future[Any]) -> None:
-        if future.set_running_or_notify_cancel():
+    def _run(self, job: _Job) -> None:
+        if job.future.set_running_or_notify_cancel():
             try:
-                future.set_result(job())
+                job.future.set_result(job.run())
             except BaseException as error:  # handed to whoever waits on the future
-                future.set_exception(error)
-        self._next(course)
+                job.future.set_exception(error)
+        self._finished(job)
 
-    def _next(self, course: str) -> None:
+    def _finished(self, job: _Job) -> None:
+        ready: list[_Job] = []
         with self._cond:
-            waiting = self._waiting[course]
-            if not waiting:
-                del self._waiting[course]
+            for course in job.courses:
+                jobs = self._jobs[course]
+                jobs.popleft()  # the job heads the queue of each of its courses
+                if jobs:
+                    if self._take_if_ready(jobs[0]):
+                        ready.append(jobs[0])
+                else:
+                    del self._jobs[course]
+            if not self._jobs:
                 self._cond.notify_all()
-                return
-            job, future = waiting.popleft()
-        self._start(course, job, future)
+        for nxt in ready:
+            self._start(nxt)

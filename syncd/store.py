@@ -454,6 +454,17 @@ class _Refusal(NamedTuple):
     reason: str
 
 
+class _Reads(NamedTuple):
+    """The cursors of a course's first round trip (see ``CourseStore._queue_reads``)."""
+
+    owner: Any
+    state: Any
+    upsert: Any
+    project: Any
+    rows: Any
+    held: Any  # who holds the brief's audience profile, if another creator does
+
+
 class _SlugTaken(Exception):
     """A new row's slug is held by another project: plan again with a slug check."""
 
@@ -465,13 +476,15 @@ class SourceSeen:
 
 
 class CourseStore:
-    """Reads and writes one course at a time, each in one transaction under a
-    per-course advisory lock. ``connection`` yields a connection (pool or single).
+    """Reads and writes courses, each course in one transaction under a per-course
+    advisory lock (a full reconcile's few courses share one: ``sync_courses``).
+    ``connection`` yields a connection (pool or single).
 
     A sync costs two round trips in pipeline mode: one that locks the course, upserts
     minds, audience and project and reads the course's rows; one that sends every write
     and the commit. Slugs are checked against other projects only when an insert trips
-    the unique index (rare), in a second attempt."""
+    the unique index (rare), in a second attempt. The other reads and writes here are one
+    round trip each."""
 
     def __init__(
         self,
@@ -485,8 +498,9 @@ class CourseStore:
 
     @contextmanager
     def _reading(self, where: str) -> Iterator[_Sql]:
-        """A read-only transaction, pipelined: BEGIN, syncd's timeouts and the first query
-        go in one round trip; rolled back at the end."""
+        """A read-only transaction, pipelined: BEGIN, syncd's timeouts, the queries and the
+        ROLLBACK. Queries queued in the block and read after it cost one round trip in all;
+        a read inside the block costs one more."""
         with translated(where), self._connection() as conn, conn.work(read_only=True):
             yield _Sql(conn)
 
@@ -499,18 +513,17 @@ class CourseStore:
     def fingerprints(self) -> dict[str, Known]:
         """course → what syncd last wrote of it, for every course syncd has written."""
         with self._reading("read fingerprints") as sql:
-            rows = sql.all("course_fingerprints")
-        return {
-            r["course"]: Known(
-                fingerprint=_bytes(r["fingerprint"]),
-                archived=r["archived"],
-                stat_fingerprint=_bytes(r["stat_fingerprint"]),
-                source=r["source"],
-                owner_retired=r["owner_retired"],
-                slug=r["slug"],
-            )
-            for r in rows
-        }
+            rows = sql.queue("course_fingerprints")
+        return _known(rows.fetchall())
+
+    def pass_state(self) -> tuple[dict[str, Known], set[str]]:
+        """What a full reconcile starts from, in one round trip: ``fingerprints``, and this
+        source's live courses with a row someone else changed or deleted since syncd wrote
+        it (a cheap index-only comparison of write marks, no content read)."""
+        with self._reading("read fingerprints") as sql:
+            known = sql.queue("course_fingerprints")
+            changed = sql.queue("changed_courses", source=self.source)
+        return _known(known.fetchall()), {row["course"] for row in changed.fetchall()}
 
     def touch_source(self, root: str, host: str, settings: dict[str, Any]) -> SourceSeen:
         """Record this source as seen now (root, host) with the settings it writes with."""
@@ -534,7 +547,8 @@ class CourseStore:
     def sources(self) -> list[dict[str, Any]]:
         """name, root, host, last_seen, retired_at, courses (live) of every source."""
         with self._reading("read sources") as sql:
-            rows: list[dict[str, Any]] = sql.all("list_sources")
+            cur = sql.queue("list_sources")
+        rows: list[dict[str, Any]] = cur.fetchall()
         return rows
 
     def retire_source(self, name: str) -> list[str]:
@@ -560,13 +574,6 @@ class CourseStore:
             sql.queue("retire_source", name=name)
         return courses
 
-    def changed_courses(self) -> set[str]:
-        """This source's live courses with a row someone else changed or deleted since
-        syncd wrote it (a cheap index-only comparison of write marks, no content read)."""
-        with self._reading("find changed rows") as sql:
-            rows = sql.all("changed_courses", source=self.source)
-        return {row["course"] for row in rows}
-
     def rename_course(self, old: str, new: str, slug: str) -> int:
         """Course folder ``old`` is now ``new`` (same files): move its project (slug
         ``slug``), rows and bookkeeping to the new name, keeping every id."""
@@ -575,22 +582,6 @@ class CourseStore:
                 sql.queue("lock_course", course=name)
             moved = sql.all("rename_course", old=old, new=new, slug=slug)
         return len(moved)
-
-    def adopt(self, courses: list[str]) -> None:
-        """Make these courses (found under this source's root) this source's where no live
-        source owns them."""
-        with self._writing("adopt courses") as sql:
-            sql.queue("adopt_courses", source=self.source, courses=courses)
-
-    def save_conflicts(self, owners: dict[str, str]) -> None:
-        """course -> owning source, of the course folders this source found owned elsewhere."""
-        with self._writing("save conflicts") as sql:
-            sql.queue(
-                "save_conflicts",
-                source=self.source,
-                courses=list(owners),
-                owners=list(owners.values()),
-            )
 
     def save_stat_fingerprints(self, items: list[tuple[str, bytes, bytes]]) -> None:
         """(course, content fingerprint, stat fingerprint) of courses found unchanged."""
@@ -604,10 +595,42 @@ class CourseStore:
                 stats=[s for _, _, s in items],
             )
 
-    def save_skipped_folders(self, folders: dict[str, int]) -> None:
-        """folder -> file count of the non-course folders a full reconcile saw."""
-        with self._writing("save skipped folders") as sql:
-            sql.queue("save_skipped_folders", folders=list(folders), files=list(folders.values()))
+    def save_findings(
+        self,
+        *,
+        touched: list[tuple[str, bytes, bytes]],
+        adopted: list[str] | None,
+        conflicts: dict[str, str] | None,
+        skipped_folders: dict[str, int],
+    ) -> None:
+        """What a full reconcile found, in one transaction (one round trip): the stats of
+        courses found ``touched`` but unchanged (as ``save_stat_fingerprints``), the courses
+        this source ``adopted`` (found under its root: made its own where no live source
+        owns them), the course folders it found owned elsewhere (``conflicts``: course ->
+        owning source, replacing its previous list) and the non-course folders with their
+        file counts. ``adopted`` and ``conflicts`` are None for no source."""
+        with self._writing("save the reconcile's findings") as sql:
+            if touched:
+                sql.queue(
+                    "save_stat_fingerprints",
+                    courses=[c for c, _, _ in touched],
+                    fingerprints=[f for _, f, _ in touched],
+                    stats=[s for _, _, s in touched],
+                )
+            if adopted is not None:
+                sql.queue("adopt_courses", source=self.source, courses=adopted)
+            if conflicts is not None:
+                sql.queue(
+                    "save_conflicts",
+                    source=self.source,
+                    courses=list(conflicts),
+                    owners=list(conflicts.values()),
+                )
+            sql.queue(
+                "save_skipped_folders",
+                folders=list(skipped_folders),
+                files=list(skipped_folders.values()),
+            )
 
     def sync_course(
         self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None = None
@@ -633,6 +656,60 @@ class CourseStore:
             # One row refused: find it, write the rest (rare: the fast path stays fast).
             return self._sync(snapshot, None, check_slugs=True, row_by_row=True)
 
+    def sync_courses(
+        self, courses: list[tuple[CourseSnapshot, bytes | None]]
+    ) -> list[CourseResult]:
+        """Write several courses (snapshot, stat fingerprint) in one transaction, each as
+        ``sync_course`` writes it: a full reconcile's few courses per job, so that a far
+        link costs two round trips for them all instead of two each. The first round trip
+        takes every course's lock (in name order), inserts the minds and reads each course;
+        the second writes them all (the tags they name first, in one sorted statement, so
+        that concurrent transactions lock in one order) and commits.
+
+        Anything that is one course's trouble (a row refused, a slug taken, a course owned
+        by another source, a lock wait) rolls the whole back and raises: the caller then
+        syncs each course alone, where it is handled as usual."""
+        results = [CourseResult(s.course, rejected=list(s.rejected)) for s, _ in courses]
+        names = ", ".join(s.course for s, _ in courses)
+        with translated(f"courses {names}"), self._connection() as conn, conn.work():
+            sql = _Sql(conn)
+            for course in sorted(s.course for s, _ in courses):
+                sql.queue("lock_course", course=course)
+            _queue_minds(sql, [s for s, _ in courses])
+            reads = [self._queue_reads(sql, s, locked=True, minds=False) for s, _ in courses]
+            plans = [
+                self._planned(sql, s, r, result, check_slugs=False)
+                for (s, _), r, result in zip(courses, reads, results, strict=True)
+            ]
+            _queue_tags(sql, [p.inserts + p.updates + p.relinks for _, p in plans])
+            for (snapshot, stat), (project_id, plan), result in zip(
+                courses, plans, results, strict=True
+            ):
+                self._queue_writes(sql, snapshot, result, project_id, plan, tags_done=True)
+                self._queue_course(sql, snapshot, result, stat)
+        for result in results:
+            result.transactions = 1  # the batch's one transaction
+        return results
+
+    def _queue_course(
+        self,
+        sql: _Sql,
+        snapshot: CourseSnapshot,
+        result: CourseResult,
+        stat_fingerprint: bytes | None,
+    ) -> None:
+        """syncd.courses: what was written of the course (its fingerprints only when it was
+        written whole)."""
+        complete = not result.rejected
+        sql.queue(
+            "upsert_course",
+            course=snapshot.course,
+            source=self.source,
+            project_id=result.project_id,
+            fingerprint=snapshot.fingerprint if complete else None,
+            stat_fingerprint=stat_fingerprint if complete else None,
+        )
+
     def _sync(
         self,
         snapshot: CourseSnapshot,
@@ -649,18 +726,11 @@ class CourseStore:
                 with conn.transaction() if row_by_row else conn.work():
                     if row_by_row:
                         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # refusals per row
+                    sql = _Sql(conn)
                     self._write(
-                        _Sql(conn), snapshot, result, check_slugs=check_slugs, row_by_row=row_by_row
+                        sql, snapshot, result, check_slugs=check_slugs, row_by_row=row_by_row
                     )
-                    complete = not result.rejected
-                    _Sql(conn).queue(
-                        "upsert_course",
-                        course=snapshot.course,
-                        source=self.source,
-                        project_id=result.project_id,
-                        fingerprint=snapshot.fingerprint if complete else None,
-                        stat_fingerprint=stat_fingerprint if complete else None,
-                    )
+                    self._queue_course(sql, snapshot, result, stat_fingerprint)
             except psycopg.errors.UniqueViolation as exc:
                 if check_slugs:
                     raise
@@ -712,13 +782,13 @@ class CourseStore:
     def refused_files(self) -> dict[str, str]:
         """file_path -> the database's reason, for every file whose row it refused."""
         with self._reading("read refused files") as sql:
-            rows = sql.all("refused_files")
-        return {r["file_path"]: r["reason"] for r in rows}
+            rows = sql.queue("refused_files")
+        return {r["file_path"]: r["reason"] for r in rows.fetchall()}
 
     def file_paths(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         with self._reading("read file paths") as sql:
-            rows = sql.all("file_paths", ids=list(ids))
-        return {r["id"]: r["file_path"] for r in rows}
+            rows = sql.queue("file_paths", ids=list(ids))
+        return {r["id"]: r["file_path"] for r in rows.fetchall()}
 
     # -- the transaction ------------------------------------------------------------
 
@@ -731,19 +801,24 @@ class CourseStore:
         check_slugs: bool,
         row_by_row: bool = False,
     ) -> None:
+        reads = self._queue_reads(sql, snapshot)
+        project_id, plan = self._planned(sql, snapshot, reads, result, check_slugs=check_slugs)
+        self._queue_writes(sql, snapshot, result, project_id, plan, row_by_row=row_by_row)
+
+    def _queue_reads(
+        self, sql: _Sql, snapshot: CourseSnapshot, *, locked: bool = False, minds: bool = True
+    ) -> _Reads:
+        """The first round trip of a course's sync, queued: its lock (unless ``locked``
+        already), the minds it names (unless inserted already), the project's state and
+        upsert, and the course's rows. Nothing is fetched here."""
         p = snapshot.project
-        sql.queue("lock_course", course=snapshot.course)
+        if not locked:
+            sql.queue("lock_course", course=snapshot.course)
         owner = (
             sql.queue("course_owner", course=snapshot.course, slug=p.slug) if self.source else None
         )
-        minds = sorted(
-            {m.slug: m for m in (p.creator_mind, p.persona_mind) if m}.values(),
-            key=lambda m: m.slug,
-        )  # one lock order for every transaction
         if minds:
-            sql.queue(
-                "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
-            )
+            _queue_minds(sql, [snapshot])
         upsert = state = held = None
         if "project" not in snapshot.protected:
             held = self._queue_audience_held(sql, snapshot)
@@ -751,6 +826,21 @@ class CourseStore:
             upsert = self._queue_project(sql, snapshot)
         project = self._queue_project_minds(sql, snapshot)
         rows = self._queue_existing(sql, snapshot, with_fields=False)
+        return _Reads(owner, state, upsert, project, rows, held)
+
+    def _planned(
+        self,
+        sql: _Sql,
+        snapshot: CourseSnapshot,
+        reads: _Reads,
+        result: CourseResult,
+        *,
+        check_slugs: bool,
+    ) -> tuple[uuid.UUID, Plan]:
+        """The course's project id and plan, from what its first round trip read (the first
+        fetch ends that round trip)."""
+        p = snapshot.project
+        owner, state, upsert, project, rows, held = reads
         found = project.fetchone()  # the first round trip ends here
         if owner is not None:
             for row in owner.fetchall():
@@ -775,6 +865,21 @@ class CourseStore:
         plan = self._plan(
             sql, snapshot, rows.fetchall(), project_id, mind_ids, check_slugs=check_slugs
         )
+        return project_id, plan
+
+    def _queue_writes(
+        self,
+        sql: _Sql,
+        snapshot: CourseSnapshot,
+        result: CourseResult,
+        project_id: uuid.UUID,
+        plan: Plan,
+        *,
+        row_by_row: bool = False,
+        tags_done: bool = False,
+    ) -> None:
+        """Every write of the plan, queued (``row_by_row``: the rows first, each in a
+        savepoint of its own); ``tags_done``: the tags it names are inserted already."""
         if plan.reclaims:  # before any insert takes the slugs back
             sql.queue(
                 "reclaim_slugs",
@@ -786,7 +891,7 @@ class CourseStore:
         refused = (
             self._write_rows_alone(sql, snapshot.course, project_id, plan) if row_by_row else []
         )
-        self._apply(sql, project_id, plan, rows_done=row_by_row)
+        self._apply(sql, project_id, plan, rows_done=row_by_row, tags_done=tags_done)
         sql.queue(
             "record_refusals",
             project_id=project_id,
@@ -971,10 +1076,11 @@ class CourseStore:
         *,
         rows_only: bool = False,
         rows_done: bool = False,
+        tags_done: bool = False,
     ) -> None:
         """Queue every write of the plan (the pipeline sends them with the commit).
         ``rows_only``: just the inserts and updates of contents rows; ``rows_done``: all but
-        those (already written, one by one)."""
+        those (already written, one by one); ``tags_done``: its tags are inserted already."""
         if plan.inserts and not rows_done:
             ins = plan.inserts
             sql.queue(
@@ -1018,7 +1124,7 @@ class CourseStore:
             sql.queue("soft_delete", ids=plan.deletes)
         linked = plan.inserts + plan.updates + plan.relinks
         if linked:
-            self._junctions(sql, linked, pruned=plan.updates + plan.relinks)
+            self._junctions(sql, linked, pruned=plan.updates + plan.relinks, tags_done=tags_done)
         written = linked + plan.remarks  # remarks: syncd.rows only
         if not written:
             return
@@ -1035,15 +1141,16 @@ class CourseStore:
             fm_statuses=[w.record.status or "" for w in written],  # "": none in the file
         )
 
-    def _junctions(self, sql: _Sql, written: list[RowWrite], *, pruned: list[RowWrite]) -> None:
+    def _junctions(
+        self, sql: _Sql, written: list[RowWrite], *, pruned: list[RowWrite], tags_done: bool
+    ) -> None:
         """The tag and mind links of ``written`` rows; those of ``pruned`` rows that the
         files do not name are deleted first (a new row has none)."""
         ids = [w.id for w in pruned]
-        names = sorted({t for w in written for t in w.tags})  # sorted: one lock order
         tag_pairs = [(w.id, t) for w in written for t in w.tags]
         mind_rows = [(w.id, m, role) for w in written for m, role in w.minds]
-        if names:
-            sql.queue("insert_tags", names=names)
+        if not tags_done:
+            _queue_tags(sql, [written])
         if ids:
             sql.queue(
                 "prune_content_tags",
@@ -1077,6 +1184,20 @@ class CourseStore:
         result.inserted, result.updated = len(plan.inserts), len(plan.updates) + len(plan.relinks)
         result.deleted, result.unchanged = len(plan.deletes), plan.unchanged
         result.rejected.extend(plan.rejected)
+
+
+def _known(rows: list[Any]) -> dict[str, Known]:
+    return {
+        r["course"]: Known(
+            fingerprint=_bytes(r["fingerprint"]),
+            archived=r["archived"],
+            stat_fingerprint=_bytes(r["stat_fingerprint"]),
+            source=r["source"],
+            owner_retired=r["owner_retired"],
+            slug=r["slug"],
+        )
+        for r in rows
+    }
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -1116,6 +1237,25 @@ def _project_state(row: Any) -> ProjectState | None:
         audience_technical_level=row["audience_technical_level"],
         changed=bool(row["changed"]),
     )
+
+
+def _queue_minds(sql: _Sql, snapshots: list[CourseSnapshot]) -> None:
+    """Insert the minds these courses name (sorted: one lock order for every transaction)."""
+    named = {
+        m.slug: m for s in snapshots for m in (s.project.creator_mind, s.project.persona_mind) if m
+    }
+    minds = [named[slug] for slug in sorted(named)]
+    if minds:
+        sql.queue(
+            "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
+        )
+
+
+def _queue_tags(sql: _Sql, written: list[list[RowWrite]]) -> None:
+    """Insert the tags these rows name (sorted: one lock order for every transaction)."""
+    names = sorted({t for rows in written for w in rows for t in w.tags})
+    if names:
+        sql.queue("insert_tags", names=names)
 
 
 def _planned_minds(

@@ -1,5 +1,7 @@
 """A TCP proxy in front of PostgreSQL that a test can make deaf or heal: outages
-without mocks (the way psycopg's own test suite simulates them)."""
+without mocks (the way psycopg's own test suite simulates them). It also counts the round
+trips its clients make (``turns``: a client sending after it last heard from the server),
+which is what a far link charges for."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -29,6 +32,9 @@ class Proxy:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.connections = 0  # accepted
+        self.turns = 0  # client turns, over every connection
+        self._open = 0  # connections still being pumped
         self._threads: list[threading.Thread] = []
         self._spawn(self._accept)
 
@@ -91,9 +97,12 @@ class Proxy:
                 continue
             with self._lock:
                 self._pairs.append((client, upstream))
+                self.connections += 1
+                self._open += 1
             self._spawn(self._pump, client, upstream)
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        client_spoke_last = False
         try:
             while not self._closed.is_set():
                 ready, _, _ = select.select([client, upstream], [], [], 0.2)
@@ -103,6 +112,10 @@ class Proxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if sock is client and not client_spoke_last:
+                        with self._lock:
+                            self.turns += 1
+                    client_spoke_last = sock is client
                     (upstream if sock is client else client).sendall(data)
         except OSError:
             return
@@ -110,3 +123,15 @@ class Proxy:
             for sock in (client, upstream):
                 with contextlib.suppress(OSError):
                     sock.close()
+            with self._lock:
+                self._open -= 1
+
+    def wait_closed(self, timeout: float = 10.0) -> bool:
+        """Wait until every connection has ended (its last message counted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._open:
+                    return True
+            time.sleep(0.01)
+        return False

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from syncd.config import Settings
-from syncd.daemon import IDLE_CHECK_S, Daemon
+from syncd.daemon import IDLE_CHECK_S, WARM_AFTER_S, Daemon
 from syncd.deadline import SocketDeadlines
-from syncd.store import DbSettings
+from syncd.store import DbSettings, make_pool
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
@@ -548,3 +548,39 @@ def test_the_idle_connection_check_passes_a_live_connection_and_fails_a_dead_one
                 check(conn)
     finally:
         deadlines.close()
+
+
+def test_a_quiet_daemon_checks_a_connection_before_a_save_needs_it(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """A save after a quiet spell (IDLE_CHECK_S or more) found its pooled connection due
+    for the check: one round trip before its transaction, a third of its time over a far
+    link. While quiet, the daemon checks its least recently used connection in the
+    background once unused for WARM_AFTER_S, so the save's own checkout finds it checked
+    (round trips counted by the proxy)."""
+    now = [0.0]
+    proxy, dsn = proxy_in_front_of(db_dsn)
+    daemon = Daemon(Settings(root=tmp_path), DbSettings(dsn=dsn), clock=lambda: now[0])
+    deadlines = SocketDeadlines()
+    check = daemon._checker(deadlines)
+    pool = make_pool(DbSettings(dsn=dsn), workers=1, check=check)
+    try:
+        pool.open(wait=True)
+        with pool.connection():
+            pass  # a save: its connection checked (never seen before) and used
+        turns = proxy.turns
+        now[0] += WARM_AFTER_S
+        check.warm(pool)  # quiet: the background check
+        assert proxy.turns == turns + 1
+        now[0] += WARM_AFTER_S + 1  # a save 11 s after the last one
+        with pool.connection():
+            pass
+        assert proxy.turns == turns + 1  # no check of its own
+        now[0] += IDLE_CHECK_S  # without the background check, one is due
+        with pool.connection():
+            pass
+        assert proxy.turns == turns + 2
+    finally:
+        pool.close()
+        deadlines.close()
+        proxy.close()

@@ -18,7 +18,7 @@ import pytest
 from syncd import heap
 from syncd.breaker import CircuitBreaker, State
 from syncd.course_failures import describe_failure, is_course_level
-from syncd.daemon import Writer
+from syncd.daemon import WARM_EVERY_S, Writer
 from syncd.debounce import Debouncer
 from syncd.errors import (
     AuthenticationFailed,
@@ -224,6 +224,42 @@ def test_two_jobs_of_one_course_never_run_at_once_and_keep_their_order() -> None
     scheduler.shutdown()
 
 
+def test_a_job_of_several_courses_waits_for_each_of_them_and_holds_them_all() -> None:
+    """A full reconcile's job of several courses starts once every earlier job of any of
+    them has finished, and a later job of any of them (a save) waits for it; a course it
+    does not hold runs meanwhile."""
+    scheduler = CourseScheduler(3, ThreadPoolExecutor(3))
+    release_a, release_batch, batch_began = threading.Event(), threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def hold(name: str, until: threading.Event) -> Callable[[], None]:
+        def job() -> None:
+            started.append(name)
+            if name == "abc":
+                batch_began.set()
+            assert until.wait(WAIT_S)
+
+        return job
+
+    a1 = scheduler.submit("a", hold("a1", release_a))
+    batch = scheduler.submit_group(["a", "b", "c"], hold("abc", release_batch))
+    b2 = scheduler.submit("b", lambda: started.append("b2"))
+    d = scheduler.submit("d", lambda: started.append("d"))
+    d.result(WAIT_S)
+    assert started == ["a1", "d"]  # the batch waits for a1; b2 waits for the batch
+    assert scheduler.queued("b") == 2 and scheduler.queued("c") == 1
+    release_a.set()
+    a1.result(WAIT_S)
+    assert batch_began.wait(WAIT_S)  # on a worker freed by a1
+    assert started == ["a1", "d", "abc"] and not b2.done()
+    release_batch.set()
+    batch.result(WAIT_S)
+    b2.result(WAIT_S)
+    assert started == ["a1", "d", "abc", "b2"]
+    assert scheduler.wait_idle(WAIT_S) and scheduler.busy() == 0
+    scheduler.shutdown()
+
+
 def test_a_job_failure_goes_to_its_caller_and_the_course_goes_on() -> None:
     scheduler = CourseScheduler(1, InlineExecutor())
 
@@ -273,6 +309,37 @@ def test_an_outage_keeps_the_edit_pending_opens_the_breaker_and_the_edit_lands_a
     assert store.synced == ["c1"]
     assert writer.breaker.state is State.CLOSED
     assert debouncer.pending() == 0 and debouncer.oldest_age() == 0.0
+
+
+def test_a_quiet_writer_checks_a_connection_in_the_background_now_and_then() -> None:
+    """Every WARM_EVERY_S while nothing is pending or running and the database answers, the
+    writer hands the scheduler one background connection check (keep_warm), so that a save
+    after a quiet spell does not pay for it; none while a change waits or the breaker is
+    open."""
+    clock = Clock()
+    store = FakeStore(clock, ["c1"])
+    writer, debouncer, _log = make_writer(store, clock)
+    warmed: list[float] = []
+    writer.keep_warm = lambda: warmed.append(clock())
+    writer.step()
+    writer.step()
+    assert warmed == [clock()]  # once, not at every turn of the loop
+    clock.advance(WARM_EVERY_S)
+    writer.step()
+    assert len(warmed) == 2
+    clock.advance(WARM_EVERY_S)
+    debouncer.mark("c1")  # a change waits out its quiet period: nothing meanwhile
+    writer.step()
+    assert len(warmed) == 2 and debouncer.pending() == 1
+    store.down = True
+    clock.advance(0.6)
+    writer.step()  # the sync fails until the breaker opens; the change stays pending
+    assert writer.breaker.state is State.OPEN and len(warmed) == 2
+    store.down = False
+    clock.advance(5.0)
+    writer.step()  # the trial syncs it: quiet again, the breaker closed
+    assert debouncer.pending() == 0 and writer.breaker.state is State.CLOSED
+    assert len(warmed) == 3
 
 
 def test_a_course_changed_again_while_it_syncs_is_synced_again_once() -> None:
