@@ -528,9 +528,10 @@ class CourseStore:
     def touch_source(self, root: str, host: str, settings: dict[str, Any]) -> SourceSeen:
         """Record this source as seen now (root, host) with the settings it writes with."""
         with self._writing("record source") as sql:
-            row = sql.one(
+            seen = sql.queue(
                 "touch_source", name=self.source, root=root, host=host, settings=Jsonb(settings)
             )
+        row = seen.fetchone()  # read after the COMMIT: one round trip
         if row is None:
             return SourceSeen(retired=False, settings_before=None)
         return SourceSeen(row["retired_at"] is not None, row["settings_before"])
@@ -540,7 +541,8 @@ class CourseStore:
         if not self.source:
             return None
         with self._reading("read source settings") as sql:
-            row = sql.one("source_settings", name=self.source)
+            cursor = sql.queue("source_settings", name=self.source)
+        row = cursor.fetchone()  # read after the ROLLBACK: one round trip
         found = row["settings"] if row is not None else None
         return found if isinstance(found, dict) else None
 

@@ -19,8 +19,8 @@ def test_a_cold_backfill_pays_two_round_trips_per_batch_of_courses_and_four_besi
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
 ) -> None:
     """`syncd --rescan` of 33 new courses: the start-up checks (pending migrations, every
-    privilege the writer needs) are one round trip; the pass reads what syncd wrote in one
-    and registers its source in one; each batch of up to 16 courses costs two (lock and
+    privilege the writer needs) are one round trip; the source's recorded settings one; the
+    pass reads what syncd wrote in one and registers its source in one; each batch of up to 16 courses costs two (lock and
     read them all; write them all and commit); the pass's findings one. Beyond that only
     opening connections. (It was about 80 round trips of checks, and two per course.)"""
     root = tmp_path / "courses"
@@ -41,7 +41,7 @@ def test_a_cold_backfill_pays_two_round_trips_per_batch_of_courses_and_four_besi
     assert run.code == 0, run.stderr
     assert len(run.named("course synced")) == 2 * BATCH_COURSES + 1
     batches = 3  # 16 + 16 + 1
-    expected = 1 + 1 + 1 + 2 * batches + 1
+    expected = 1 + 1 + 1 + 1 + 2 * batches + 1
     # A server answer that reaches the proxy while a pipeline is still being sent makes the
     # rest of it count as another turn now and then: one or two more, never one per course.
     assert expected <= turns - opened * per_connection <= expected + 2, (turns, opened)
