@@ -730,10 +730,11 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         dsn = embedded.start(settings.data_dir).dsn
     with connect(_db_settings(settings, dsn)) as conn, translated("migrations"):
         if args.rollback or args.rollback_to is not None:
-            reverted = migrate.rollback_to(
-                conn,
-                args.rollback_to if args.rollback_to is not None else _before_latest(conn),
-            )
+            if args.rollback_to is not None:
+                reverted = migrate.rollback_to(conn, args.rollback_to)
+            else:
+                last = migrate.rollback_last(conn)
+                reverted = [last] if last is not None else []
             for migration in reverted:
                 log.info("migration rolled back", version=migration.version, name=migration.name)
             log.info("rollback done", reverted=len(reverted))
@@ -769,12 +770,6 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     return ExitCode.FATAL_DB if problems else ExitCode.OK
-
-
-def _before_latest(conn: Any) -> str:
-    """The version just before the latest applied one ("0" when only one or none is)."""
-    applied = [s.migration.version for s in migrate.status(conn) if s.applied_at is not None]
-    return applied[-2] if len(applied) > 1 else "0"
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -346,8 +346,10 @@ def _provides(path: Path) -> tuple[str, ...]:
 
 def _latest_applied(conn: psycopg.Connection[Any]) -> str | None:
     with conn.transaction():
-        ledger = _ledger(conn)
-    return max(ledger) if ledger else None
+        if not _ledger_exists(conn):
+            return None
+        row = conn.execute("select max(version) from syncd.schema_migrations").fetchone()
+    return row[0] if row else None
 
 
 def _load(path: Path) -> tuple[str, str]:
@@ -395,12 +397,3 @@ def _is_applied(conn: psycopg.Connection[Any], version: str) -> bool:
         "select 1 from syncd.schema_migrations where version = %s", (version,)
     ).fetchone()
     return row is not None
-
-
-def _ledger(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, datetime]]:
-    """version -> (name, applied_at); empty when the ledger does not exist yet (nothing is
-    created)."""
-    if not _ledger_exists(conn):
-        return {}
-    rows = conn.execute(query("schema.sql", "ledger")).fetchall()
-    return {version: (name, applied_at) for version, name, applied_at in rows}
