@@ -25,8 +25,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from syncd.course import Content
-from syncd.parser import ParseOptions, fingerprint, parse_course
+from syncd.course import Content, ParseOptions
+from syncd.fingerprint import fingerprint
+from syncd.parser import parse_course
 from syncd.tree import read_course
 
 PROJECT_COLUMNS = "id, slug, name, description, project_type, project_metadata"

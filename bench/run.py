@@ -35,7 +35,7 @@ from bench.report import (
     source_digest,
     to_json,
 )
-from syncd.parser import ParseOptions
+from syncd.course import ParseOptions
 from syncd.reconcile import Reconciler
 from syncd.store import CourseStore, DbSettings, connect
 

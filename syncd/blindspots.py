@@ -21,7 +21,7 @@ from typing import Any
 
 from watchdog.observers.api import ObservedWatch
 
-from syncd.parser import is_relevant
+from syncd.layout import is_relevant
 from syncd.tree import list_courses, scan_course
 from syncd.watcher import course_of
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from syncd import config, console, embedded, health, logs, migrate, source_settings
 from syncd.config import Secret, Settings
+from syncd.course import ParseOptions
 from syncd.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -24,7 +25,6 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.exits import ExitCode
-from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from syncd.errors import ConfigError
-from syncd.parser import MIND_SLUG
+from syncd.layout import MIND_SLUG
 
 DEFAULT_ROOT = Path("outputs/courses")
 FALSE_WORDS = ("false", "0", "no", "off")

@@ -19,6 +19,13 @@ OUTLINE_KEY = "outline"
 JSON = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ParseOptions:
+    """What besides the files decides a course's records (part of its fingerprint)."""
+
+    default_creator_mind: str | None = None  # SYNCD_CREATOR_MIND
+
+
 def module_key(number: int) -> str:
     return f"module:{number}"
 

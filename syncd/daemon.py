@@ -32,6 +32,7 @@ from syncd import config, health, heap, logs
 from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
+from syncd.course import ParseOptions
 from syncd.course_failures import (
     CourseFailure,
     CourseFailures,
@@ -50,7 +51,6 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.exits import ExitCode
-from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import (

@@ -16,7 +16,7 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from syncd.errors import ConfigError
-from syncd.parser import MIND_SLUG
+from syncd.layout import MIND_SLUG
 from syncd.sqlfiles import query
 
 SHOWN_COURSES = 5  # a mind's courses listed by name; the rest counted

@@ -18,12 +18,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from syncd import layout, source_settings
 from syncd import parser as course_parser
-from syncd import source_settings
-from syncd.course import CourseSnapshot, FileIssue
+from syncd.course import CourseSnapshot, FileIssue, ParseOptions
 from syncd.course_failures import Failure, describe_failure, is_course_level
 from syncd.errors import FatalError, ParseError, RootUnavailable
-from syncd.parser import ParseOptions
+from syncd.fingerprint import fingerprint as content_fingerprint
+from syncd.fingerprint import options_salt
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, CourseStore, Known, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
@@ -256,7 +257,7 @@ class Reconciler:
         known, changed = self.store.pass_state()
         with self._state:
             self._known, self._changed, self._owned_elsewhere = known, changed, {}
-            self._conflicts = course_parser.slug_conflicts(courses, known)
+            self._conflicts = layout.slug_conflicts(courses, known)
         # Only what this source synced is archived when its folder is gone from this root.
         live_known = [c for c, k in known.items() if not k.archived and self.mine(k)]
         if not courses and live_known:
@@ -439,7 +440,7 @@ class Reconciler:
                 self._vanished_at.pop(course, None)  # back (git, an editor): a new grace next time
                 if folder_id is not None:
                     self._folder_ids[course] = folder_id
-        if not scan.exists or not course_parser.is_course_folder(scan.top_names):
+        if not scan.exists or not layout.is_course_folder(scan.top_names):
             if self._known_of(course) is not None and not self.list_courses():
                 raise RootUnavailable(
                     f"course root {self.root} holds no course: refusing to archive {course} "
@@ -456,8 +457,7 @@ class Reconciler:
         # the settings that decide which files are read are in it too: a change of them
         # reads every course again
         stat_fingerprint = scan.stat_fingerprint(
-            f"{course_parser.options_salt(self.options)}|{self.max_file_bytes}"
-            f"|{self.follow_symlinks}"
+            f"{options_salt(self.options)}|{self.max_file_bytes}|{self.follow_symlinks}"
         )
         if synced and known is not None and known.stat_fingerprint == stat_fingerprint:
             return self._skipped(course, started)
@@ -466,7 +466,7 @@ class Reconciler:
         files = read_scanned(scan, self.max_file_bytes)
         if self.being_written(course):  # a write began while it was read
             return self._skipped(course, started, "a file is open for writing")
-        fingerprint = course_parser.fingerprint(files.files, self.options)
+        fingerprint = content_fingerprint(files.files, self.options)
         if known is None and self.write:
             self._follow_rename(course, fingerprint)
         # Unchanged content is skipped, unless a file could not be read (or is a link): that
@@ -525,7 +525,7 @@ class Reconciler:
             n != course
             and n not in known
             and not n.startswith(".")
-            and course_parser.is_course_folder(_top_names(self.root / n))
+            and layout.is_course_folder(_top_names(self.root / n))
             for n in names
         )
 
@@ -535,7 +535,7 @@ class Reconciler:
         the new name, and its rows are then synced as usual. It is that course when it
         derives the same project slug (renamed, and maybe edited, to a name of the same
         slug), else when it holds exactly its files. Two candidates: none is taken."""
-        slug = course_parser.course_slug(course)
+        slug = layout.course_slug(course)
         if not slug:
             return  # rejected by the parser: nothing moves
         new_id = _folder_id(self.root / course)
@@ -593,7 +593,7 @@ class Reconciler:
         if owner is not None:
             return FileIssue(
                 course,
-                f"course slug {course_parser.course_slug(course)!r} is also derived from"
+                f"course slug {layout.course_slug(course)!r} is also derived from"
                 f" folder {owner!r}, which keeps the course: rename one of them",
             )
         return None
@@ -632,10 +632,10 @@ class Reconciler:
                 names = [n for n in os.listdir(self.root) if not n.startswith(".")]
             except OSError:
                 return None
-            slug = course_parser.course_slug(course)
-            rivals = [n for n in names if course_parser.course_slug(n) == slug]
+            slug = layout.course_slug(course)
+            rivals = [n for n in names if layout.course_slug(n) == slug]
             with self._state:
-                conflicts = course_parser.slug_conflicts(rivals, dict(self._known))
+                conflicts = layout.slug_conflicts(rivals, dict(self._known))
         return conflicts.get(course)
 
     def _skipped(self, course: str, started: float, reason: str = "unchanged") -> CourseResult:

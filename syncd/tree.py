@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.course import FileIssue
-from syncd.parser import is_course_folder, is_relevant
+from syncd.layout import is_course_folder, is_relevant
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 12

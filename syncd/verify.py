@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncd import layout
 from syncd import parser as course_parser
-from syncd.course import FileIssue
+from syncd.course import FileIssue, ParseOptions
 from syncd.errors import ParseError, RootUnavailable
-from syncd.parser import ParseOptions
 from syncd.store import CourseStore
 from syncd.tree import CourseFiles, count_files, list_courses, read_course, scan_course
 
@@ -84,7 +84,7 @@ def verify(
             drifts.append(_issue(scan.held))
     refused = store.refused_files()
     known = store.fingerprints()
-    conflicts = course_parser.slug_conflicts(listing.courses, known)
+    conflicts = layout.slug_conflicts(listing.courses, known)
     owners_by_slug = {
         seen.slug: seen.source
         for seen in known.values()
@@ -94,7 +94,7 @@ def verify(
         seen = known.get(course)
         owner = seen.source if seen is not None and not seen.owner_retired else None
         if owner in (None, store.source):
-            owner = owners_by_slug.get(course_parser.course_slug(course))
+            owner = owners_by_slug.get(layout.course_slug(course))
         if owner is not None:
             drifts.append(Drift("conflict", course, f"synced by source {owner!r}, not this one"))
         elif course in conflicts:

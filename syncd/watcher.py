@@ -27,7 +27,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserverVFS
 
 from syncd.errors import ConfigError
-from syncd.parser import is_relevant
+from syncd.layout import is_relevant
 
 IGNORED_EVENTS = (FileOpenedEvent, FileClosedNoWriteEvent)
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from syncd import migrate
-from syncd.parser import content_slug
+from syncd.layout import content_slug
 from tests.helpers import Run, lesson_text, make_course, run_cli, write
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"

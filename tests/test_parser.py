@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.course import OUTLINE_KEY, Content, CourseSnapshot
+from syncd.course import OUTLINE_KEY, Content, CourseSnapshot, ParseOptions
 from syncd.errors import ParseError
-from syncd.parser import (
-    ParseOptions,
-    content_slug,
-    course_slug,
-    is_relevant,
-    parse_course,
-    slug_conflicts,
-)
+from syncd.layout import content_slug, course_slug, is_relevant, slug_conflicts
+from syncd.parser import parse_course
 from syncd.text import decode
 
 

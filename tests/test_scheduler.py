@@ -17,6 +17,7 @@ import pytest
 
 from syncd import heap
 from syncd.breaker import CircuitBreaker, State
+from syncd.course import ParseOptions
 from syncd.course_failures import describe_failure, is_course_level
 from syncd.daemon import WARM_EVERY_S, Writer
 from syncd.debounce import Debouncer
@@ -28,7 +29,6 @@ from syncd.errors import (
     RejectedError,
     TransientError,
 )
-from syncd.parser import ParseOptions
 from syncd.reconcile import RENAME_GRACE_S, Reconciler, Summary
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, Known, PoolExhausted

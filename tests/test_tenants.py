@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from syncd.parser import content_slug
+from syncd.layout import content_slug
 from tests.conftest import Target
 from tests.helpers import Run, lesson_text, make_course, run_cli, write
 from tests.test_rls import (
