@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
 from syncd.errors import RootUnavailable
@@ -423,3 +424,97 @@ def test_the_memory_store_counts_as_the_sql_store_does(tmp_path: Path, db_dsn: s
         sql = CourseStore(lambda: nullcontext(conn), source="here")  # as `syncd verify` does
         expected = scenario(tmp_path / "sql" / "courses", sql)
     assert scenario(tmp_path / "memory" / "courses", MemoryStore(source="here")) == expected
+
+
+class SqlApp:
+    """Edits made in the app, on PostgreSQL."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def run(self, statement: str, *params: Any) -> None:
+        with psycopg.connect(self.dsn) as conn:
+            conn.execute(statement, params)
+
+    def edit_title(self, path: str) -> None:
+        self.run("update contents set title = 'app' where file_path = %s", path)
+
+    def delete_row(self, path: str) -> None:
+        self.run("delete from contents where file_path = %s", path)
+
+    def edit_project(self, slug: str) -> None:
+        self.run("update content_projects set name = 'app' where slug = %s", slug)
+
+
+class MemoryApp:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def edit_title(self, path: str) -> None:
+        self.db.edit_row(path, title="app")
+
+    def delete_row(self, path: str) -> None:
+        self.db.delete_row(path)
+
+    def edit_project(self, slug: str) -> None:
+        self.db.edit_project(slug, name="app")
+
+
+def app_scenario(
+    base: Path, stores: Callable[[str], CourseStorage], app: SqlApp | MemoryApp
+) -> list[tuple[Any, ...]]:
+    """Rows changed in the app, verified then repaired; a course two sources both have."""
+    mine, theirs = Tree(base / "a", stores("a")), Tree(base / "b", stores("b"))
+    make_course(mine.root, "alpha", lessons=3)
+    make_course(mine.root, "shared", lessons=2)
+    make_course(theirs.root, "shared", lessons=1)
+    make_course(theirs.root, "theirs", lessons=2)
+    steps: list[Callable[[], None]] = [
+        lambda: None,
+        lambda: app.edit_title(f"alpha/{LESSON}"),
+        lambda: app.delete_row("alpha/lessons/1.3-lesson-1-3.md"),
+        lambda: app.edit_project("alpha"),
+    ]
+    seen: list[tuple[Any, ...]] = []
+    for step in steps:
+        step()
+        drifts = sorted(mine.drifts())
+        summary = mine.rescan()
+        repaired = sorted((e["path"], e["action"]) for e in mine.log.named("row repaired"))
+        seen.append((drifts, counts(summary), repaired, sorted(mine.drifts())))
+    summary = theirs.rescan()
+    seen.append((counts(summary), [(i.path, i.kind) for i in summary.rejected], theirs.drifts()))
+    return seen
+
+
+def test_the_memory_store_repairs_and_refuses_as_the_sql_store_does(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    with connect(DbSettings(db_dsn)) as conn:
+        expected = app_scenario(
+            tmp_path / "sql",
+            lambda source: CourseStore(lambda: nullcontext(conn), source=source),
+            SqlApp(db_dsn),
+        )
+    db = MemoryDatabase()
+    got = app_scenario(
+        tmp_path / "memory", lambda source: MemoryStore(db, source=source), MemoryApp(db)
+    )
+    assert got == expected
+    assert any(drifts for drifts, *_ in expected[1:4])  # the edits were seen, then repaired
+
+
+def test_a_rename_moves_the_rows_paths_and_keys_at_once(tree: Tree, db: MemoryDatabase) -> None:
+    """Before the next sync looks at them: the sync then finds each row by its key."""
+    tree.rescan()
+    before = ids(db, "alpha")
+
+    moved = tree.store.rename_course("alpha", "Novo Nome", "novo-nome")
+
+    assert moved == 4 and ids(db, "novo-nome") == before  # the rows with a file
+    paths = {r.file_path for r in db.rows("novo-nome")}
+    assert paths == {None, "Novo Nome/curriculum.yaml"} | {
+        f"Novo Nome/lessons/1.{n}-lesson-1-{n}.md" for n in (1, 2, 3)
+    }
+    assert {m.row_key for m in db.tables.marks.values() if m.row_key.startswith("file:Novo")}
+    assert set(tree.store.fingerprints()) == {"Novo Nome", "beta"}
