@@ -1,5 +1,5 @@
 """What the reconciler and verify ask of the database, and nothing more: ``CourseStore``
-(store.py, PostgreSQL) answers it, and so does ``MemoryStore`` (memory_store.py, plain
+(store.py, PostgreSQL) answers it, and so does ``MemoryStore`` (memory/store.py, plain
 dicts), on which the real Reconciler and verify run in unit tests."""
 
 from __future__ import annotations

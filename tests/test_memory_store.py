@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from syncd.errors import RootUnavailable
-from syncd.memory_store import MemoryDatabase, MemoryStore
+from syncd.memory import MemoryDatabase, MemoryStore
 from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler, Summary
 from syncd.scheduler import CourseScheduler
