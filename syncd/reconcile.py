@@ -26,7 +26,8 @@ from syncd.errors import FatalError, ParseError, RootUnavailable
 from syncd.fingerprint import fingerprint as content_fingerprint
 from syncd.fingerprint import options_salt
 from syncd.scheduler import CourseScheduler
-from syncd.store import CourseResult, CourseStore, Known, conflict_issue
+from syncd.storage import CourseStorage
+from syncd.store import CourseResult, Known, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
 
 # A course read and parsed, to write: (snapshot, content fingerprint, stat fingerprint, the
@@ -113,7 +114,7 @@ def _course_failed(
 @dataclass
 class Reconciler:
     root: Path
-    store: CourseStore
+    store: CourseStorage
     options: ParseOptions
     log: Any
     max_file_bytes: int = 2 * 1024 * 1024

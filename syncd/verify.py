@@ -16,7 +16,7 @@ from syncd import layout
 from syncd import parser as course_parser
 from syncd.course import FileIssue, ParseOptions
 from syncd.errors import ParseError, RootUnavailable
-from syncd.store import CourseStore
+from syncd.storage import CourseStorage
 from syncd.tree import CourseFiles, count_files, list_courses, read_course, scan_course
 
 
@@ -65,7 +65,7 @@ def _issue(issue: FileIssue) -> Drift:
 
 def verify(
     root: Path,
-    store: CourseStore,
+    store: CourseStorage,
     options: ParseOptions,
     max_file_bytes: int,
     *,
@@ -115,7 +115,7 @@ def verify(
 def _course_drifts(
     course: str,
     files: CourseFiles,
-    store: CourseStore,
+    store: CourseStorage,
     options: ParseOptions,
     refused: dict[str, str],
 ) -> list[Drift]:
