@@ -35,9 +35,10 @@ from bench.report import (
     source_digest,
     to_json,
 )
+from syncd.database import DbSettings, connect
 from syncd.parser import ParseOptions
 from syncd.reconcile import Reconciler
-from syncd.store import CourseStore, DbSettings, connect
+from syncd.store import CourseStore
 
 DEFAULT_OUT = Path("bench/results/latest.json")
 LESSON_ROWS_PER_COURSE = 25  # outline + 4 modules + 20 lessons

@@ -33,10 +33,10 @@ from typing import Any
 
 import psycopg
 
+from syncd.database import SyncdConnection
 from syncd.errors import MigrationError
 from syncd.privileges import read_missing, send_checks
 from syncd.sqlfiles import query
-from syncd.store import SyncdConnection
 
 __all__ = [
     "Migration",
