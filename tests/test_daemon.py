@@ -521,7 +521,9 @@ def test_the_readme_alerts_fire_in_an_outage_and_clear_after_it(
         proxy.close()
 
 
-def test_the_idle_connection_check_passes_a_live_connection_and_fails_a_dead_one(db_dsn: str) -> None:
+def test_the_idle_connection_check_passes_a_live_connection_and_fails_a_dead_one(
+    db_dsn: str,
+) -> None:
     """The pool's check before a save that follows a quiet spell (now one round trip: an
     empty query in autocommit): a live connection passes and is handed on as it was, a
     connection whose server session is gone fails, so the pool takes another."""
