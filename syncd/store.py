@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from syncd import bookkeeping, sources
 from syncd.bookkeeping import Known
@@ -29,6 +28,7 @@ from syncd.course_reads import (
     queue_project_minds,
     queue_project_state,
 )
+from syncd.course_writes import queue_minds, queue_plan, queue_project, queue_tags
 from syncd.database import Queries, writing
 from syncd.driver_errors import ROW_DATA_CLASSES, message_of, translated
 from syncd.errors import RejectedError
@@ -256,13 +256,13 @@ class CourseStore:
             sql = Queries(conn, "course.sql")
             for course in sorted(s.course for s, _ in courses):
                 sql.queue("lock_course", course=course)
-            _queue_minds(sql, [s for s, _ in courses])
+            queue_minds(sql, [s for s, _ in courses])
             reads = [self._queue_reads(sql, s, locked=True, minds=False) for s, _ in courses]
             plans = [
                 self._planned(sql, s, r, result, check_slugs=False)
                 for (s, _), r, result in zip(courses, reads, results, strict=True)
             ]
-            _queue_tags(sql, [p.inserts + p.updates + p.relinks for _, p in plans])
+            queue_tags(sql, [p.inserts + p.updates + p.relinks for _, p in plans])
             for (snapshot, stat), (project_id, plan), result in zip(
                 courses, plans, results, strict=True
             ):
@@ -360,12 +360,12 @@ class CourseStore:
             sql.queue("course_owner", course=snapshot.course, slug=p.slug) if self.source else None
         )
         if minds:
-            _queue_minds(sql, [snapshot])
+            queue_minds(sql, [snapshot])
         upsert = state = held = None
         if "project" not in snapshot.protected:
             held = queue_audience_held(sql, snapshot)
             state = queue_project_state(sql, snapshot)
-            upsert = self._queue_project(sql, snapshot)
+            upsert = queue_project(sql, snapshot)
         project = queue_project_minds(sql, snapshot)
         rows = queue_existing(sql, snapshot, with_fields=False)
         return _Reads(owner, state, upsert, project, rows, held)
@@ -389,7 +389,7 @@ class CourseStore:
                 if row["source"] not in (None, self.source) and not row["owner_retired"]:
                     raise OwnedElsewhere(row["source"])  # rolls back whatever was queued
         if found is None:  # a protected (rejected) brief of a course never synced before
-            upsert = self._queue_project(sql, snapshot)
+            upsert = queue_project(sql, snapshot)
             found = queue_project_minds(sql, snapshot).fetchone()
             rows = queue_existing(sql, snapshot, with_fields=False)
         if found["held"]:  # another creator's: nothing was written to it; roll back the rest
@@ -433,7 +433,7 @@ class CourseStore:
         refused = (
             self._write_rows_alone(sql, snapshot.course, project_id, plan) if row_by_row else []
         )
-        self._apply(sql, project_id, plan, rows_done=row_by_row, tags_done=tags_done)
+        queue_plan(sql, project_id, plan, rows_done=row_by_row, tags_done=tags_done)
         sql.queue(
             "record_refusals",
             project_id=project_id,
@@ -470,7 +470,7 @@ class CourseStore:
                 )
                 try:
                     with sql.conn.transaction():
-                        self._apply(sql, project_id, alone, rows_only=True)
+                        queue_plan(sql, project_id, alone, rows_only=True)
                 except psycopg.Error as exc:
                     state = getattr(exc, "sqlstate", None) or ""
                     if state[:2] not in ROW_DATA_CLASSES:
@@ -483,163 +483,9 @@ class CourseStore:
             writes[:] = kept
         return refused
 
-    def _queue_project(self, sql: Queries, snapshot: CourseSnapshot) -> Any:
-        p, a = snapshot.project, snapshot.project.audience
-        creator = p.creator_mind.slug if p.creator_mind else None
-        if a is not None:
-            sql.queue(
-                "upsert_audience",
-                slug=a.slug,
-                name=a.name,
-                description=a.description,
-                technical_level=a.technical_level,
-                creator=creator,
-            )
-        return sql.queue(
-            "upsert_project",
-            slug=p.slug,
-            name=p.name,
-            description=p.description,
-            project_type=p.project_type,
-            metadata=Jsonb(p.metadata),
-            course=snapshot.course,
-            creator=creator,
-            persona=p.persona_mind.slug if p.persona_mind else None,
-            audience=a.slug if a else None,
-        )
-
-    def _apply(
-        self,
-        sql: Queries,
-        project_id: uuid.UUID,
-        plan: Plan,
-        *,
-        rows_only: bool = False,
-        rows_done: bool = False,
-        tags_done: bool = False,
-    ) -> None:
-        """Queue every write of the plan (the pipeline sends them with the commit).
-        ``rows_only``: just the inserts and updates of contents rows; ``rows_done``: all but
-        those (already written, one by one); ``tags_done``: its tags are inserted already."""
-        if plan.inserts and not rows_done:
-            ins = plan.inserts
-            sql.queue(
-                "insert_contents",
-                project_id=project_id,
-                ids=[w.id for w in ins],
-                types=[w.record.content_type for w in ins],
-                parents=[w.parent_id for w in ins],
-                orders=[w.record.sequence_order for w in ins],
-                slugs=[w.slug for w in ins],
-                titles=[w.record.title for w in ins],
-                contents=[w.record.content for w in ins],
-                metadata=[Jsonb(w.record.metadata) for w in ins],
-                fidelity=[w.record.fidelity_score for w in ins],
-                statuses=[w.status for w in ins],
-                paths=[w.record.file_path for w in ins],
-            )
-        if plan.updates and not rows_done:
-            sql.many(
-                "update_content",
-                [
-                    {
-                        "id": w.id,
-                        "project_id": project_id,
-                        "content_type": w.record.content_type,
-                        "parent_id": w.parent_id,
-                        "sequence_order": w.record.sequence_order,
-                        "title": w.record.title,
-                        "content": w.record.content,
-                        "metadata": Jsonb(w.record.metadata),
-                        "fidelity_score": w.record.fidelity_score,
-                        "status": w.status,
-                        "file_path": w.record.file_path,
-                    }
-                    for w in plan.updates
-                ],
-            )
-        if rows_only:
-            return
-        if plan.deletes:
-            sql.queue("soft_delete", ids=plan.deletes)
-        linked = plan.inserts + plan.updates + plan.relinks
-        if linked:
-            self._junctions(sql, linked, pruned=plan.updates + plan.relinks, tags_done=tags_done)
-        written = linked + plan.remarks  # remarks: syncd.rows only
-        if not written:
-            return
-        ids = [w.id for w in written]
-        keys = [w.record.key for w in written]
-        sql.queue("release_row_keys", project_id=project_id, keys=keys, ids=ids)
-        sql.queue(
-            "upsert_rows",
-            ids=ids,
-            project_id=project_id,
-            keys=keys,
-            hashes=[w.row_hash for w in written],
-            source_hashes=[w.record.source_hash for w in written],
-            fm_statuses=[w.record.status or "" for w in written],  # "": none in the file
-        )
-
-    def _junctions(
-        self, sql: Queries, written: list[RowWrite], *, pruned: list[RowWrite], tags_done: bool
-    ) -> None:
-        """The tag and mind links of ``written`` rows; those of ``pruned`` rows that the
-        files do not name are deleted first (a new row has none)."""
-        ids = [w.id for w in pruned]
-        tag_pairs = [(w.id, t) for w in written for t in w.tags]
-        mind_rows = [(w.id, m, role) for w in written for m, role in w.minds]
-        if not tags_done:
-            _queue_tags(sql, [written])
-        if ids:
-            sql.queue(
-                "prune_content_tags",
-                ids=ids,
-                content_ids=[c for c, _ in tag_pairs],
-                names=[t for _, t in tag_pairs],
-            )
-            sql.queue(
-                "prune_content_minds",
-                ids=ids,
-                content_ids=[c for c, _, _ in mind_rows],
-                mind_ids=[m for _, m, _ in mind_rows],
-            )
-        if tag_pairs:
-            sql.queue(
-                "insert_content_tags",
-                content_ids=[c for c, _ in tag_pairs],
-                names=[t for _, t in tag_pairs],
-            )
-        if mind_rows:
-            sql.queue(
-                "insert_content_minds",
-                content_ids=[c for c, _, _ in mind_rows],
-                mind_ids=[m for _, m, _ in mind_rows],
-                roles=[r for _, _, r in mind_rows],
-            )
-
     @staticmethod
     def _count(result: CourseResult, plan: Plan) -> None:
         result.plan = plan
         result.inserted, result.updated = len(plan.inserts), len(plan.updates) + len(plan.relinks)
         result.deleted, result.unchanged = len(plan.deletes), plan.unchanged
         result.rejected.extend(plan.rejected)
-
-
-def _queue_minds(sql: Queries, snapshots: list[CourseSnapshot]) -> None:
-    """Insert the minds these courses name (sorted: one lock order for every transaction)."""
-    named = {
-        m.slug: m for s in snapshots for m in (s.project.creator_mind, s.project.persona_mind) if m
-    }
-    minds = [named[slug] for slug in sorted(named)]
-    if minds:
-        sql.queue(
-            "insert_minds", slugs=[m.slug for m in minds], names=[m.display_name for m in minds]
-        )
-
-
-def _queue_tags(sql: Queries, written: list[list[RowWrite]]) -> None:
-    """Insert the tags these rows name (sorted: one lock order for every transaction)."""
-    names = sorted({t for rows in written for w in rows for t in w.tags})
-    if names:
-        sql.queue("insert_tags", names=names)
