@@ -36,8 +36,9 @@ from bench.report import (
     to_json,
 )
 from syncd.course import ParseOptions
+from syncd.database import DbSettings, connect
 from syncd.reconcile import Reconciler
-from syncd.store import CourseStore, DbSettings, connect
+from syncd.store import CourseStore
 
 DEFAULT_OUT = Path("bench/results/latest.json")
 LESSON_ROWS_PER_COURSE = 25  # outline + 4 modules + 20 lessons

@@ -15,7 +15,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 _out_lock = threading.Lock()
@@ -57,7 +57,7 @@ def _trace_gc() -> None:
 
 
 def install() -> None:
-    from syncd import daemon, debounce, reconcile, store, watcher
+    from syncd import daemon, database, debounce, reconcile, store, watcher
 
     _trace_gc()
 
@@ -101,7 +101,7 @@ def install() -> None:
     _wrap(reconcile.Reconciler, "prepare", None, "read and parsed")
     _wrap(store.CourseStore, "sync_course", "transaction starts", "committed")
 
-    guarded = daemon._guarded
+    guarded = daemon.guarded  # type: ignore[attr-defined]
 
     @contextlib.contextmanager
     def guarded_traced(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -110,20 +110,15 @@ def install() -> None:
             emit("checked out")
             yield conn
 
-    daemon._guarded = guarded_traced  # type: ignore[assignment]
-    checker = daemon.Daemon._checker
+    daemon.guarded = guarded_traced  # type: ignore[attr-defined]
+    check = database.IdleCheck.__call__
 
-    def checker_traced(self: Any, deadlines: Any) -> Callable[[Any], None]:
-        check = checker(self, deadlines)
+    def check_traced(self: Any, conn: Any) -> None:
+        started = time.monotonic()
+        check(self, conn)
+        emit("pool check", ms=(time.monotonic() - started) * 1000)
 
-        def traced(conn: Any) -> None:
-            started = time.monotonic()
-            check(conn)
-            emit("pool check", ms=(time.monotonic() - started) * 1000)
-
-        return traced
-
-    daemon.Daemon._checker = checker_traced  # type: ignore[method-assign]
+    database.IdleCheck.__call__ = check_traced  # type: ignore[method-assign]
 
 
 # -- the bench side ---------------------------------------------------------------------

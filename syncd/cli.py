@@ -16,6 +16,8 @@ from typing import Any
 from syncd import config, console, embedded, health, logs, migrate, source_settings
 from syncd.config import Secret, Settings
 from syncd.course import ParseOptions
+from syncd.database import DbSettings, connect, make_pool, where_to
+from syncd.driver_errors import translated
 from syncd.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -27,7 +29,7 @@ from syncd.errors import (
 from syncd.exits import ExitCode
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
-from syncd.store import CourseStore, DbSettings, connect, make_pool, translated, where_to
+from syncd.store import CourseStore
 
 COMMANDS = (
     "run",

@@ -19,13 +19,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import psycopg_pool
 import tenacity
 
 from syncd import config, health, heap, logs
@@ -39,8 +37,10 @@ from syncd.course_failures import (
     describe_failure,
     is_course_level,
 )
+from syncd.database import DbSettings, ProbeEvery, guarded, idle_check, make_pool, probe
 from syncd.deadline import SocketDeadlines
 from syncd.debounce import SETTLE_S, Debouncer
+from syncd.driver_errors import PoolExhausted
 from syncd.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -53,15 +53,7 @@ from syncd.errors import (
 from syncd.exits import ExitCode
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
-from syncd.store import (
-    CourseStore,
-    DbSettings,
-    PoolExhausted,
-    keeps_connection,
-    make_pool,
-    probe,
-    translated,
-)
+from syncd.store import CourseStore
 from syncd.systemd import Notifier
 from syncd.watcher import (
     POLL_INTERVAL_S,
@@ -73,14 +65,11 @@ from syncd.watcher import (
 )
 
 FULL_RECONCILE = "(full reconcile)"  # how a failing full reconcile is named among the courses
-IDLE_CHECK_S = 10.0  # a pooled connection idle this long is checked before use
 # A quiet daemon checks its least recently used connection in the background this often, if
 # it was not used for WARM_AFTER_S: a save after a quiet spell then finds it checked and
 # pays no round trip for it (over a far link, a third of such a save's time).
 WARM_EVERY_S = 2.0
-WARM_AFTER_S = IDLE_CHECK_S / 2
 KEEP_WARM = "(keep warm)"  # the scheduler's key of that background check
-PROBE_EVERY_S = 5.0  # the pool says "no connection available": ask the server why, this often
 STOP_TAIL_S = 5.0  # after --shutdown-timeout: a cut call failing, the watcher, the pool
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
@@ -481,11 +470,11 @@ class Daemon:
             settle_s=None if s.polling else SETTLE_S,  # polling sees no close events
         )
         deadlines = SocketDeadlines(on_expire=self._call_cut)
-        checker = self._checker(deadlines)
+        checker = idle_check(deadlines, self.db, self.clock)
         pool = make_pool(self.db, workers=s.workers, check=checker)
         call_deadline = self.db.statement_timeout_ms / 1000 * 2 + self.db.connect_timeout_s
         store = CourseStore(
-            lambda: _guarded(pool, deadlines, call_deadline, breaker.record_success),
+            lambda: guarded(pool, deadlines, call_deadline, breaker.record_success),
             self.clock,
             source=s.source_name,
         )
@@ -861,9 +850,6 @@ class Daemon:
                     hint="set --health-file (SYNCD_HEALTH_FILE) to a writable place",
                 )
 
-    def _checker(self, deadlines: SocketDeadlines) -> IdleCheck:
-        return IdleCheck(deadlines, float(self.db.connect_timeout_s), self.clock)
-
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -876,96 +862,12 @@ class Daemon:
         signal.signal(signal.SIGINT, handle)
 
 
-class IdleCheck:
-    """The pool's health check: a round trip under a deadline, but only for a connection
-    that sat idle long enough to have been dropped on the way (a busy connection proves
-    itself with every sync and would pay one more round trip). ``warm``: the same check in
-    the background, for the least recently used connection, sooner (WARM_AFTER_S), so that
-    a quiet daemon's connections are checked before a save needs one."""
-
-    def __init__(
-        self, deadlines: SocketDeadlines, seconds: float, clock: Callable[[], float]
-    ) -> None:
-        self._deadlines = deadlines
-        self._seconds = seconds
-        self._clock = clock
-        self._last: dict[int, float] = {}  # id(conn) -> when last handed out (or checked)
-        self._warming = threading.local()  # set on the thread running ``warm``
-
-    def __call__(self, conn: Any) -> None:
-        now = self._clock()
-        idle = WARM_AFTER_S if getattr(self._warming, "on", False) else IDLE_CHECK_S
-        if now - self._last.get(id(conn), -IDLE_CHECK_S) >= idle:
-            with self._deadlines.guard(conn, self._seconds):
-                # one round trip (an empty query in autocommit), not three (BEGIN,
-                # SELECT 1, ROLLBACK): it runs before the save that follows a quiet spell
-                psycopg_pool.ConnectionPool.check_connection(conn)
-        self._last[id(conn)] = now
-
-    def warm(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
-        """Take the least recently used connection (the pool hands them out in turn) and
-        check it if it was not used for WARM_AFTER_S. A failed check is the pool's (it
-        drops that connection and opens another); a pool with none to give is left alone."""
-        self._warming.on = True
-        try:
-            conn = pool.getconn(timeout=self._seconds)
-            pool.putconn(conn)
-        except (psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed):
-            pass  # the database is away or the daemon stopping: a save will say so
-        finally:
-            self._warming.on = False
-
-
-class ProbeEvery:
-    """``probe`` at most once every ``PROBE_EVERY_S``: the workers that all find the pool
-    empty at once ask the server once, and hear the same answer."""
-
-    def __init__(self, probe: Callable[[], SyncdError | None], clock: Callable[[], float]) -> None:
-        self._probe = probe
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last: tuple[float, SyncdError | None] | None = None
-
-    def __call__(self) -> SyncdError | None:
-        with self._lock:
-            now = self._clock()
-            if self._last is None or now - self._last[0] >= PROBE_EVERY_S:
-                self._last = (now, self._probe())
-            return self._last[1]
-
-
 def _identity(path: Any) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-@contextmanager
-def _guarded(
-    pool: Any, deadlines: SocketDeadlines, seconds: float, answered: Callable[[], None]
-) -> Iterator[Any]:
-    """A pooled connection under a deadline. ``answered`` is told when the database
-    answered (the block ended, or the database refused data or cancelled a statement): the
-    breaker hears of the database from the database alone, never from a sync that had no
-    need of it. After any other error the connection is closed, so the pool replaces it: a
-    session stuck read-only (failover) or half-dead never comes back."""
-    wait = deadlines.bounded(pool.timeout)  # never waits for a connection past the stop's end
-    with (
-        translated("database"),
-        pool.connection(timeout=wait) as conn,
-        deadlines.guard(conn, seconds),
-    ):
-        try:
-            yield conn
-        except BaseException as exc:
-            if keeps_connection(exc):
-                answered()
-            else:
-                conn.close()
-            raise
-        answered()
 
 
 def run(settings: Settings, db: DbSettings) -> int:

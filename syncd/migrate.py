@@ -5,9 +5,12 @@ and, for each, an optional ``rollbacks/<same file name>`` that reverts exactly t
 Applied migrations are recorded in ``syncd.schema_migrations``. Each migration runs in its
 own transaction together with its ledger row, so a failing migration leaves the database as
 it was before it. Concurrent runners are serialized with a transaction-level advisory lock.
-Nothing here outlives a transaction (no session lock, no session setting), so the runner
-works through a transaction pooler as well as directly; on syncd's own connections
-(``store.connect``) every transaction starts with syncd's timeouts.
+The runner's statements are in ``syncd/sql/migrations.sql``, the check's reads in
+``schema.sql``; a driver error becomes a ``MigrationError`` naming the file
+(``driver_errors.migration_step``). Nothing here outlives a transaction (no session lock,
+no session setting), so the runner works through a transaction pooler as well as directly;
+on syncd's own connections (``database.connect``) every transaction starts with syncd's
+timeouts.
 
 Each migration names, in a ``-- provides:`` header line, the objects it makes that syncd
 relies on (tables, views, columns, functions, roles, row-level security). ``check`` compares the
@@ -33,10 +36,11 @@ from typing import Any
 
 import psycopg
 
+from syncd.database import SyncdConnection
+from syncd.driver_errors import UndefinedTable, migration_step
 from syncd.errors import MigrationError
 from syncd.privileges import read_missing, send_checks
 from syncd.sqlfiles import query
-from syncd.store import SyncdConnection
 
 __all__ = [
     "Migration",
@@ -56,15 +60,6 @@ __all__ = [
 _LOCK_KEY = 0x73796E63645F6D67  # b"syncd_mg"
 _FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
 _PROVIDES = re.compile(r"^-- provides:(.*)$", re.MULTILINE)
-_LEDGER_DDL = """
-create schema if not exists syncd;
-create table if not exists syncd.schema_migrations (
-  version text primary key,
-  name text not null,
-  checksum text not null,
-  applied_at timestamptz not null default now()
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -253,7 +248,7 @@ def preflight(conn: SyncdConnection, *, writes: bool) -> tuple[SchemaCheck, list
             if writes:
                 checks = send_checks(conn)
             found = _compare(migrations, ledger.fetchall(), missing.fetchall())
-    except psycopg.errors.UndefinedTable:  # no ledger yet: nothing is applied
+    except UndefinedTable:  # no ledger yet: nothing is applied
         return _compare(migrations, [], []), []
     return found, read_missing(checks) if checks is not None else []
 
@@ -265,20 +260,16 @@ def apply_pending(conn: psycopg.Connection[Any], directory: Path | None = None) 
     done: list[Migration] = []
     for migration in migrations:
         sql, checksum = _load(migration.path)
-        try:
-            with conn.transaction():
-                _lock(conn)
-                # Re-checked under the lock: another runner may have applied it meanwhile.
-                if _is_applied(conn, migration.version):
-                    continue
-                conn.execute(sql)
-                conn.execute(
-                    "insert into syncd.schema_migrations (version, name, checksum)"
-                    " values (%s, %s, %s)",
-                    (migration.version, migration.name, checksum),
-                )
-        except psycopg.Error as exc:
-            raise _failed(migration.path.name, exc) from exc
+        with migration_step(migration.path.name), conn.transaction():
+            _lock(conn)
+            # Re-checked under the lock: another runner may have applied it meanwhile.
+            if _is_applied(conn, migration.version):
+                continue
+            conn.execute(sql)
+            conn.execute(
+                _sql("record_applied"),
+                {"version": migration.version, "name": migration.name, "checksum": checksum},
+            )
         done.append(migration)
     return done
 
@@ -286,32 +277,26 @@ def apply_pending(conn: psycopg.Connection[Any], directory: Path | None = None) 
 def rollback_last(conn: psycopg.Connection[Any], directory: Path | None = None) -> Migration | None:
     """Revert the latest applied migration with its rollback script; None if none is applied."""
     by_version = {m.version: m for m in discover(directory)}
-    failing = "rollback"
-    try:
-        with conn.transaction():
-            _lock(conn)
-            if not _ledger_exists(conn):
-                return None
-            row = conn.execute(
-                "select version from syncd.schema_migrations order by version desc limit 1"
-            ).fetchone()
-            if row is None:
-                return None
-            version: str = row[0]
-            migration = by_version.get(version)
-            if migration is None:
-                raise MigrationError(
-                    f"applied migration {version} has no file here: a newer syncd applied it;"
-                    " roll it back with that one"
-                )
-            if migration.rollback_path is None:
-                raise MigrationError(f"{migration.path.name}: no rollback script")
-            failing = f"rollbacks/{migration.rollback_path.name}"
-            script, _ = _load(migration.rollback_path)
-            conn.execute(script)
-            conn.execute("delete from syncd.schema_migrations where version = %s", (version,))
-    except psycopg.Error as exc:
-        raise _failed(failing, exc) from exc
+    with migration_step("rollback") as step, conn.transaction():
+        _lock(conn)
+        if not _ledger_exists(conn):
+            return None
+        row = conn.execute(_sql("latest_applied")).fetchone()
+        version: str | None = row[0] if row else None
+        if version is None:
+            return None
+        migration = by_version.get(version)
+        if migration is None:
+            raise MigrationError(
+                f"applied migration {version} has no file here: a newer syncd applied it;"
+                " roll it back with that one"
+            )
+        if migration.rollback_path is None:
+            raise MigrationError(f"{migration.path.name}: no rollback script")
+        step.what = f"rollbacks/{migration.rollback_path.name}"
+        script, _ = _load(migration.rollback_path)
+        conn.execute(script)
+        conn.execute(_sql("forget_applied"), {"version": version})
     return migration
 
 
@@ -348,7 +333,7 @@ def _latest_applied(conn: psycopg.Connection[Any]) -> str | None:
     with conn.transaction():
         if not _ledger_exists(conn):
             return None
-        row = conn.execute("select max(version) from syncd.schema_migrations").fetchone()
+        row = conn.execute(_sql("latest_applied")).fetchone()
     return row[0] if row else None
 
 
@@ -361,39 +346,26 @@ def _load(path: Path) -> tuple[str, str]:
         raise MigrationError(f"{path.name}: cannot read: {exc}") from exc
 
 
-def _failed(what: str, exc: psycopg.Error) -> MigrationError:
-    diag = exc.diag
-    message = diag.message_primary or str(exc).strip()
-    parts = [f"{what} failed: {message}"]
-    if diag.sqlstate:
-        parts.append(f"(SQLSTATE {diag.sqlstate})")
-    if diag.message_detail:
-        parts.append(f"DETAIL: {diag.message_detail}")
-    if diag.context:
-        parts.append(f"CONTEXT: {diag.context.strip()}")
-    return MigrationError(" ".join(parts))
-
-
 def _lock(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    conn.execute(_sql("lock"), {"key": _LOCK_KEY})
 
 
 def _ensure_ledger(conn: psycopg.Connection[Any]) -> None:
-    try:
-        with conn.transaction():
-            _lock(conn)  # concurrent "create ... if not exists" can still collide
-            conn.execute(_LEDGER_DDL)
-    except psycopg.Error as exc:
-        raise _failed("syncd.schema_migrations", exc) from exc
+    with migration_step("syncd.schema_migrations"), conn.transaction():
+        _lock(conn)  # concurrent "create ... if not exists" can still collide
+        conn.execute(_sql("create_ledger"))
 
 
 def _ledger_exists(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("select to_regclass('syncd.schema_migrations') is not null").fetchone()
+    row = conn.execute(_sql("ledger_exists")).fetchone()
     return bool(row and row[0])
 
 
 def _is_applied(conn: psycopg.Connection[Any], version: str) -> bool:
-    row = conn.execute(
-        "select 1 from syncd.schema_migrations where version = %s", (version,)
-    ).fetchone()
+    row = conn.execute(_sql("is_applied"), {"version": version}).fetchone()
     return row is not None
+
+
+def _sql(name: str) -> str:
+    """A statement of the runner (sql/migrations.sql)."""
+    return query("migrations.sql", name)

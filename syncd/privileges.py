@@ -2,15 +2,16 @@
 
 ``REQUIRED`` mirrors the grants of the ``syncd_writer`` role (migration
 ``20251201000600_syncd_writer_role.sql``): exactly what the writer's statements in
-``syncd/sql/course.sql`` and the migration status check need. Besides these privileges the
-role must reach every creator's rows of the tables it writes that have row-level security:
+``syncd/sql/course.sql`` (and ``sources.sql``) and the migration status check need.
+Besides these privileges the role must reach every creator's rows of the tables it writes
+that have row-level security:
 through a policy of its own (``syncd_writer_all``, "for all, using true", migration
 ``20251201000800_supabase_hardening.sql``; members of syncd_writer get it too), or by
 bypassing RLS (BYPASSRLS, superuser, table owner). Supabase's ``postgres`` cannot grant
 BYPASSRLS on PostgreSQL 15, so the policy is the shape syncd is deployed with.
 
 Keys name the object: ``schema <name>``, ``sequence <schema>.<name>`` or, for tables,
-just ``<schema>.<name>``.
+just ``<schema>.<name>``. The check's two queries are in ``syncd/sql/privileges.sql``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import tuple_row
+
+from syncd.sqlfiles import query
 
 __all__ = ["REQUIRED", "ROW_ACCESS", "missing_privileges", "read_missing", "send_checks"]
 
@@ -55,71 +58,6 @@ WRITTEN_TABLES = (
 )
 ROW_ACCESS = "row access to {table} (every row, through a policy for syncd_writer, or BYPASSRLS)"
 
-# A table (t.schema, t.relation) with RLS on that the current user reaches only partly: not
-# its owner (owners bypass RLS unless it is forced), and either no permissive "for all"
-# policy with USING and WITH CHECK both true applies to the current user (directly, through
-# a role it is a member of, or to PUBLIC), or a restrictive policy that is not simply true
-# applies to it.
-_APPLIES = """(0::oid = any ({p}.polroles) or exists (
-        select 1 from unnest({p}.polroles) as r(oid)
-        where pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')))"""
-_ROW_ACCESS_LACKING = f"""
-select c.oid from pg_catalog.pg_class c
-join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-where n.nspname = t.schema and c.relname = t.relation and c.relrowsecurity
-  and (c.relforcerowsecurity or not pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
-  and (
-    not exists (
-      select 1 from pg_catalog.pg_policy p
-      where p.polrelid = c.oid and p.polpermissive and p.polcmd = '*'
-        and {_APPLIES.format(p="p")}
-        and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
-        and coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') = 'true'
-    )
-    or exists (
-      select 1 from pg_catalog.pg_policy x
-      where x.polrelid = c.oid and not x.polpermissive
-        and {_APPLIES.format(p="x")}
-        and (coalesce(pg_catalog.pg_get_expr(x.polqual, x.polrelid), 'true') <> 'true'
-             or coalesce(pg_catalog.pg_get_expr(x.polwithcheck, x.polrelid), 'true') <> 'true')
-    )
-  )
-"""
-
-# Objects are looked up in the catalogs by name, not with to_regclass() or a ::regclass
-# cast: those refuse a schema the current user has no USAGE on, and that is one of the
-# things to report, not a reason to fail. One row per (object, privilege), in the order of
-# REQUIRED; ``held`` is NULL when the object does not exist.
-_HELD = """
-select w.obj, w.privilege, case w.kind
-  when 'schema' then (
-    select pg_catalog.has_schema_privilege(n.oid, w.privilege)
-    from pg_catalog.pg_namespace n where n.nspname = w.name)
-  when 'sequence' then (
-    select pg_catalog.has_sequence_privilege(c.oid, w.privilege)
-    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = w.schema and c.relname = w.name and c.relkind = 'S')
-  else (
-    select pg_catalog.has_table_privilege(c.oid, w.privilege)
-    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = w.schema and c.relname = w.name
-      and c.relkind = any('{r,p,v,m,f}'::"char"[]))
-  end as held
-from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-  with ordinality as w(obj, kind, schema, name, privilege, ord)
-order by w.ord
-"""
-# The written tables the current user reaches only partly, in the order of WRITTEN_TABLES
-# (none for a role that bypasses RLS).
-_ROW_ACCESS_MISSING = f"""
-select t.schema || '.' || t.relation as "table"
-from unnest(%s::text[], %s::text[]) with ordinality as t(schema, relation, ord)
-where not coalesce((select rolbypassrls or rolsuper from pg_catalog.pg_roles
-                    where rolname = current_user), false)
-  and exists ({_ROW_ACCESS_LACKING})
-order by t.ord
-"""
-
 
 class Checks(NamedTuple):
     """The two queries of the check, sent (in a pipeline: queued) and not read yet."""
@@ -137,12 +75,21 @@ def send_checks(conn: psycopg.Connection[Any]) -> Checks:
         for kind, _, name in [obj.rpartition(" ")]
         for privilege in privileges
     ]
+    objects, kinds, schemas, names, privileges = (list(c) for c in zip(*wanted, strict=True))
     held = conn.cursor(row_factory=tuple_row).execute(
-        _HELD, [list(column) for column in zip(*wanted, strict=True)]
+        query("privileges.sql", "held"),
+        {
+            "objects": objects,
+            "kinds": kinds,
+            "schemas": schemas,
+            "names": names,
+            "privileges": privileges,
+        },
     )
     tables = [table.partition(".") for table in WRITTEN_TABLES]
     row_access = conn.cursor(row_factory=tuple_row).execute(
-        _ROW_ACCESS_MISSING, ([t[0] for t in tables], [t[2] for t in tables])
+        query("privileges.sql", "row_access_missing"),
+        {"schemas": [t[0] for t in tables], "relations": [t[2] for t in tables]},
     )
     return Checks(held, row_access)
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from syncd import layout, source_settings
 from syncd import parser as course_parser
+from syncd.bookkeeping import Known
 from syncd.course import CourseSnapshot, FileIssue, ParseOptions
 from syncd.course_failures import Failure, describe_failure, is_course_level
 from syncd.errors import FatalError, ParseError, RootUnavailable
@@ -27,7 +28,7 @@ from syncd.fingerprint import fingerprint as content_fingerprint
 from syncd.fingerprint import options_salt
 from syncd.scheduler import CourseScheduler
 from syncd.storage import CourseStorage
-from syncd.store import CourseResult, Known, conflict_issue
+from syncd.store import CourseResult, conflict_issue
 from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
 
 # A course read and parsed, to write: (snapshot, content fingerprint, stat fingerprint, the

@@ -7,9 +7,11 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
+from syncd.bookkeeping import Known
 from syncd.course import CourseSnapshot
 from syncd.plan import Plan
-from syncd.store import CourseResult, Known, SourceSeen
+from syncd.sources import SourceSeen
+from syncd.store import CourseResult
 
 
 class CourseStorage(Protocol):

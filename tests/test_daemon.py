@@ -15,10 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from syncd.config import Settings
-from syncd.daemon import IDLE_CHECK_S, WARM_AFTER_S, Daemon
+from syncd.database import IDLE_CHECK_S, WARM_AFTER_S, DbSettings, idle_check, make_pool
 from syncd.deadline import SocketDeadlines
-from syncd.store import DbSettings, make_pool
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
@@ -524,15 +522,14 @@ def test_the_readme_alerts_fire_in_an_outage_and_clear_after_it(
 
 
 def test_the_idle_connection_check_passes_a_live_connection_and_fails_a_dead_one(
-    tmp_path: Path, db_dsn: str
+    db_dsn: str,
 ) -> None:
     """The pool's check before a save that follows a quiet spell (now one round trip: an
     empty query in autocommit): a live connection passes and is handed on as it was, a
     connection whose server session is gone fails, so the pool takes another."""
     now = [0.0]
-    daemon = Daemon(Settings(root=tmp_path), DbSettings(dsn=db_dsn), clock=lambda: now[0])
     deadlines = SocketDeadlines()
-    check = daemon._checker(deadlines)
+    check = idle_check(deadlines, DbSettings(dsn=db_dsn), lambda: now[0])
     try:
         with (
             psycopg.connect(db_dsn) as conn,
@@ -550,9 +547,7 @@ def test_the_idle_connection_check_passes_a_live_connection_and_fails_a_dead_one
         deadlines.close()
 
 
-def test_a_quiet_daemon_checks_a_connection_before_a_save_needs_it(
-    tmp_path: Path, db_dsn: str
-) -> None:
+def test_a_quiet_daemon_checks_a_connection_before_a_save_needs_it(db_dsn: str) -> None:
     """A save after a quiet spell (IDLE_CHECK_S or more) found its pooled connection due
     for the check: one round trip before its transaction, a third of its time over a far
     link. While quiet, the daemon checks its least recently used connection in the
@@ -560,9 +555,8 @@ def test_a_quiet_daemon_checks_a_connection_before_a_save_needs_it(
     (round trips counted by the proxy)."""
     now = [0.0]
     proxy, dsn = proxy_in_front_of(db_dsn)
-    daemon = Daemon(Settings(root=tmp_path), DbSettings(dsn=dsn), clock=lambda: now[0])
     deadlines = SocketDeadlines()
-    check = daemon._checker(deadlines)
+    check = idle_check(deadlines, DbSettings(dsn=dsn), lambda: now[0])
     pool = make_pool(DbSettings(dsn=dsn), workers=1, check=check)
     try:
         pool.open(wait=True)

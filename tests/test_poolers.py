@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from syncd import migrate
-from syncd.store import DbSettings, connect
+from syncd.database import DbSettings, connect
 from tests.conftest import SUPABASE_BARE, SupabaseServer
 from tests.daemon_harness import DaemonProcess, run_syncd
 from tests.helpers import atomic_write, landed, lesson_text, make_course

@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 import pytest
 
 from syncd import heap
+from syncd.bookkeeping import Known
 from syncd.breaker import CircuitBreaker, State
 from syncd.course import ParseOptions
 from syncd.course_failures import describe_failure, is_course_level
 from syncd.daemon import WARM_EVERY_S, Writer
 from syncd.debounce import Debouncer
+from syncd.driver_errors import PoolExhausted
 from syncd.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -31,7 +33,7 @@ from syncd.errors import (
 )
 from syncd.reconcile import RENAME_GRACE_S, Reconciler, Summary
 from syncd.scheduler import CourseScheduler
-from syncd.store import CourseResult, Known, PoolExhausted
+from syncd.store import CourseResult
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come

@@ -26,9 +26,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from syncd.database import DbSettings, connect
+from syncd.driver_errors import classify
 from syncd.errors import ConfigError, TransientError
 from syncd.exits import ExitCode
-from syncd.store import DbSettings, classify, connect
 from tests.daemon_harness import REPO, run_syncd
 from tests.helpers import Run, make_course, run_cli
 from tests.pgcluster import DEBIAN_PG15, Cluster, init_cluster, install, start

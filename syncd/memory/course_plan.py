@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from syncd.course import CourseSnapshot, FileIssue, Project
+from syncd.course_reads import held_audience_issue
 from syncd.memory.tables import ProjectRow, Tables
 from syncd.plan import (
     ExistingRow,
@@ -21,7 +22,7 @@ from syncd.plan import (
     plan_course,
     slug_candidates,
 )
-from syncd.store import CourseResult, held_audience_issue
+from syncd.store import CourseResult
 
 
 def project_held(t: Tables, snapshot: CourseSnapshot, project: ProjectRow) -> bool:

@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from syncd.course import CourseSnapshot
+from syncd.course_reads import held_project_issue
 from syncd.memory.course_plan import (
     count_plan,
     existing_rows,
@@ -21,7 +22,7 @@ from syncd.memory.course_plan import (
 )
 from syncd.memory.tables import AudienceRow, ContentRow, CourseRow, ProjectRow, RowMark, Tables
 from syncd.plan import Plan, RowWrite, json_value, project_differences
-from syncd.store import CourseResult, OwnedElsewhere, ProjectHeld, held_project_issue
+from syncd.store import CourseResult, OwnedElsewhere, ProjectHeld
 
 
 class SlugTaken(Exception):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from syncd.bookkeeping import Known
 from syncd.course import CourseSnapshot
+from syncd.course_reads import held_project_issue
 from syncd.errors import RejectedError
 from syncd.memory.course_plan import (
     count_plan,
@@ -23,15 +25,8 @@ from syncd.memory.course_plan import (
 from syncd.memory.course_write import SlugTaken, upsert_course, write_course
 from syncd.memory.tables import CourseRow, MemoryDatabase, SourceRow, Tables
 from syncd.plan import Plan, project_differences
-from syncd.store import (
-    CourseResult,
-    Known,
-    OwnedElsewhere,
-    ProjectHeld,
-    SourceSeen,
-    conflict_issue,
-    held_project_issue,
-)
+from syncd.sources import SourceSeen
+from syncd.store import CourseResult, OwnedElsewhere, ProjectHeld, conflict_issue
 
 UNIQUE_VIOLATION = "23505"
 
