@@ -18,7 +18,6 @@ import pytest
 from syncd import heap
 from syncd.breaker import CircuitBreaker, State
 from syncd.course_failures import describe_failure, is_course_level
-from syncd.daemon import WARM_EVERY_S, Writer
 from syncd.debounce import Debouncer
 from syncd.errors import (
     AuthenticationFailed,
@@ -32,6 +31,7 @@ from syncd.parser import ParseOptions
 from syncd.reconcile import RENAME_GRACE_S, Reconciler, Summary
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, Known, PoolExhausted
+from syncd.writer import WARM_EVERY_S, Writer
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
