@@ -28,7 +28,8 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.parser import ParseOptions
-from syncd.reconcile import RENAME_GRACE_S, Reconciler, Summary
+from syncd.reconcile import Reconciler, Summary
+from syncd.renames import RENAME_GRACE_S
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult, Known, PoolExhausted
 from syncd.writer import WARM_EVERY_S, Writer
