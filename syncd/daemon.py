@@ -14,15 +14,15 @@ Threads, and who owns them:
   supervisor when they die or the root comes back, stopped and joined by ``_shutdown``;
 - ``syncd-deadlines``: started by ``SocketDeadlines`` (deadline.py) at the first guarded
   call, ended by ``deadlines.close()`` here;
-- psycopg_pool's own workers (connections opened in the background): started by
-  ``pool.open``, ended by ``pool.close`` here.
+- psycopg_pool's ``syncd-scheduler`` and ``syncd-worker-0..2`` (connections opened and
+  checked in the background): started by ``pool.open``, ended by ``pool.close`` here.
 
 Start order (``run``): refuse a root that is not a folder → build the parts → install the
 signal handlers → ``daemon started`` → open the pool (not waiting for it) → start the
 observer (events buffer in the debouncer) → start the writer thread, whose first job is the
 full reconcile → the supervisor's loop; it sends READY=1 at its first tick after that
 reconcile (``daemon ready``). A failure to start watching (the inotify watch limit) raises
-before any thread of ours runs.
+ConfigError (exit 2) before the writer starts; the pool, already opening, is not closed.
 
 Shutdown (``_shutdown``), with S = ``--shutdown-timeout`` (``shutdown_timeout_s``) and
 ``STOP_TAIL_S`` = 5 s:
@@ -31,13 +31,16 @@ Shutdown (``_shutdown``), with S = ``--shutdown-timeout`` (``shutdown_timeout_s`
    shut then; a pool checkout waits at most until then);
 2. the observer stopped (not joined yet);
 3. the writer thread joined for at most (deadline - now) + STOP_TAIL_S / 5 (1 s, for a call
-   cut at the deadline to fail): its loop ends, and the scheduler's jobs in flight finish
-   (an event job not yet begun finds ``stop`` set and leaves its course for the flush);
+   cut at the deadline to fail): its loop ends (no retry once ``stop`` is set; a full
+   reconcile under way goes on until its calls are cut), then the scheduler's jobs in
+   flight finish (an event job not yet begun finds ``stop`` set and leaves its course for
+   the flush);
 4. the flush, if the supervisor ended on ``stop``, the writer has no fatal error, its first
    reconcile was done and its thread has ended: each pending course not being written is
    synced once, without retries, while the clock is before the deadline (a sync begun
-   before it may end a moment after, its calls cut at it); otherwise no flush, and every
-   pending course is named as unsynced;
+   before it may end a moment after, its calls cut at it); a course still being written, or
+   not reached, is left; without a flush every pending course is left (a job still under
+   way included); those left are named (``shutdown with unsynced courses``);
 5. the observer joined for at most STOP_TAIL_S * 2/5 (2 s); the health file removed;
 6. the pool closed, waiting at most STOP_TAIL_S * 2/5 (2 s);
 7. ``deadlines.close()``: its thread joined (at most 5 s; it ends as soon as woken);
