@@ -57,7 +57,7 @@ def _trace_gc() -> None:
 
 
 def install() -> None:
-    from syncd import daemon, database, debounce, reconcile, store, watcher
+    from syncd import daemon, database, debounce, reconcile, store, watcher, writer
 
     _trace_gc()
 
@@ -97,7 +97,7 @@ def install() -> None:
         return due
 
     deb.take_due = take_due_traced  # type: ignore[method-assign]
-    _wrap(daemon.Writer, "_event_job", "job started", "job ended")
+    _wrap(writer.Writer, "_event_job", "job started", "job ended")
     _wrap(reconcile.Reconciler, "prepare", None, "read and parsed")
     _wrap(store.CourseStore, "sync_course", "transaction starts", "committed")
 

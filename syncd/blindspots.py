@@ -22,7 +22,7 @@ from typing import Any
 from watchdog.observers.api import ObservedWatch
 
 from syncd.layout import is_relevant
-from syncd.tree import list_courses, scan_course
+from syncd.tree import folder_identity, list_courses, scan_course
 from syncd.watcher import course_of
 
 RETRY_S = 30.0  # how often a watch is tried again while the limit is reached
@@ -225,7 +225,7 @@ class BlindSpotKeeper:
         if path == "":
             return self._retry_root()
         folder = self.root / path
-        identity = _identity(folder)
+        identity = folder_identity(folder)
         if identity is None:
             for spot in self.spots.watched(path):
                 self.log.info("unwatched folder gone", course=spot.course, path=spot.path)
@@ -265,18 +265,10 @@ class BlindSpotKeeper:
         """A watch added here follows its folder's inode: when the folder is gone or moved
         away, its events would carry the old path, so the watch goes."""
         for path, (watch, identity) in list(self._watches.items()):
-            if _identity(self.root / path) != identity:
+            if folder_identity(self.root / path) != identity:
                 del self._watches[path]
                 with contextlib.suppress(Exception):
                     self.observer().unschedule(watch)
 
     def _all_courses(self) -> list[str]:
         return list_courses(self.root, self.follow_symlinks).courses
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)

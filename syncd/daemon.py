@@ -1,429 +1,91 @@
-"""Wiring and the main loop of the long-running service.
+"""Wiring and the stop of the long-running service (``syncd`` without a command).
 
-Threads:
-- watchdog's observer: events → ``Debouncer.mark`` (never blocks, never raises);
-- the writer (``Writer.run``): the first full reconcile, then due courses, one
-  transaction each, through tenacity retries and the circuit breaker;
-- the main thread (``Daemon.run``): signals, systemd notifications, heartbeat, periodic
-  reconciles, and supervision of the two others.
+``Daemon.run`` builds the parts (breaker, debouncer, socket deadlines, pool, store,
+reconciler, scheduler, writer, event handler, supervisor), starts them, hands the main
+thread to the supervisor (supervisor.py) and, whatever ends that, stops them in order.
 
-Start order: watch (events buffer) → full reconcile → READY=1 → process events.
+Threads, and who owns them:
+- main: ``Daemon.run``; signal handlers (they only set ``stop`` and note the signal), then
+  ``Supervisor.run`` once a second, then ``_shutdown``;
+- ``syncd-writer``: ``Writer.run`` (writer.py), started and joined here;
+- ``syncd-course-N``: the scheduler's ``--workers`` job threads (scheduler.py: its executor,
+  started as jobs come; shut down by the writer's loop as it ends);
+- watchdog's observer and its emitter threads: started here (``watch``), replaced by the
+  supervisor when they die or the root comes back, stopped and joined by ``_shutdown``;
+- ``syncd-deadlines``: started by ``SocketDeadlines`` (deadline.py) at the first guarded
+  call, ended by ``deadlines.close()`` here;
+- psycopg_pool's ``syncd-scheduler`` and ``syncd-worker-0..2`` (connections opened and
+  checked in the background): started by ``pool.open``, ended by ``pool.close`` here.
+
+Start order (``run``): refuse a root that is not a folder → build the parts → install the
+signal handlers → ``daemon started`` → open the pool (not waiting for it) → start the
+observer (events buffer in the debouncer) → start the writer thread, whose first job is the
+full reconcile → the supervisor's loop; it sends READY=1 at its first tick after that
+reconcile (``daemon ready``). A failure to start watching (the inotify watch limit) raises
+ConfigError (exit 2) before the writer starts; the pool, already opening, is not closed.
+
+Shutdown (``_shutdown``), with S = ``--shutdown-timeout`` (``shutdown_timeout_s``) and
+``STOP_TAIL_S`` = 5 s:
+1. STOPPING=1; ``stop`` set, the debouncer woken; the stop's deadline is now + S, and
+   ``deadlines.cap`` makes every database call under way or to come end by it (its socket
+   shut then; a pool checkout waits at most until then);
+2. the observer stopped (not joined yet);
+3. the writer thread joined for at most (deadline - now) + STOP_TAIL_S / 5 (1 s, for a call
+   cut at the deadline to fail): its loop ends (no retry once ``stop`` is set; a full
+   reconcile under way goes on until its calls are cut), then the scheduler's jobs in
+   flight finish (an event job not yet begun finds ``stop`` set and leaves its course for
+   the flush);
+4. the flush, if the supervisor ended on ``stop``, the writer has no fatal error, its first
+   reconcile was done and its thread has ended: each pending course not being written is
+   synced once, without retries, while the clock is before the deadline (a sync begun
+   before it may end a moment after, its calls cut at it); a course still being written, or
+   not reached, is left; without a flush every pending course is left (a job still under
+   way included); those left are named (``shutdown with unsynced courses``);
+5. the observer joined for at most STOP_TAIL_S * 2/5 (2 s); the health file removed;
+6. the pool closed, waiting at most STOP_TAIL_S * 2/5 (2 s);
+7. ``deadlines.close()``: its thread joined (at most 5 s; it ends as soon as woken);
+8. the exit code (the writer's fatal error's, or 130 after SIGINT) and ``daemon stopped``.
+So the stop takes at most S + STOP_TAIL_S (S + 1 + 2 + 2 s), beyond which only a sync
+begun just before the deadline (file reading, a cut call failing) and the deadline thread's
+join can add.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import tenacity
-
-from syncd import config, health, heap, logs
-from syncd.blindspots import BlindSpotKeeper, BlindSpots
+from syncd import config, health, logs
 from syncd.breaker import CircuitBreaker, State
 from syncd.config import Settings
 from syncd.course import ParseOptions
-from syncd.course_failures import (
-    CourseFailure,
-    CourseFailures,
-    describe_failure,
-    is_course_level,
-)
 from syncd.database import DbSettings, ProbeEvery, guarded, idle_check, make_pool, probe
 from syncd.deadline import SocketDeadlines
 from syncd.debounce import SETTLE_S, Debouncer
-from syncd.driver_errors import PoolExhausted
-from syncd.errors import (
-    AuthenticationFailed,
-    ConfigError,
-    DatabaseFull,
-    FatalError,
-    RootUnavailable,
-    SyncdError,
-    TransientError,
-)
+from syncd.errors import RootUnavailable
 from syncd.exits import ExitCode
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore
+from syncd.supervisor import HealthFile, Supervisor, writer_failed
 from syncd.systemd import Notifier
 from syncd.watcher import (
     POLL_INTERVAL_S,
     CourseEventHandler,
-    LinkTargetHandler,
     OverflowDetector,
     UnwatchedDetector,
     start_observer,
 )
+from syncd.writer import Writer
 
-FULL_RECONCILE = "(full reconcile)"  # how a failing full reconcile is named among the courses
-# A quiet daemon checks its least recently used connection in the background this often, if
-# it was not used for WARM_AFTER_S: a save after a quiet spell then finds it checked and
-# pays no round trip for it (over a far link, a third of such a save's time).
-WARM_EVERY_S = 2.0
-KEEP_WARM = "(keep warm)"  # the scheduler's key of that background check
 STOP_TAIL_S = 5.0  # after --shutdown-timeout: a cut call failing, the watcher, the pool
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
-
-
-@dataclass
-class Writer:
-    """Drains the debouncer into the database: runs the full reconciles and submits each
-    due course to the scheduler, on its own thread. ``step`` is one turn of its loop."""
-
-    reconciler: Reconciler
-    debouncer: Debouncer
-    breaker: CircuitBreaker
-    scheduler: CourseScheduler
-    stop: threading.Event
-    log: Any
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], object] | None = None  # retry back-off; default: stop.wait
-    retry_attempts: int = 3
-    failures: CourseFailures = field(init=False)  # courses failing on their own (``clock``)
-    # Why the pool cannot connect (a rejected password), asked when it says only "no
-    # connection available"; None: not asked.
-    diagnose: Callable[[], SyncdError | None] | None = None
-    auth_grace_s: float = 300.0  # a password rejected this long ends the daemon (exit 4)
-    reconcile_requested: threading.Event = field(default_factory=threading.Event)
-    ready: threading.Event = field(default_factory=threading.Event)
-    fatal: BaseException | None = None
-    last_tick: float = 0.0
-    last_sync: float | None = None
-    last_sync_wall: str = "never"
-    root_problem: str | None = None  # why the course root cannot be read now, if it cannot
-    reconcile_left: int = 0  # courses of the running full reconcile not done yet
-    settle_heap: Callable[[], object] = heap.collect_and_freeze  # after each full reconcile
-    # While quiet: check a pooled connection in the background (IdleCheck.warm); None: never
-    keep_warm: Callable[[], None] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _queued: set[str] = field(default_factory=set)  # an event job submitted, not started
-    _auth_said: tuple[float, float] | None = None  # (said at, next after) in this failing run
-    _reconcile_not_before: float = 0.0  # a failed full reconcile waits out its back-off
-    _warm_at: float = 0.0  # the next keep-warm job, while quiet
-
-    def __post_init__(self) -> None:
-        self.failures = CourseFailures(self.clock)
-
-    def run(self) -> None:
-        self.reconcile_requested.set()  # the first job: a full reconcile
-        try:
-            while not self.stop.is_set() and self.fatal is None:
-                self.step()
-                self._idle()
-        except FatalError as error:
-            self.fatal = error
-        except BaseException as error:  # a dead writer must stop the daemon loudly
-            self.fatal = error
-            self.log.exception("writer crashed")
-        finally:
-            self.scheduler.shutdown(wait=True)  # jobs in flight finish before shutdown goes on
-
-    def step(self) -> None:
-        """A requested full reconcile, then every due course handed to the scheduler."""
-        self.last_tick = self.clock()
-        if self.reconcile_requested.is_set() and self.clock() >= self._reconcile_not_before:
-            self._reconcile()
-            if not self.ready.is_set() and not self.reconcile_requested.is_set():
-                self.ready.set()
-        if self.ready.is_set():
-            for course in self.debouncer.take_due():
-                self._submit(course)
-            self._keep_warm()
-
-    def _keep_warm(self) -> None:
-        """While quiet (nothing pending or running, the breaker closed), every WARM_EVERY_S:
-        a scheduler job that checks the least recently used connection if it sat unused,
-        so that the next save does not pay for that round trip."""
-        now = self.clock()
-        if (
-            self.keep_warm is None
-            or now < self._warm_at
-            or self.stop.is_set()
-            or self.reconcile_requested.is_set()
-            or self.debouncer.pending()
-            or self.scheduler.busy()
-            or self.breaker.state is not State.CLOSED
-        ):
-            return
-        self._warm_at = now + WARM_EVERY_S
-        with contextlib.suppress(RuntimeError):  # shutting down
-            self.scheduler.submit(KEEP_WARM, self.keep_warm)
-
-    def responsive(self, now: float, hung_after: float) -> bool:
-        """Has the loop turned (or a full reconcile moved on by a course) within
-        ``hung_after``? Waiting out an outage (retries, deadlines, back-off) is bounded and
-        counts as alive; only a writer stuck for longer is hung."""
-        return now - self.last_tick < hung_after
-
-    def _submit(self, course: str) -> None:
-        """One event job per course waiting at a time: a job that has not started yet reads
-        the newest files anyway. The scheduler never runs two jobs of a course at once."""
-        with self._lock:
-            if course in self._queued:
-                self.debouncer.done(course)  # the job waiting reads this change too
-                return
-            self._queued.add(course)
-        try:
-            self.scheduler.submit(course, partial(self._event_job, course))
-        except RuntimeError:  # shutting down: the flush takes it
-            with self._lock:
-                self._queued.discard(course)
-            self.debouncer.defer(course, self.clock())
-
-    def _event_job(self, course: str) -> None:
-        with self._lock:
-            self._queued.discard(course)
-        try:
-            if self.stop.is_set():
-                self.debouncer.defer(course, self.clock())  # left for the shutdown flush
-            elif self._sync(course):
-                self.debouncer.done(course)
-        except FatalError as error:
-            self.fatal = error
-        except BaseException as error:  # only what is not one course's (a crash) ends it
-            self.fatal = error
-            self.log.exception("course sync crashed", course=course)
-
-    def _course_failed(self, course: str, error: BaseException) -> None:
-        """One course's own failure: named, retried alone on its back-off; the rest goes
-        on."""
-        record = self._failed(course, error, course=course)
-        self.debouncer.defer(course, record.retry_at)
-
-    def _reconcile_failed(self, error: Exception) -> None:
-        """A full reconcile's own step (registering the source, reading what syncd wrote)
-        refused, stuck behind a lock or surprised: said, tried again on its own back-off
-        (health names it as a failing course), never the end of the daemon."""
-        self.breaker.release_trial()  # the connection told the breaker what it heard
-        record = self._failed(FULL_RECONCILE, error, event="reconcile failed")
-        self._reconcile_not_before = record.retry_at
-
-    def _failed(
-        self, name: str, error: BaseException, *, event: str | None = None, **fields: Any
-    ) -> CourseFailure:
-        """Record a failure of ``name`` (a course, or the full reconcile) on its own back-off
-        and say it once, with a surprise's traceback."""
-        failure = describe_failure(error)
-        record = self.failures.failed(name, failure)
-        self.log.error(
-            event or failure.event,
-            **fields,
-            kind=failure.kind,
-            reason=failure.reason,
-            sqlstate=failure.sqlstate,
-            attempt=record.attempts,
-            failing_s=round(self.clock() - record.since, 1),
-            retry_in_s=round(record.retry_at - self.clock(), 1),
-            exc_info=error if failure.kind == "error" else None,
-        )
-        return record
-
-    def _course_recovered(self, course: str) -> None:
-        record = self.failures.recovered(course)
-        if record is not None:
-            self.log.info(
-                "course recovered",
-                course=course,
-                attempts=record.attempts,
-                failing_s=round(self.clock() - record.since, 1),
-            )
-
-    def flush(self, deadline: float) -> list[str]:
-        """Shutdown: sync every pending course until ``deadline``; return the rest."""
-        courses = self.debouncer.take_all()
-        left = [c for c in courses if self.debouncer.is_writing(c)]  # never read half-written
-        for course in [c for c in courses if c not in left]:
-            synced = (
-                self.clock() < deadline and self.fatal is None and self._sync(course, retry=False)
-            )
-            if not synced:
-                left.append(course)
-        return left
-
-    def _idle(self) -> None:
-        """Wait for work without spinning: the next due course, a new event, the breaker
-        reset, or one second (so that the watchdog sees progress)."""
-        timeout = 1.0
-        if self.breaker.state is State.OPEN:
-            timeout = min(timeout, max(self.breaker.retry_at() - self.clock(), 0.05))
-        self.debouncer.wait(timeout)
-
-    def _reconcile(self) -> None:
-        if not self.breaker.allow():
-            return
-        try:
-            self._with_retries(
-                lambda: self.reconciler.reconcile_all(
-                    self.scheduler,
-                    progress=self._progress,
-                    on_failure=self._course_failed,
-                    after_course=self._course_recovered,
-                )
-            )
-        except RootUnavailable as error:
-            self.breaker.release_trial()  # not the database's
-            self.root_problem = str(error)
-            if not self.ready.is_set():  # at start: exit 5, as every command does
-                self.fatal = error
-                return
-            self.log.error("course root unavailable", reason=str(error))
-            self.stop.wait(min(self.breaker.reset_timeout_s, 5.0))
-            return
-        except TransientError:
-            return  # every failed attempt was counted and logged (_attempt)
-        except Exception as error:
-            if not is_course_level(error):
-                raise
-            self._reconcile_failed(error)
-            return
-        self.failures.recovered(FULL_RECONCILE)
-        self.breaker.release_trial()
-        self.root_problem = None
-        self.reconcile_left = 0
-        self.reconcile_requested.clear()
-        self._synced()
-        self.settle_heap()  # full collections off the save path (heap.py)
-
-    def _sync(self, course: str, *, retry: bool = True) -> bool:
-        if not self.breaker.allow():
-            self.debouncer.defer(course, self.breaker.retry_at())
-            return False
-        try:
-            call = partial(self.reconciler.sync_course, course)
-            result = self._with_retries(call) if retry else self._attempt(call)
-        except RootUnavailable as error:
-            self.breaker.release_trial()  # not the database's
-            self.root_problem = str(error)
-            self.log.error("course root unavailable", course=course, reason=str(error))
-            self.debouncer.defer(course, self.clock() + 5.0)
-            return False
-        except TransientError:  # every failed attempt was counted and logged (_attempt)
-            self.debouncer.defer(course, self.breaker.retry_at())
-            return False
-        except Exception as error:
-            if not is_course_level(error):
-                raise  # fatal: ends the daemon with its exit code
-            self.breaker.release_trial()  # the connection told the breaker what it heard
-            self._course_failed(course, error)
-            return False
-        self.breaker.release_trial()  # a sync that skipped the database says nothing of it
-        self.root_problem = None
-        retry_at = getattr(result, "retry_at", None)
-        if retry_at is not None:  # nothing done yet (a vanished folder waits for its rename)
-            self.debouncer.defer(course, retry_at)
-            return False
-        self._synced()
-        self._course_recovered(course)
-        return True
-
-    def _attempt(self, call: Callable[[], Any], attempt: int = 1) -> Any:
-        """One try; a transient failure counts for the breaker at once (per attempt, not
-        per finished sync) and is logged, so an outage shows within one attempt."""
-        try:
-            return call()
-        except TransientError as error:
-            self._unavailable(self._cause(error), attempt)
-            raise
-
-    def _cause(self, error: TransientError) -> SyncdError:
-        """The pool says only "no connection available": ask why (a rejected password, a
-        TLS set-up that stopped working). A TLS failure while running (the server's
-        certificate renewed by a CA that sslrootcert does not hold) is waited out as an
-        outage, said with its fix: libpq reads the sslrootcert file at every connection, so
-        replacing that file heals it without a restart (at start it is exit 2)."""
-        if (
-            isinstance(error, PoolExhausted)
-            and self.diagnose is not None
-            and not self.stop.is_set()
-        ):
-            cause = self.diagnose()  # the server's own answer: refused, timed out, password
-            if isinstance(cause, AuthenticationFailed | TransientError | ConfigError):
-                return cause
-        return error
-
-    def _with_retries(self, call: Callable[[], Any]) -> Any:
-        def stop(state: tenacity.RetryCallState) -> bool:  # the breaker opened: stop trying
-            return (
-                state.attempt_number >= self.retry_attempts
-                or self.breaker.state is State.OPEN
-                or self.stop.is_set()  # stopping: the flush has what is left
-            )
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
-            stop=stop,
-            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        attempts = itertools.count(1)
-        return retrying(lambda: self._attempt(call, next(attempts)))
-
-    def _progress(self, done: int, total: int, course: str) -> None:
-        self.last_tick = self.clock()  # a long full reconcile is progress, not a hang
-        self.reconcile_left = total - done
-
-    def _sleep(self, seconds: float) -> None:
-        if self.sleep is not None:
-            self.sleep(seconds)
-        else:
-            self.stop.wait(seconds)  # a retry back-off that SIGTERM cuts short
-
-    def _unavailable(self, error: SyncdError, attempt: int = 1) -> None:
-        """Said first, then counted: the failure that opens the breaker precedes its
-        `breaker opened` line."""
-        if isinstance(error, AuthenticationFailed):
-            self._auth_rejected(error)
-            return
-        kind = "disk-full" if isinstance(error, DatabaseFull) else "unreachable"
-        self.log.warning(
-            "database unavailable",
-            cause=kind,
-            reason=str(error),
-            attempt=attempt,
-            breaker=self.breaker.state.value,
-        )
-        self.breaker.record_failure(kind, str(error))
-
-    def _auth_rejected(self, error: AuthenticationFailed) -> None:
-        """A rejected password: its own event, said again with back-off (15 s, doubling to
-        5 min) while it lasts, and after ``auth_grace_s`` the end of the daemon (exit 4): a
-        running syncd cannot learn a new password (DATABASE_URL is read at start), so the
-        unit stops restarting it and `systemctl status` shows why."""
-        self.breaker.record_failure("auth", str(error))
-        view = self.breaker.view()
-        now = self.clock()
-        since = view.kind_since if view.kind_since is not None else now
-        failing_s = now - since
-        said = self._auth_said
-        if said is None or said[0] < since or now >= said[1]:
-            every = 15.0 if said is None or said[0] < since else min((said[1] - said[0]) * 2, 300.0)
-            self._auth_said = (now, now + every)
-            self.log.error(
-                "database authentication failed",
-                reason=str(error),
-                failing_s=round(failing_s, 1),
-                exits_in_s=round(max(self.auth_grace_s - failing_s, 0.0), 1),
-                hint="the password in DATABASE_URL is rejected: update it and restart syncd",
-            )
-        if failing_s >= self.auth_grace_s and self.fatal is None:
-            self.fatal = AuthenticationFailed(
-                f"{error} (rejected for {failing_s:.0f} s, --auth-grace {self.auth_grace_s:g} s):"
-                " update DATABASE_URL and restart syncd"
-            )
-
-    def _synced(self) -> None:
-        self.last_sync = self.clock()
-        self.last_sync_wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class Daemon:
@@ -441,10 +103,7 @@ class Daemon:
         self.log = logs.get()
         self.stop = threading.Event()
         self.signal_received: str | None = None
-        self._link_watches: dict[str, Any] = {}  # followed link target -> its watch
-        self._root_missing: str | None = None  # the supervisor's own look at the root
-        self._health_due = 0.0  # monotonic: when the health file is written next
-        self._health_failed = False
+        self._health = HealthFile(settings.health_path, clock, self.log)
         # Longer than any bounded wait of the writer: every retry of a call that runs into its
         # client deadline (statement timeout twice, plus connecting), with back-off.
         call_s = db.statement_timeout_ms / 1000 * 2 + db.connect_timeout_s
@@ -508,18 +167,26 @@ class Daemon:
             self.log,
             files=None if s.polling else debouncer,  # polling sees no opens or closes
         )
-        overflow = OverflowDetector(lambda: self._overflowed(writer, debouncer))
-        self._blind = BlindSpotKeeper(
-            BlindSpots(self.clock, retry_s=s.watch_retry_s),
-            s.root,
-            lambda: self._observer,
-            handler,
-            debouncer.mark,
-            self.log,
-            self.clock,
-            follow_symlinks=s.follow_symlinks,
+
+        def watch() -> Any:
+            return start_observer(s.root, handler, polling=s.polling)
+
+        supervisor = Supervisor(
+            s,
+            writer=writer,
+            debouncer=debouncer,
+            breaker=breaker,
+            handler=handler,
+            watch=watch,
+            notifier=self.notifier,
+            health_file=self._health,
+            stop=self.stop,
+            log=self.log,
+            clock=self.clock,
+            hung_after=self._hung_after,
         )
-        unwatched = UnwatchedDetector(self._blind.on_unwatched)
+        overflow = OverflowDetector(supervisor.overflowed)
+        unwatched = UnwatchedDetector(supervisor.blind.on_unwatched)
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(overflow)
             logging.getLogger(name).addHandler(unwatched)
@@ -538,17 +205,17 @@ class Daemon:
         if not s.persist:
             self.log.warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
         pool.open(wait=False)
-        observer = start_observer(s.root, handler, polling=s.polling)
+        observer = watch()
         thread = threading.Thread(target=writer.run, name="syncd-writer")
         thread.start()
-        self._observer = observer
-        self._root_identity = _identity(s.root)
+        supervisor.watching(observer)
         code: int = ExitCode.OK
         try:
-            code = self._supervise(writer, thread, debouncer, breaker, handler)
+            code = supervisor.run(thread)
         finally:
             code = self._shutdown(
                 code,
+                observer=supervisor.observer,
                 writer=writer,
                 thread=thread,
                 debouncer=debouncer,
@@ -560,83 +227,13 @@ class Daemon:
                 logging.getLogger(name).removeHandler(unwatched)
         return code
 
-    # -- the main loop ------------------------------------------------------------------
-
-    def _supervise(
-        self,
-        writer: Writer,
-        thread: threading.Thread,
-        debouncer: Debouncer,
-        breaker: CircuitBreaker,
-        handler: CourseEventHandler,
-    ) -> int:
-        s = self.settings
-        tick = min(1.0, self.notifier.watchdog_interval_s or 1.0)
-        now = self.clock()
-        next_heartbeat = now + s.heartbeat_s
-        next_reconcile = now + s.reconcile_interval_s if s.reconcile_interval_s > 0 else None
-        ready_sent = False
-        observer_restarts = 0
-        while not self.stop.wait(tick):
-            now = self.clock()
-            if writer.fatal is not None:
-                return self._writer_failed(writer)
-            if not thread.is_alive():
-                self.log.error("writer thread stopped unexpectedly")
-                return ExitCode.WRITER_DIED
-            root_present = self._check_root(writer, debouncer, handler)
-            observer = self._observer
-            if root_present and not observer.is_alive():
-                observer_restarts += 1
-                self.log.error("watcher died", restarts=observer_restarts)
-                if observer_restarts > 3:
-                    return ExitCode.WATCHER_DIED
-                self._rewatch(writer, debouncer, handler)
-                observer = self._observer
-            if s.follow_symlinks:
-                self._watch_link_targets(writer, debouncer)
-            if root_present and not s.polling:
-                self._blind.tick()  # folders the watch limit left unwatched: said, polled
-            # The watchdog is fed from this loop on the threads' liveness, not on a sync
-            # finishing: a writer waiting out an outage (retries, deadlines, back-off) is
-            # alive. Only a writer silent for longer than any bounded wait can last is hung.
-            writer_alive = thread.is_alive() and writer.responsive(now, self._hung_after)
-            # One reading of the state per tick, by this thread: the health file, the
-            # systemd status and the heartbeat all say the same thing.
-            state = self._observe(writer, debouncer, breaker, writer_alive, observer.is_alive())
-            if writer.ready.is_set() and not ready_sent:
-                ready_sent = True
-                self.notifier.ready(health.status_line(state))
-                self.log.info("daemon ready", pending=state.pending)
-            if observer.is_alive() and writer_alive:
-                self.notifier.watchdog()
-            self.notifier.status(health.status_line(state))
-            if now >= self._health_due:
-                self._write_health(state)
-            if next_reconcile is not None and now >= next_reconcile:
-                writer.reconcile_requested.set()
-                debouncer.wake()
-                next_reconcile = now + s.reconcile_interval_s
-            if now >= next_heartbeat:
-                next_heartbeat = now + s.heartbeat_s
-                self.log.info(
-                    "heartbeat",
-                    pending=state.pending,
-                    breaker=state.breaker,
-                    breaker_cause=state.breaker_kind or None,
-                    lag_s=state.lag_s,
-                    held=debouncer.held(),
-                    failing=[health.describe_failing(f, time.time()) for f in state.failing],
-                    unwatched=len(state.unwatched),
-                    last_sync=state.last_sync,
-                    observer_alive=state.observer_alive,
-                )
-        return ExitCode.OK
+    # -- the stop ------------------------------------------------------------------------
 
     def _shutdown(
         self,
         code: int,
         *,
+        observer: Any,
         writer: Writer,
         thread: threading.Thread,
         debouncer: Debouncer,
@@ -646,7 +243,6 @@ class Daemon:
         """One budget for the whole stop: ``--shutdown-timeout`` for the jobs in flight and
         the flush together (a database call still running at its end has its socket shut),
         then at most ``STOP_TAIL_S`` to close the watcher and the pool."""
-        observer = self._observer
         self.notifier.stopping()
         self.stop.set()
         debouncer.wake()
@@ -675,89 +271,11 @@ class Daemon:
         pool.close(timeout=STOP_TAIL_S * 2 / 5)
         deadlines.close()
         if code == ExitCode.OK and writer.fatal is not None:
-            code = self._writer_failed(writer)
+            code = writer_failed(writer, self.log)
         if code == ExitCode.OK and self.signal_received == "SIGINT":
             code = ExitCode.INTERRUPTED  # Ctrl-C: the README's 130, after a clean stop
         self.log.info("daemon stopped", exit_code=int(code), unsynced=len(left))
         return code
-
-    def _writer_failed(self, writer: Writer) -> int:
-        error = writer.fatal
-        if isinstance(error, RootUnavailable):
-            self.log.error("course root unavailable", reason=str(error), exit_code=5)
-            return ExitCode.ROOT_UNAVAILABLE
-        if isinstance(error, FatalError):
-            self.log.error("database refused syncd", reason=str(error))
-            return ExitCode.FATAL_DB
-        self.log.error("writer thread crashed", error=repr(error))
-        return ExitCode.WRITER_DIED
-
-    def _check_root(
-        self, writer: Writer, debouncer: Debouncer, handler: CourseEventHandler
-    ) -> bool:
-        """Notice the course root disappearing (deleted, renamed, unmounted) and coming
-        back: watch it again and reconcile. Returns whether it is there now."""
-        identity = _identity(self.settings.root)
-        self._root_missing = None if identity is not None else f"{self.settings.root} is missing"
-        if identity == self._root_identity:
-            return identity is not None
-        self._root_identity = identity
-        if identity is None:
-            self.log.error(
-                "course root unavailable",
-                root=str(self.settings.root),
-                reason="missing: nothing is archived until it is back",
-            )
-            return False
-        self.log.warning(
-            "course root is back or replaced: watching it again", root=str(self.settings.root)
-        )
-        self._rewatch(writer, debouncer, handler)
-        return True
-
-    def _rewatch(self, writer: Writer, debouncer: Debouncer, handler: CourseEventHandler) -> None:
-        """Replace the observer, then reconcile what happened while nobody watched."""
-        with contextlib.suppress(Exception):  # the old observer may already be broken
-            self._observer.stop()
-        self._link_watches = {}  # the new observer watches them again
-        try:
-            self._observer = start_observer(
-                self.settings.root, handler, polling=self.settings.polling
-            )
-            self._blind.rewatched()  # a new watch covers the whole tree, or fails
-        except ConfigError as error:
-            self.log.error("watcher could not start", reason=str(error))
-        writer.reconcile_requested.set()
-        debouncer.wake()
-
-    def _watch_link_targets(self, writer: Writer, debouncer: Debouncer) -> None:
-        """Keep one watch on each folder reached through a followed link, as the last scans
-        of their courses found them (inotify does not follow links; polling uses lstat)."""
-        wanted = writer.reconciler.link_targets()
-        for target in [t for t in self._link_watches if t not in wanted]:
-            watch = self._link_watches.pop(target)
-            if watch is not None:
-                with contextlib.suppress(Exception):
-                    self._observer.unschedule(watch)
-        for target, course in wanted.items():
-            if target in self._link_watches:
-                continue
-            try:
-                self._link_watches[target] = self._observer.schedule(
-                    LinkTargetHandler(course, debouncer.mark, self.log), target, recursive=True
-                )
-                self.log.info("link target watched", course=course, path=target)
-            except OSError as exc:
-                self._link_watches[target] = None  # named once; the safety reconcile covers it
-                self.log.warning(
-                    "link target not watched", course=course, path=target, reason=exc.strerror
-                )
-
-    def _overflowed(self, writer: Writer, debouncer: Debouncer) -> None:
-        self.log.warning("watch queue overflowed: events were lost, full reconcile scheduled")
-        debouncer.files_unknown()
-        writer.reconcile_requested.set()
-        debouncer.wake()
 
     def _call_cut(self, seconds: float, stopping: bool) -> None:
         if stopping:
@@ -771,84 +289,13 @@ class Daemon:
 
     def _breaker_changed(self, old: State, new: State) -> None:
         """Told under the breaker's lock, in order: only logs and asks for a health write."""
-        self._health_due = 0.0  # said at the next tick
+        self._health.soon()  # said at the next tick
         if new is State.OPEN:
             self.log.warning("breaker opened", previous=old.value)
         elif new is State.HALF_OPEN:
             self.log.info("breaker half-open", previous=old.value)
         else:
             self.log.info("breaker closed", previous=old.value)
-
-    def _observe(
-        self,
-        writer: Writer,
-        debouncer: Debouncer,
-        breaker: CircuitBreaker,
-        writer_alive: bool,
-        observer_alive: bool,
-    ) -> health.HealthState:
-        """The daemon's state, read once from its owners: the breaker's own view, the
-        debouncer's pending courses (and, during the first full reconcile, the courses it
-        has not reached), the failing courses."""
-        now, wall = self.clock(), time.time()
-        view = breaker.view()
-
-        def wall_of(at: float | None) -> float | None:
-            return None if at is None else wall - (now - at)
-
-        unreconciled = 0 if writer.ready.is_set() else writer.reconcile_left
-        secrets = self.settings.secrets()  # a server's message may quote one: never in the file
-
-        def said(text: str) -> str:
-            return config.redact(text, secrets)
-
-        return health.HealthState(
-            written_at=wall,
-            pid=os.getpid(),
-            ready=writer.ready.is_set(),
-            writer_responsive=writer_alive,
-            observer_alive=observer_alive,
-            breaker=view.state.value,
-            # away since its first failure, not since the breaker opened on the third
-            unreachable_since=wall_of(
-                None if view.away_since is None else (view.failing_since or view.away_since)
-            ),
-            pending=debouncer.pending() + unreconciled,
-            lag_s=round(debouncer.oldest_age(), 3),
-            last_sync=writer.last_sync_wall,
-            root_problem=self._root_missing or writer.root_problem,
-            breaker_kind=view.kind,
-            breaker_reason=said(view.reason),
-            breaker_kind_since=wall_of(view.kind_since),
-            failing=[
-                health.Failing(
-                    course=f.course,
-                    kind=f.kind,
-                    reason=said(f.reason),
-                    sqlstate=f.sqlstate,
-                    since=wall - (now - f.since),
-                    attempts=f.attempts,
-                )
-                for f in writer.failures.failing()
-            ],
-            unwatched=self._blind.unwatched(),
-        )
-
-    def _write_health(self, state: health.HealthState) -> None:
-        """The state `syncd health` reads (the image's HEALTHCHECK)."""
-        self._health_due = self.clock() + health.WRITE_EVERY_S
-        try:
-            health.write(self.settings.health_path, state)
-            self._health_failed = False
-        except OSError as exc:
-            if not self._health_failed:  # said once, not every few seconds
-                self._health_failed = True
-                self.log.warning(
-                    "health file not written",
-                    path=str(self.settings.health_path),
-                    reason=exc.strerror,
-                    hint="set --health-file (SYNCD_HEALTH_FILE) to a writable place",
-                )
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -860,14 +307,6 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
-
-
-def _identity(path: Any) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
 
 
 def run(settings: Settings, db: DbSettings) -> int:

@@ -3,7 +3,12 @@
 A server-side statement_timeout cannot help when the network path stops answering
 (a dead proxy or a silent firewall keeps the TCP connection "alive" forever). A guarded
 call whose deadline passes gets its socket shut down from this watcher thread, so the
-blocked call fails at once with a connection error (transient) instead of hanging."""
+blocked call fails at once with a connection error (transient) instead of hanging.
+
+Threads: ``SocketDeadlines`` starts one, ``syncd-deadlines``, at its first guarded call, and
+ends it in ``close`` (joined for at most 5 s); whoever made the object owns it (the daemon).
+One lock (``_cond``) guards the armed deadlines, the stop's cap and whether it is closed; the
+``on_expire`` callback is told under it."""
 
 from __future__ import annotations
 

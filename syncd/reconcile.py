@@ -3,11 +3,26 @@
 Shared by ``syncd --rescan`` (every course once) and the daemon (one course per debounced
 batch of events). The database's own trouble (transient), fatal refusals and an unreadable
 root propagate to the caller; anything that goes wrong in one course (a refusal, a lock wait,
-a surprise) is that course's: named, and the pass goes on."""
+a surprise) is that course's: named, and the pass goes on.
+
+``Reconciler`` is the whole-tree pass and the work on one course (read, parse, commit, the
+log lines); its collaborators each have one job: ``KnownCourses`` (known.py) what the
+database holds of each course, ``Ownership`` (ownership.py) whose course it is, ``Renames``
+(renames.py) a vanished folder's grace and its rename, ``ArchiveGuard`` (archiving.py) what
+may be archived. It starts no thread: ``reconcile_all`` runs on its caller's thread (the
+writer's, or the CLI's) and hands its jobs to the scheduler's workers; course jobs run on
+those workers.
+
+Shared state and its locks: each object that holds state written by one thread and read or
+written by another guards it with its own one lock: ``KnownCourses``, ``Ownership``,
+``Renames`` (which holds its lock around the ``KnownCourses`` calls that must agree with its
+own state), and ``LinkTargets`` here (written by course jobs, read by the supervisor). The
+pass's own findings (``last_results``, the non-course folders and which of them were said)
+are written only by the thread running ``reconcile_all``, while no job of it runs or between
+its jobs' results, so they need none."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -20,16 +35,20 @@ from typing import Any, Protocol
 
 from syncd import layout, source_settings
 from syncd import parser as course_parser
+from syncd.archiving import ArchiveGuard
 from syncd.bookkeeping import Known
 from syncd.course import CourseSnapshot, FileIssue, ParseOptions
 from syncd.course_failures import Failure, describe_failure, is_course_level
 from syncd.errors import FatalError, ParseError, RootUnavailable
 from syncd.fingerprint import fingerprint as content_fingerprint
 from syncd.fingerprint import options_salt
+from syncd.known import KnownCourses
+from syncd.ownership import Ownership
+from syncd.renames import Renames
 from syncd.scheduler import CourseScheduler
 from syncd.storage import CourseStorage
-from syncd.store import CourseResult, conflict_issue
-from syncd.tree import CourseScan, count_files, list_courses, read_scanned, scan_course
+from syncd.store import CourseResult
+from syncd.tree import count_files, list_courses, read_scanned, scan_course
 
 # A course read and parsed, to write: (snapshot, content fingerprint, stat fingerprint, the
 # time its job began)
@@ -40,7 +59,6 @@ class OnFailure(Protocol):
     def __call__(self, course: str, error: BaseException) -> None: ...
 
 
-RENAME_GRACE_S = 2.0  # a vanished course waits this long for a new folder to claim it
 # A full reconcile's job: this many courses read, then written in one transaction (two round
 # trips for them all; over a far link round trips, not the server, bound a backfill).
 BATCH_COURSES = 16
@@ -74,21 +92,6 @@ class Summary:
         self.rejected.extend(result.rejected)
 
 
-def _folder_id(folder: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _top_names(folder: Path) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except OSError:  # not a folder, or unreadable: not a rename's new name we can tell
-        return []
-
-
 def _synced_in(futures: Iterable[Future[list[CourseResult | Exception]]]) -> int:
     """Courses done without failing in the jobs among ``futures`` that finished."""
     return sum(
@@ -112,6 +115,25 @@ def _course_failed(
     told(course, error)
 
 
+class LinkTargets:
+    """Course -> the real paths of the folders its followed links reach, as the last scan of
+    the course found them: written by course jobs, read by the supervisor, under its own
+    lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._links: dict[str, frozenset[str]] = {}
+
+    def scanned(self, course: str, targets: Iterable[str]) -> None:
+        with self._lock:
+            self._links[course] = frozenset(targets)
+
+    def by_target(self) -> dict[str, str]:
+        """Real path -> course of every folder reached through a followed link."""
+        with self._lock:
+            return {target: course for course, targets in self._links.items() for target in targets}
+
+
 @dataclass
 class Reconciler:
     root: Path
@@ -128,24 +150,39 @@ class Reconciler:
     # Is a file of the course open for writing? (the daemon's close events): then its
     # content is not final, and the course waits for the close instead of being read.
     being_written: Callable[[str], bool] = lambda _course: False
-    last_results: list[CourseResult] = field(default_factory=list)
-    _known: dict[str, Known] = field(default_factory=dict)
-    _touched: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    last_results: list[CourseResult] = field(default_factory=list)  # the pass's thread alone
+    # The pass's thread alone: non-course folders said once per process; their file counts
     _skipped_logged: set[str] = field(default_factory=set)
-    _conflicts: dict[str, str] | None = None  # during a full reconcile: folder -> owner
-    _skipped_names: list[str] = field(default_factory=list)  # non-course folders, last listing
-    _skipped_folders: dict[str, int] = field(default_factory=dict)  # their file counts
-    _links: dict[str, frozenset[str]] = field(default_factory=dict)  # course -> followed targets
-    _links_lock: threading.Lock = field(default_factory=threading.Lock)
-    _owned_elsewhere: dict[str, str] = field(default_factory=dict)  # course -> owning source
-    _changed: set[str] = field(default_factory=set)  # courses with rows edited by others
-    _renaming: set[str] = field(default_factory=set)  # vanished courses a rename has claimed
-    _vanished_at: dict[str, float] = field(default_factory=dict)  # seen gone by an event
-    # course -> its folder's (device, inode) when last seen: `mv` keeps it, `cp -r` does not
-    _folder_ids: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Course jobs run on the scheduler's workers: the state above is read and written under
-    # this lock (_links has its own).
-    _state: threading.RLock = field(default_factory=threading.RLock)
+    _skipped_folders: dict[str, int] = field(default_factory=dict)
+    # Collaborators (each guards its own state; see the module's docstring)
+    _known: KnownCourses = field(init=False)
+    _links: LinkTargets = field(init=False)
+    _ownership: Ownership = field(init=False)
+    _renames: Renames = field(init=False)
+    _archive: ArchiveGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._known = KnownCourses()
+        self._links = LinkTargets()
+        self._ownership = Ownership(self.root, self.store, self._known)
+        self._renames = Renames(
+            self.root,
+            self.store,
+            self._known,
+            mine=self._ownership.mine,
+            archive=self.archive,
+            log=self.log,
+            clock=self.clock,
+        )
+        self._archive = ArchiveGuard(
+            self.root,
+            self.store,
+            self._known,
+            self._renames,
+            mine=self._ownership.mine,
+            write=self.write,
+            log=self.log,
+        )
 
     # -- whole tree -------------------------------------------------------------------
 
@@ -167,10 +204,10 @@ class Reconciler:
             "reconcile started", root=str(self.root), write=self.write, source=self.store.source
         )
         scheduler.wait_idle()  # jobs of live events finish first: the state below is swapped
-        courses = self.list_courses()
+        courses, skipped_names = self._listing()
         if progress is not None:  # before the first database call: a failing one leaves the
             progress(0, len(courses), "")  # count of courses not reached yet
-        live_known = self._begin_pass(courses)
+        live_known = self._begin_pass(courses, skipped_names)
         self._register_source()  # after the root checks: a pass that fails on it writes nothing
         summary = Summary()
         pending: deque[tuple[list[str], Future[list[CourseResult | Exception]]]] = deque()
@@ -247,38 +284,29 @@ class Reconciler:
             except Exception as error:
                 _course_failed(summary, course, error, failed, listed=False)
 
-    def _begin_pass(self, courses: list[str]) -> list[str]:
+    def _begin_pass(self, courses: list[str], skipped_names: list[str]) -> list[str]:
         """Count non-course folders, load what the database knows; return the courses this
         source has live there."""
         self.last_results = []
-        with self._state:
-            self._vanished_at.clear()  # every course is looked at afresh
-        self._count_skipped_folders()
+        self._renames.begin_pass()  # every course is looked at afresh
+        self._count_skipped_folders(skipped_names)
         # Rows someone else changed or deleted since syncd wrote them: their courses are
         # synced even if no file changed, and the sync rewrites those rows from their files.
         known, changed = self.store.pass_state()
-        with self._state:
-            self._known, self._changed, self._owned_elsewhere = known, changed, {}
-            self._conflicts = layout.slug_conflicts(courses, known)
+        self._known.load(known)
+        self._ownership.begin_pass(courses, known, changed)
         # Only what this source synced is archived when its folder is gone from this root.
-        live_known = [c for c, k in known.items() if not k.archived and self.mine(k)]
-        if not courses and live_known:
-            raise RootUnavailable(
-                f"course root {self.root} holds no course while the database has "
-                f"{len(live_known)}: refusing to archive them (is the tree mounted?)"
-            )
+        live_known = [c for c, k in known.items() if not k.archived and self._ownership.mine(k)]
+        self._archive.refuse_empty_root(courses, live_known)
         return live_known
 
     def _save_tree_findings(self, summary: Summary, courses: list[str]) -> None:
         """After a full pass: touched-but-unchanged stats, the courses this source adopts,
         those other sources own, and non-course folders, for the next rescan, `verify` and
         `report`, in one transaction."""
-        with self._state:
-            self._conflicts = None
-            owned_elsewhere = dict(self._owned_elsewhere)
+        owned_elsewhere = self._ownership.end_pass()
         summary.skipped_folders = {k: v for k, v in self._skipped_folders.items() if v}
-        with self._state:
-            touched, self._touched = self._touched, []
+        touched = self._known.take_touched()
         if not self.write:
             return
         mine = bool(self.store.source)
@@ -335,19 +363,22 @@ class Reconciler:
         """The course folders, and the folders that are there but are not read (unreadable,
         linked): those are handed on too, so that their rows are kept and they are named,
         never archived."""
+        return self._listing()[0]
+
+    def _listing(self) -> tuple[list[str], list[str]]:
+        """``list_courses``, and the folders that are not courses."""
         try:
             listing = list_courses(self.root, self.follow_symlinks)
         except OSError as exc:
             raise RootUnavailable(
                 f"course root {self.root} is unreadable: {exc.strerror}: check --root"
             ) from exc
-        self._skipped_names = listing.skipped
-        return sorted({*listing.courses, *listing.held})
+        return sorted({*listing.courses, *listing.held}), listing.skipped
 
-    def _count_skipped_folders(self) -> None:
+    def _count_skipped_folders(self, skipped_names: list[str]) -> None:
         """The files of each non-course folder, counted once per full reconcile (not on every
         listing); a folder that holds any is warned about once per process."""
-        self._skipped_folders = {n: count_files(self.root / n) for n in self._skipped_names}
+        self._skipped_folders = {n: count_files(self.root / n) for n in skipped_names}
         for name, files in self._skipped_folders.items():
             if name not in self._skipped_logged and files:  # the reconcile's own thread
                 self._skipped_logged.add(name)
@@ -430,31 +461,22 @@ class Reconciler:
         started = self.clock()
         scan = scan_course(self.root, course, self.follow_symlinks)
         if self.follow_symlinks:
-            with self._links_lock:
-                self._links[course] = frozenset(scan.link_targets)
-        refused = self._not_ours(course, scan)
+            self._links.scanned(course, scan.link_targets)
+        refused = self._ownership.not_ours(course, scan)
         if refused is not None:
             self.log.warning("file rejected", path=course, reason=refused.reason)
             return CourseResult(course, rejected=[refused])
         if scan.exists:
-            folder_id = _folder_id(self.root / course)
-            with self._state:
-                self._vanished_at.pop(course, None)  # back (git, an editor): a new grace next time
-                if folder_id is not None:
-                    self._folder_ids[course] = folder_id
+            self._renames.seen(course)  # back (git, an editor): a new grace next time
         if not scan.exists or not layout.is_course_folder(scan.top_names):
-            if self._known_of(course) is not None and not self.list_courses():
-                raise RootUnavailable(
-                    f"course root {self.root} holds no course: refusing to archive {course} "
-                    "(is the tree mounted?)"
-                )
-            return self._vanished(course)
-        known = self._known_of(course)
+            self._archive.refuse_lone_vanish(course, self.list_courses)
+            return self._renames.vanished(course)
+        known = self._known.get(course)
         synced = (
             known is not None
             and known.fingerprint is not None
             and not known.archived
-            and not self._changed_by_others(course)
+            and not self._ownership.changed_by_others(course)
         )
         # the settings that decide which files are read are in it too: a change of them
         # reads every course again
@@ -470,7 +492,7 @@ class Reconciler:
             return self._skipped(course, started, "a file is open for writing")
         fingerprint = content_fingerprint(files.files, self.options)
         if known is None and self.write:
-            self._follow_rename(course, fingerprint)
+            self._renames.follow(course, fingerprint)
         # Unchanged content is skipped, unless a file could not be read (or is a link): that
         # must be named now, not when some other file of the course changes.
         if (
@@ -479,9 +501,7 @@ class Reconciler:
             and known.fingerprint == fingerprint
             and not files.unreadable
         ):
-            with self._state:
-                self._touched.append((course, fingerprint, stat_fingerprint))
-                self._known[course] = known._replace(stat_fingerprint=stat_fingerprint)
+            self._known.touched(course, known, fingerprint, stat_fingerprint)
             return self._skipped(course, started)
         try:
             snapshot = course_parser.parse_course(
@@ -496,150 +516,6 @@ class Reconciler:
             self.log.warning("field ignored", path=issue.path, reason=issue.reason)
         return snapshot, fingerprint, stat_fingerprint, started
 
-    def _vanished(self, course: str) -> CourseResult:
-        """A course folder seen gone by its own event. ``mv O X`` tells O's and X's events
-        together and their jobs run at once: O is archived only when no folder that could
-        be its new name is still to be looked at, or ``RENAME_GRACE_S`` after it vanished,
-        so that X's job finds O as its rename instead of reviving an archived course."""
-        now = self.clock()
-        with self._state:
-            known = self._known.get(course)
-            if known is None or known.archived:  # nothing of it to archive: nothing to wait for
-                self._vanished_at.pop(course, None)
-                return CourseResult(course)
-            first_seen = self._vanished_at.setdefault(course, now)
-            known_names = set(self._known)
-        if now - first_seen < RENAME_GRACE_S and self._unknown_folders(course, known_names):
-            return CourseResult(course, skipped=True, retry_at=first_seen + RENAME_GRACE_S)
-        with self._state:
-            self._vanished_at.pop(course, None)
-        self.archive(course)
-        return CourseResult(course)
-
-    def _unknown_folders(self, course: str, known: set[str]) -> bool:
-        """Is a course folder at the root that syncd has not synced yet (``course``'s new
-        name, maybe)?"""
-        try:
-            names = os.listdir(self.root)
-        except OSError:
-            return False
-        return any(
-            n != course
-            and n not in known
-            and not n.startswith(".")
-            and layout.is_course_folder(_top_names(self.root / n))
-            for n in names
-        )
-
-    def _follow_rename(self, course: str, fingerprint: bytes) -> None:
-        """A new course folder that is one of this source's courses whose folder is gone is
-        that course, renamed (now, or across a restart): its project, rows and ids move to
-        the new name, and its rows are then synced as usual. It is that course when it
-        derives the same project slug (renamed, and maybe edited, to a name of the same
-        slug), else when it holds exactly its files. Two candidates: none is taken."""
-        slug = layout.course_slug(course)
-        if not slug:
-            return  # rejected by the parser: nothing moves
-        new_id = _folder_id(self.root / course)
-        with self._state:  # claimed under the lock: two new folders never take one old course
-            gone = [
-                (old, known)
-                for old, known in self._known.items()
-                if old != course
-                and old not in self._renaming
-                # a folder seen in this process is followed only to its own inode: `cp -r O
-                # Y; mv O X` gives O's identity to X, never to the copy
-                and self._folder_ids.get(old, new_id) == new_id
-                and self.mine(known)  # never another root's course, even one without a source
-                and not os.path.lexists(self.root / old)
-            ]
-            candidates = [old for old, known in gone if known.slug == slug] or [
-                old for old, known in gone if known.fingerprint == fingerprint
-            ]
-            if len(candidates) == 1:
-                self._renaming.add(candidates[0])
-        if len(candidates) > 1:
-            self.log.warning(
-                "course rename ambiguous",
-                new=course,
-                candidates=candidates,
-                reason="several vanished courses match: synced as a new course",
-            )
-            return
-        if not candidates:
-            return
-        (old,) = candidates
-        try:
-            moved = self.store.rename_course(old, course, slug)
-            with self._state:
-                known_old = self._known.pop(old, None)
-                if known_old is not None:
-                    self._known[course] = known_old._replace(slug=slug)
-        finally:
-            with self._state:
-                self._renaming.discard(old)
-        self.log.info("course renamed", old=old, new=course, rows=moved)
-
-    def _not_ours(self, course: str, scan: CourseScan) -> FileIssue | None:
-        """Why a folder that is there is not synced from here, if it is not: it cannot be
-        read (every row is kept, nothing archived, retried on the next event or safety
-        reconcile), another source owns it, or another folder holds its slug."""
-        if scan.held is not None:
-            return scan.held
-        known = self._known_of(course)
-        if known is not None and known.source is not None and not self.mine(known, adopt=True):
-            with self._state:
-                self._owned_elsewhere[course] = known.source
-            return conflict_issue(course, known.source)
-        owner = self._conflict(course)
-        if owner is not None:
-            return FileIssue(
-                course,
-                f"course slug {layout.course_slug(course)!r} is also derived from"
-                f" folder {owner!r}, which keeps the course: rename one of them",
-            )
-        return None
-
-    def _known_of(self, course: str) -> Known | None:
-        with self._state:
-            return self._known.get(course)
-
-    def _changed_by_others(self, course: str, *, forget: bool = False) -> bool:
-        """Had rows of ``course`` been changed in SQL (``forget``: they are being repaired)."""
-        with self._state:
-            changed = course in self._changed
-            if forget:
-                self._changed.discard(course)
-            return changed
-
-    def mine(self, known: Known, *, adopt: bool = False) -> bool:
-        """Is this course this source's? With ``adopt``, one without a source (synced
-        before sources) or owned by a retired source is taken over when it is synced."""
-        if self.store.source is None or known.source == self.store.source:
-            return True
-        return adopt and (known.source is None or known.owner_retired)
-
-    def link_targets(self) -> dict[str, str]:
-        """Real path -> course of every folder reached through a followed link (the daemon
-        watches them: the kernel does not follow links for it). Thread-safe."""
-        with self._links_lock:
-            return {target: course for course, targets in self._links.items() for target in targets}
-
-    def _conflict(self, course: str) -> str | None:
-        """The folder that keeps ``course``'s slug, when another one does."""
-        with self._state:
-            conflicts = self._conflicts
-        if conflicts is None:  # a single course (daemon): look at the root's names now
-            try:
-                names = [n for n in os.listdir(self.root) if not n.startswith(".")]
-            except OSError:
-                return None
-            slug = layout.course_slug(course)
-            rivals = [n for n in names if layout.course_slug(n) == slug]
-            with self._state:
-                conflicts = layout.slug_conflicts(rivals, dict(self._known))
-        return conflicts.get(course)
-
     def _skipped(self, course: str, started: float, reason: str = "unchanged") -> CourseResult:
         """Nothing to do now: its files are as syncd last wrote them, or one is still being
         written (said as such, not as a sync of nothing)."""
@@ -651,10 +527,14 @@ class Reconciler:
         )
         return CourseResult(course, skipped=True)
 
+    def link_targets(self) -> dict[str, str]:
+        """Real path -> course of every folder reached through a followed link (the daemon
+        watches them: the kernel does not follow links for it). Thread-safe."""
+        return self._links.by_target()
+
     def save_touched(self) -> None:
         """Remember the new stat of courses whose files were touched but not changed."""
-        with self._state:
-            touched, self._touched = self._touched, []
+        touched = self._known.take_touched()
         if touched and self.write:
             self.store.save_stat_fingerprints(touched)
 
@@ -684,22 +564,20 @@ class Reconciler:
         self._log_repairs(result, snapshot.course)
         self._log_slugs(result, snapshot.course)
         if result.owned_by is not None:
-            with self._state:
-                self._owned_elsewhere[snapshot.course] = result.owned_by
+            self._ownership.owned_by(snapshot.course, result.owned_by)
         if not self.keep_plans:
             result.plan = None  # it holds every row's text: memory must not grow with the tree
         for issue in result.rejected:
             self.log.warning("file rejected", path=issue.path, reason=issue.reason)
         self._log_result(result, started)
         complete = not result.rejected
-        with self._state:
-            self._known[snapshot.course] = Known(
-                fingerprint if complete else None,
-                False,
-                stat_fingerprint if complete else None,
-                source=self.store.source,  # written by this source now: a rename candidate
-                slug=snapshot.project.slug,
-            )
+        self._known[snapshot.course] = Known(
+            fingerprint if complete else None,
+            False,
+            stat_fingerprint if complete else None,
+            source=self.store.source,  # written by this source now: a rename candidate
+            slug=snapshot.project.slug,
+        )
         return result
 
     def _log_repairs(self, result: CourseResult, course: str) -> None:
@@ -709,7 +587,7 @@ class Reconciler:
         if result.plan is None or not self.write:
             return
         repairs = [(w, "rewritten from its file", w.differs) for w in result.plan.repaired]
-        if self._changed_by_others(course, forget=True):
+        if self._ownership.changed_by_others(course, forget=True):
             repairs += [(w, "re-created from its file", ()) for w in result.plan.inserts]
         for write, action, fields in repairs:
             self.log.info(
@@ -770,22 +648,5 @@ class Reconciler:
 
     def archive(self, course: str) -> int:
         """Archive a course whose folder is gone from this root (a positive observation):
-        only one this source owns, or one without a source."""
-        with self._state:
-            known = self._known.get(course)
-            renaming = course in self._renaming
-        if known is None or known.archived or not (self.mine(known) or known.source is None):
-            return 0
-        if renaming:  # a new folder is taking it over as its new name: not gone
-            return 0
-        if not self.write:
-            self.log.info("course would be archived (nothing written)", course=course)
-            return 0
-        archived, deleted = self.store.archive_course(course)
-        with self._state:
-            if course in self._known:  # not renamed meanwhile
-                self._known[course] = known._replace(archived=True, stat_fingerprint=None)
-        if not archived:  # renamed (its rows moved) or archived already: nothing happened
-            return 0
-        self.log.info("course archived", course=course, deleted=deleted)
-        return 1
+        only one this source owns, or one without a source (``ArchiveGuard``)."""
+        return self._archive.archive(course)

@@ -331,3 +331,13 @@ def count_files(folder: Path) -> int:
         if count >= MAX_COUNTED_FILES:
             return MAX_COUNTED_FILES
     return count
+
+
+def folder_identity(path: Path) -> tuple[int, int] | None:
+    """A folder's (device, inode), or None when it cannot be stat'ed: `mv` keeps it, a copy
+    or a remount does not."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)

@@ -1,7 +1,11 @@
 """The watchdog side: map filesystem events to courses and hand them to a callback.
 
 The handler runs on watchdog's thread, where an exception would silently kill the
-observer: it only converts, filters and enqueues, and never raises."""
+observer: it only converts, filters and enqueues, and never raises.
+
+Threads: ``start_observer`` starts a watchdog observer (its own thread and one emitter
+thread per watch, named by watchdog); the caller owns it and stops and joins it (the
+daemon's supervisor replaces it, the daemon's stop ends it)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ from syncd.bookkeeping import Known
 from syncd.breaker import CircuitBreaker, State
 from syncd.course import ParseOptions
 from syncd.course_failures import describe_failure, is_course_level
-from syncd.daemon import WARM_EVERY_S, Writer
 from syncd.debounce import Debouncer
 from syncd.driver_errors import PoolExhausted
 from syncd.errors import (
@@ -31,9 +30,11 @@ from syncd.errors import (
     RejectedError,
     TransientError,
 )
-from syncd.reconcile import RENAME_GRACE_S, Reconciler, Summary
+from syncd.reconcile import Reconciler, Summary
+from syncd.renames import RENAME_GRACE_S
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult
+from syncd.writer import WARM_EVERY_S, Writer
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
