@@ -16,7 +16,7 @@ DATABASE_URL and JSON logs, waits for "daemon ready", then:
    process) after the query returned. A save's latency is (that stamp) - (before the open):
    an upper bound, at most one poll interval plus one query late; the report gives the poll
    interval it achieved.
-2. in the bench's own way (``bench.latency.single_saves``, the README's older
+2. in the bench's own way (``bench.latency.single_saves``, docs/benchmarks.md's older
    ``save_to_row`` row), on the same daemon: a poller thread inside the bench process, the
    time starting after the write returned, the next save 50 ms after the row was seen.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Records what a person sees of a 100-course `syncd --rescan` at a terminal (README:
+# Records what a person sees of a 100-course `syncd --rescan` at a terminal (docs/commands.md:
 # "At a terminal"): tmux runs it in a 120x26 pane, and the pane is captured as text while
 # the bar is live and once more at the end. Uses the embedded PostgreSQL in a scratch folder.
 # Usage: bench/record_console.sh [OUT_DIR]

@@ -1,5 +1,6 @@
 """Results: one row per figure (median of its runs, comparison, target, met?), the machine
-they were measured on, a markdown table and a JSON document."""
+they were measured on, a markdown table and a JSON document; a full run's machine line and
+table go into docs/benchmarks.md, between its markers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks.md"
+BEGIN = "<!-- bench/report.py writes from here"  # the markers' start: their text explains them
+END = "<!-- bench/report.py writes up to here -->"
 
 
 def median(values: list[float]) -> float:
@@ -156,7 +160,8 @@ def machine(pg_settings: dict[str, str]) -> dict[str, Any]:
 # -- rendering ---------------------------------------------------------------------------
 
 
-def render(rows: list[Row], info: dict[str, Any], notes: list[str]) -> str:
+def render_table(rows: list[Row], info: dict[str, Any]) -> str:
+    """The machine line and the table of figures, as docs/benchmarks.md shows them."""
     s = info["pg_settings"]
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, "
@@ -176,6 +181,11 @@ def render(rows: list[Row], info: dict[str, Any], notes: list[str]) -> str:
             f"| {row.label} | {row.shown_runs()} | {row.comparison} | {row.target} "
             f"| {row.shown_met()} |"
         )
+    return "\n".join(lines)
+
+
+def render(rows: list[Row], info: dict[str, Any], notes: list[str]) -> str:
+    lines = [render_table(rows, info)]
     missed = [row for row in rows if row.met is False]
     lines += ["", "Targets missed:" if missed else "Targets missed: none."]
     for row in missed:
@@ -197,3 +207,15 @@ def to_json(rows: list[Row], info: dict[str, Any], notes: list[str]) -> dict[str
         ],
         "notes": notes,
     }
+
+
+def write_docs(table: str, path: Path = DOCS) -> None:
+    """Replace what lies between the markers of ``path`` with ``table`` (``render_table``);
+    the guide's own text around them (how to run, comparisons, targets missed and why) stays."""
+    text = path.read_text(encoding="utf-8")
+    start = text.find(BEGIN)
+    end = text.find(END, start)
+    if start < 0 or end < 0:
+        raise ValueError(f"{path} has no {BEGIN!r} ... {END!r} markers to write between")
+    start = text.index("\n", start) + 1  # keep the opening marker's line
+    path.write_text(text[:start] + table.rstrip("\n") + "\n" + text[end:], encoding="utf-8")

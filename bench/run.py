@@ -24,6 +24,7 @@ from bench import gen, latency, many_sources, outside, procs
 from bench.context import RTT5_MS, Config, Context, DaemonMemory
 from bench.pg import BenchServer
 from bench.report import (
+    DOCS,
     Row,
     fmt,
     load_average,
@@ -32,8 +33,10 @@ from bench.report import (
     percentile,
     ratio,
     render,
+    render_table,
     source_digest,
     to_json,
+    write_docs,
 )
 from syncd.course import ParseOptions
 from syncd.database import DbSettings, connect
@@ -872,6 +875,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument(
+        "--docs",
+        type=Path,
+        help="markdown file whose table to replace (default: docs/benchmarks.md after a full "
+        "run of every measurement; none after --quick or --only)",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         help="far_links: also measure the syncd/ of this folder (another commit's sources, "
@@ -935,6 +944,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(to_json(rows, info, notes), indent=2, default=str) + "\n")
     log(f"results written to {args.out}")
+    docs = args.docs or (DOCS if not cfg.quick and not args.only else None)
+    if docs is not None:
+        write_docs(render_table(rows, info), docs)
+        log(f"table written to {docs}")
     return 1 if any("FAILED:" in note for note in notes) else 0
 
 

@@ -542,7 +542,7 @@ def _database(
             raise FatalError(
                 "the database role lacks what syncd needs: "
                 + "; ".join(missing)
-                + " (grant the syncd_writer role, see README: Security)"
+                + " (grant the syncd_writer role, see docs/security.md)"
             )
     yield db
 

@@ -273,7 +273,7 @@ class Daemon:
         if code == ExitCode.OK and writer.fatal is not None:
             code = writer_failed(writer, self.log)
         if code == ExitCode.OK and self.signal_received == "SIGINT":
-            code = ExitCode.INTERRUPTED  # Ctrl-C: the README's 130, after a clean stop
+            code = ExitCode.INTERRUPTED  # Ctrl-C: docs/exit-codes.md's 130, after a clean stop
         self.log.info("daemon stopped", exit_code=int(code), unsynced=len(left))
         return code
 

@@ -1,4 +1,4 @@
-"""One table of exit codes, used by every command (README: Exit codes)."""
+"""One table of exit codes, used by every command (docs/exit-codes.md)."""
 
 from __future__ import annotations
 

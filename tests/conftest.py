@@ -25,6 +25,7 @@ from psycopg.conninfo import make_conninfo
 
 from syncd import migrate
 from tests.daemon_harness import DaemonProcess
+from tests.helpers import EXAMPLES, REPO
 from tests.pgcluster import DEBIAN_PG15, Cluster, pgserver_bin, start_cluster
 
 TEMPLATE = "syncd_template"
@@ -283,10 +284,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = chosen
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     if os.environ.get("SYNCD_CONTAINER_TESTS") == "1":
-        return "container tests: on (rootful podman)"
-    return "container tests: deselected (SYNCD_CONTAINER_TESTS=1 runs them; .ci/run does)"
+        lines = ["container tests: on (rootful podman)"]
+    else:
+        lines = ["container tests: deselected (SYNCD_CONTAINER_TESTS=1 runs them; .ci/run does)"]
+    shown, kept = REPO / "examples" / "courses", EXAMPLES
+    if _files(shown) != _files(kept):
+        lines.append(
+            f"{shown.relative_to(REPO)} differs from {kept.relative_to(REPO)} (the README's tour "
+            "edits it): the suite reads its own copy only"
+        )
+    return lines
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture

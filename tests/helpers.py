@@ -14,6 +14,35 @@ import pytest
 
 from syncd.cli import main
 
+REPO = Path(__file__).resolve().parent.parent
+# The suite's own copy of examples/courses: the README's tour edits examples/ in place (an
+# edit, a new lesson, a course folder renamed), so no test reads that working copy.
+EXAMPLES = REPO / "tests" / "fixtures" / "courses"
+
+
+def doc_section(file: str, heading: str) -> str:
+    """One section of a guide (``docs/supabase.md``, ``README.md``): from the heading whose
+    title is ``heading`` (at any level) to the next heading of the same or a higher level,
+    lines inside fenced blocks never taken for headings. A test that runs a documented block
+    fails here, naming the file and the heading, when the guide or the section is gone."""
+    path = REPO / file
+    assert path.is_file(), f"{file} is missing: the suite runs its command blocks as written"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    fenced, start, level = False, -1, 0
+    for number, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        hashes = len(line) - len(line.lstrip("#"))
+        if fenced or not hashes or not line[hashes:].startswith(" "):
+            continue
+        if start < 0 and line[hashes:].strip() == heading:
+            start, level = number, hashes
+        elif start >= 0 and hashes <= level:
+            return "".join(lines[start:number])
+    assert start >= 0, f"{file} has no section {heading!r}: the suite runs its blocks as written"
+    return "".join(lines[start:])
+
 
 @dataclass
 class Run:

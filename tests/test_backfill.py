@@ -13,9 +13,7 @@ import pytest
 
 from syncd import migrate
 from syncd.layout import content_slug
-from tests.helpers import Run, lesson_text, make_course, run_cli, write
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
+from tests.helpers import EXAMPLES, Run, lesson_text, make_course, run_cli, write
 
 
 def rescan(

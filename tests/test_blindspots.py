@@ -24,7 +24,7 @@ from syncd.watcher import OverflowDetector, UnwatchedDetector
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import Proxy, proxy_in_front_of
-from tests.test_daemon import readme_alerts, run_alert
+from tests.test_daemon import documented_alerts, run_alert
 
 # -- the bookkeeping, in-process (clock passed in) -----------------------------------------
 
@@ -256,11 +256,11 @@ def test_folders_moved_in_beyond_the_watch_limit_are_said_polled_and_watched_aga
     unwatched = sorted(e["path"] for e in daemon.named("folder not watched"))
     log = tmp_path / "syncd.log"
     log.write_text("".join(daemon.lines), encoding="utf-8")
-    alert = readme_alerts()[
+    alert = documented_alerts()[
         "folders syncd cannot watch (inotify watch limit): polled until"
         " fs.inotify.max_user_watches is raised"
     ]
-    assert sorted(run_alert(alert, log)) == unwatched  # the README's alert, as written
+    assert sorted(run_alert(alert, log)) == unwatched  # the alert of docs/monitoring.md, as written
     daemon.wait_for(
         lambda: sorted(health_json(health_file).get("unwatched", [])) == unwatched,
         what="the health file naming the folders",
@@ -274,7 +274,7 @@ def test_folders_moved_in_beyond_the_watch_limit_are_said_polled_and_watched_aga
         text=True,
         check=False,
     )
-    assert said.returncode == 0, said.stdout  # polled: edits land (see the README)
+    assert said.returncode == 0, said.stdout  # polled: edits land (see docs/monitoring.md)
     assert said.stdout.startswith(f"healthy, but {len(unwatched)} folder(s) not watched")
     checked = subprocess.run(
         [

@@ -29,7 +29,7 @@ from tests.containers import (
     podman_for_tests,
 )
 from tests.daemon_harness import REPO
-from tests.helpers import lesson_text, make_course, write
+from tests.helpers import doc_section, lesson_text, make_course, write
 from tests.proxy import Proxy, proxy_in_front_of
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
@@ -114,7 +114,7 @@ def test_the_image_builds_runs_as_non_root_syncs_reports_health_and_stops_cleanl
         check=False,
     )  # fmt: skip
     assert unnamed.returncode == 2 and "SYNCD_SOURCE" in unnamed.stderr, unnamed.stderr
-    env += ["-e", "SYNCD_SOURCE=suite-image"]  # the README's Docker section names one
+    env += ["-e", "SYNCD_SOURCE=suite-image"]  # docs/operations.md's Docker section names one
     name = f"syncd-suite-{os.getpid()}"
     podman(
         "run",
@@ -181,15 +181,15 @@ def test_the_image_builds_runs_as_non_root_syncs_reports_health_and_stops_cleanl
 # -- the unit under systemd --------------------------------------------------------------
 
 
-def readme_systemd_commands() -> list[str]:
-    """The shell lines of the README's systemd section, as an operator would type them."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Run as a systemd service", 1)[1].split("\n## ", 1)[0]
+def documented_systemd_commands() -> list[str]:
+    """The shell lines of docs/operations.md's systemd section, as an operator would type
+    them."""
+    section = doc_section("docs/operations.md", "Run as a systemd service")
     block = section.split("```sh", 1)[1].split("```", 1)[0]
     return [line for line in block.strip().splitlines() if line and not line.startswith("#")]
 
 
-def test_the_unit_installed_as_the_readme_says_runs_hardened_under_systemd(
+def test_the_unit_installed_as_the_docs_say_runs_hardened_under_systemd(
     podman: Podman, proxied: tuple[Proxy, str, str], tmp_path: Path
 ) -> None:
     _proxy, dsn, direct = proxied
@@ -250,9 +250,9 @@ def test_the_unit_installed_as_the_readme_says_runs_hardened_under_systemd(
         )
         timed("systemd: boot", started)
         started = time.monotonic()
-        for command in readme_systemd_commands():  # the README, line by line
+        for command in documented_systemd_commands():  # docs/operations.md, line by line
             sh(command, timeout=600)
-        timed("systemd: the README's install commands", started)
+        timed("systemd: the documented install commands", started)
 
         # enable --now returned after READY=1: active (running), its rows are there
         assert (show("ActiveState"), show("SubState")) == ("active", "running")

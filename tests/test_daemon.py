@@ -18,7 +18,7 @@ import pytest
 from syncd.database import IDLE_CHECK_S, WARM_AFTER_S, DbSettings, idle_check, make_pool
 from syncd.deadline import SocketDeadlines
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
-from tests.helpers import lesson_text, make_course, write
+from tests.helpers import doc_section, lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
 
 
@@ -343,7 +343,7 @@ def test_heartbeats_count_an_edit_whose_sync_waits_for_a_silent_database(
     start: Any, root: Path, db_dsn: str
 ) -> None:
     """Issue 11, problem 2: a course stuck in retries was not counted: heartbeats said
-    `pending 0, lag_s 0.0` during an outage, so the README's alert could not fire."""
+    `pending 0, lag_s 0.0` during an outage, so the documented alert could not fire."""
     proxy, through_proxy = proxy_in_front_of(db_dsn)
     try:
         daemon = start(root, through_proxy, "--quiet-ms", "200")
@@ -460,9 +460,11 @@ def test_a_lesson_written_in_three_chunks_never_shows_a_partial_version(
     assert daemon.terminate() == 0
 
 
-def readme_alerts() -> dict[str, str]:
-    """The README's jq alerts, by the comment above each: the test runs them as written."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def documented_alerts() -> dict[str, str]:
+    """The jq alerts of docs/monitoring.md, by the comment above each: the test runs them as
+    written."""
+    text = doc_section("docs/monitoring.md", "Logs are the monitoring interface")
+    assert "Alerts an operator wants" in text, "docs/monitoring.md lost its alerts"
     block = text.split("Alerts an operator wants", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     alerts, comment = {}, ""
     for line in block.strip().splitlines():
@@ -477,16 +479,16 @@ def run_alert(command: str, log: Path) -> list[str]:
     import shlex
     import shutil
 
-    assert shutil.which("jq"), "jq is needed to run the README's alerts (.ci/run installs it)"
+    assert shutil.which("jq"), "jq is needed to run the documented alerts (.ci/run installs it)"
     argv = [log.as_posix() if arg == "syncd.log" else arg for arg in shlex.split(command)]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     return done.stdout.splitlines()
 
 
-def test_the_readme_alerts_fire_in_an_outage_and_clear_after_it(
+def test_the_documented_alerts_fire_in_an_outage_and_clear_after_it(
     start: Any, root: Path, db_dsn: str, tmp_path: Path
 ) -> None:
-    alerts = readme_alerts()
+    alerts = documented_alerts()
     breaker = alerts["the database has been away: breaker opened"]
     lagging = alerts["sync lag above 30 s or courses piling up"]
     proxy, through_proxy = proxy_in_front_of(db_dsn)

@@ -1,6 +1,6 @@
-"""The README's "Deploying on Supabase" section, run as written (issue 18, items 1 and 2).
+"""docs/supabase.md, "Deploying on Supabase", run as written (issue 18, items 1 and 2).
 
-Every ```sh and ```sql block of the section is run in order, in one bash, the way an operator
+Every ```sh and ```sql block of the guide is run in order, in one bash, the way an operator
 pastes them into one terminal: the placeholders filled in, each Supabase URL pointed at a
 PgBouncer in front of the Supabase-shaped PostgreSQL 15 or 16 (the pooler's port 6543 at one
 in transaction mode, 5432 at one in session mode), the SQL editor's blocks run by psql as
@@ -31,11 +31,11 @@ import pytest
 from syncd import migrate
 from tests.conftest import SUPABASE_BARE, SupabaseServer
 from tests.daemon_harness import REPO
+from tests.helpers import EXAMPLES, doc_section
 from tests.pgbouncer import PGBOUNCER, Bouncer
 from tests.test_rls import acting
 
-EXAMPLES = REPO / "examples" / "courses"
-SECTION = "## Deploying on Supabase"
+GUIDE, SECTION = "docs/supabase.md", "Deploying on Supabase"
 # A Supabase URL of the section, whatever its query string (sslmode, sslrootcert ...).
 SUPABASE_URL = re.compile(
     r"postgresql://(?P<user>[a-z_]+)\.<project-ref>:<[a-z-]+>"
@@ -57,10 +57,9 @@ class Block:
     text: str
 
 
-def section_blocks(readme: str | None = None) -> list[Block]:
-    """The fenced sh and sql blocks of the section, in order, without their indent."""
-    text = readme if readme is not None else (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"\n{SECTION}\n", 1)[1].split("\n## ", 1)[0]
+def section_blocks() -> list[Block]:
+    """The fenced sh and sql blocks of the guide, in order, without their indent."""
+    section = doc_section(GUIDE, SECTION)
     found = []
     for match in re.finditer(r"^( *)```(sh|sql)\n(.*?)^\1```", section, re.S | re.M):
         indent = len(match.group(1))
@@ -260,7 +259,7 @@ def test_every_syncd_command_of_the_section_refuses_the_embedded_database() -> N
     assert exported and all(line.lstrip().startswith("export ") for line in exported), exported
 
 
-def test_the_readme_section_run_as_written_leaves_each_creator_owning_their_courses(
+def test_the_guide_run_as_written_leaves_each_creator_owning_their_courses(
     deployment: Deployment,
 ) -> None:
     users = sign_up(deployment, [*CREATORS, "ze@example.com"])

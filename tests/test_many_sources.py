@@ -173,7 +173,7 @@ def test_twenty_sources_converge_through_one_transaction_pooler_of_five_connecti
 
     assert server.samples > 100, server.samples  # it watched the whole run
     assert 1 <= server.most_open <= POOL, server.most_open
-    # the clients: each daemon at most --workers, each verify one at a time (README)
+    # the clients: each daemon at most --workers, each verify one at a time (docs/supabase.md)
     assert server.most_clients <= SOURCES * int(WORKERS) + SOURCES, server.most_clients
     print(  # -s shows what it took
         f"all ready {ready_s:.1f} s, edits landed {landed_s:.1f} s later; server connections:"

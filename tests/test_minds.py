@@ -14,10 +14,9 @@ import psycopg
 import pytest
 
 from tests.conftest import Target
-from tests.helpers import Run, run_cli, write
+from tests.helpers import EXAMPLES, Run, run_cli, write
 from tests.test_rls import acting, login_writer
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
 CONFIG, FATAL_DB = 2, 4
 
 

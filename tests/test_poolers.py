@@ -94,7 +94,7 @@ def test_migrate_rescan_and_verify_leave_nothing_for_the_next_client(
     """`syncd migrate` (as postgres), `--rescan` and `verify` (as syncd_writer) pass through
     either pooler on shared server connections, and the next client of those connections
     finds the role's statement_timeout and lock_timeout, not syncd's, and no prepared
-    statement. The README's linter command works through the pooler too."""
+    statement. docs/supabase.md's linter command works through the pooler too."""
     root = tmp_path / "courses"
     for i in range(COURSES * 2):  # more courses than psycopg's prepare threshold (5)
         make_course(root, f"course-{i}", lessons=LESSONS)
@@ -113,7 +113,7 @@ def test_migrate_rescan_and_verify_leave_nothing_for_the_next_client(
     assert count == (COURSES * 2 * (LESSONS + 3),)  # outline, 2 modules, the lessons
     assert_nothing_left(bouncer, supabase15, database)
 
-    # README, Deploying on Supabase, step 7: the linter check through the pooler
+    # docs/supabase.md, step 7: the linter check through the pooler
     linter = subprocess.run(
         [
             str(DEBIAN_PG15 / "psql"),

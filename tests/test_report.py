@@ -8,9 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import run_cli
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
+from tests.helpers import EXAMPLES, doc_section, run_cli
 
 
 def test_report_shows_writes_hierarchy_quality_rls_and_attribution(
@@ -55,11 +53,12 @@ def test_report_shows_writes_hierarchy_quality_rls_and_attribution(
     assert python_quality[1:3] == ["4", "0"]  # 4 lessons, none empty
 
 
-def test_the_readme_outline_query_prints_outline_modules_and_lessons_in_order(
+def test_the_documented_outline_query_prints_outline_modules_and_lessons_in_order(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    query = readme.split("```sql\n", 1)[1].split("```", 1)[0]
+    section = doc_section("docs/mapping.md", "A course's outline → modules → lessons")
+    assert "```sql\n" in section, "the outline query is gone from docs/mapping.md"
+    query = section.split("```sql\n", 1)[1].split("```", 1)[0]
     root = tmp_path / "courses"
     shutil.copytree(EXAMPLES, root)
     assert run_cli(capsys, ["--rescan", "--root", str(root)], db_dsn).code == 0

@@ -29,11 +29,10 @@ from psycopg.conninfo import make_conninfo
 from syncd import migrate
 from syncd.privileges import REQUIRED, ROW_ACCESS, WRITTEN_TABLES, missing_privileges
 from tests.conftest import Target
-from tests.helpers import Run, run_cli
+from tests.helpers import EXAMPLES, Run, run_cli
 
 Conn = psycopg.Connection[Any]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
 CHECK_SCRIPT = migrate.schema_dir() / "checks" / "rls_scenarios.sql"
 CREATOROS_TABLES = (
     "content_projects",
@@ -757,7 +756,7 @@ def test_missing_privileges_names_what_a_role_lacks(conn: Conn, db_target: Targe
 
 
 def login_writer(target: Target) -> str:
-    """syncd_writer made a login role, as the README tells (by the migrations' owner: on
+    """syncd_writer made a login role, as docs/supabase.md tells (by the migrations' owner: on
     Supabase the demoted postgres), and a DSN that logs in as it."""
     with psycopg.connect(target.owner_dsn, autocommit=True) as conn:
         conn.execute("alter role syncd_writer login password 'writer-test-secret'")

@@ -81,7 +81,7 @@ def test_every_rollback_file_keeps_the_ledger_true_by_itself() -> None:
 def test_a_rollback_run_with_psql_is_seen_and_migrate_puts_it_back(
     server: SupabaseServer, database: str, root: Path
 ) -> None:
-    """The report: the last rollback file run with psql (as the README allows) left the
+    """The report: the last rollback file run with psql (as docs/operations.md allows) left the
     ledger saying applied, `syncd migrate` did nothing and the daemon died on a missing
     column. Now the ledger follows, every command says what is pending and `migrate`
     applies it again."""

@@ -12,10 +12,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from syncd.cli import _build_parser, _settings
 from syncd.config import redact_dsn
-from tests.helpers import run_cli
+from tests.helpers import EXAMPLES, run_cli
 
 PASSWORD = "S3cr3t-Pa55w0rd"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
 
 
 def url_with_password(dsn: str) -> str:

@@ -17,10 +17,9 @@ import pytest
 from syncd.config import Settings
 from tests.conftest import Target
 from tests.daemon_harness import DaemonProcess
-from tests.helpers import Run, run_cli, write
+from tests.helpers import EXAMPLES, Run, run_cli, write
 from tests.test_rls import login_writer
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
 CONFIG = 2
 
 

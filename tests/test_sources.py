@@ -10,9 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import Run, lesson_text, make_course, run_cli, write
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "courses"
+from tests.helpers import EXAMPLES, Run, lesson_text, make_course, run_cli, write
 
 
 def rescan(capsys: pytest.CaptureFixture[str], root: Path, dsn: str, *extra: str) -> Run:

@@ -183,7 +183,7 @@ def commands(root: Path) -> dict[str, list[str]]:
 def test_verify_full_with_the_ca_certificate_migrates_rescans_and_verifies(
     servers: Servers, database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`sslmode=verify-full&sslrootcert=<the CA>` (the README's Supabase URL, here for
+    """`sslmode=verify-full&sslrootcert=<the CA>` (docs/supabase.md's URL, here for
     127.0.0.1): migrate, --rescan and verify all exit 0, over TLS (the server takes TCP
     connections only over TLS, and says so of syncd's)."""
     root = tmp_path / "courses"

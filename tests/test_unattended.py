@@ -22,7 +22,7 @@ from tests.conftest import Server
 from tests.daemon_harness import DaemonProcess, run_syncd
 from tests.helpers import lesson_text, make_course, write
 from tests.proxy import proxy_in_front_of
-from tests.test_daemon import readme_alerts, run_alert
+from tests.test_daemon import documented_alerts, run_alert
 
 WAIT_S = 60.0
 
@@ -152,7 +152,7 @@ def test_a_row_locked_in_the_app_stalls_only_its_own_course(
         assert not daemon.named("breaker opened")
         log = tmp_path / "syncd.log"
         log.write_text(daemon.output(), encoding="utf-8")
-        alert = readme_alerts()[
+        alert = documented_alerts()[
             "a course stuck or refused on its own (a lock held in the app, a trigger): the others go on"
         ]
         assert run_alert(alert, log)[0].startswith("locked: ")
@@ -257,10 +257,10 @@ def test_a_password_rotated_while_running_is_said_and_ends_the_daemon_after_the_
     assert password not in daemon.output()
     log = tmp_path / "syncd.log"
     log.write_text(daemon.output(), encoding="utf-8")
-    alert = readme_alerts()[
+    alert = documented_alerts()[
         "the database rejects syncd's password (rotated?): the daemon exits 4 after --auth-grace"
     ]
-    assert run_alert(alert, log), "the README's password alert did not fire"
+    assert run_alert(alert, log), "the documented password alert did not fire"
 
 
 def test_a_rejected_password_at_start_is_its_own_event_and_exit_4(

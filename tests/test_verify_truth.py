@@ -110,7 +110,7 @@ def test_an_audience_field_changed_in_sql_is_named_by_verify_and_repaired(
 def test_a_tag_link_deleted_in_sql_is_named_by_verify_and_repaired(
     capsys: pytest.CaptureFixture[str], synced: Path, db_dsn: str
 ) -> None:
-    """Problem: a tag link deleted in SQL, and verify said "in sync" (the README said links
+    """Problem: a tag link deleted in SQL, and verify said "in sync" (the docs said links
     edited elsewhere are repaired; they were not)."""
     outline = "select id, file_path from contents where content_type = 'course_outline'"
     ((outline_id, outline_path),) = execute(db_dsn, outline)
