@@ -113,7 +113,7 @@ def default_data_dir() -> Path:
 
 
 STATEMENT_TIMEOUT_NOTES = (
-    "(every transaction syncd runs: a course's sync, the reconcile's reads, `verify`,"
+    ": every transaction syncd runs (a course's sync, the reconcile's reads, `verify`,"
     " `report`, each migration) begins with `SET LOCAL statement_timeout` to this and"
     " `lock_timeout` to a third of it (at most 10 s), so syncd's value applies to all its"
     " statements and the role's `statement_timeout` (Supabase sets one per role) to none of"
@@ -147,8 +147,8 @@ class Settings:
         help="PostgreSQL DSN (a `postgresql://` URL or `key=value` pairs)",
         notes="Never logged: passwords are redacted from every log line and message. Checked"
         " before any connection: one libpq would refuse (or misread) exits 2. TLS is libpq's:"
-        " `sslmode=verify-full&sslrootcert=<CA file>` checks who answers (see \"Deploying on"
-        " Supabase\"); a TLS set-up that cannot work exits 2 at once, naming the setting",
+        ' `sslmode=verify-full&sslrootcert=<CA file>` checks who answers (see "Deploying on'
+        ' Supabase"); a TLS set-up that cannot work exits 2 at once, naming the setting',
     )
     persist: bool = setting(
         True,
@@ -164,9 +164,9 @@ class Settings:
         env="SYNCD_DATA_DIR",
         flag="--data-dir",
         commands=ALL,
-        shown_default="`~/.local/share/syncd/postgres` (as root `/var/lib/syncd/postgres`)",
+        shown_default="`~/.local/share/syncd/postgres`; as root `/var/lib/syncd/postgres`",
         help="embedded PostgreSQL data directory",
-        notes="(as root: see \"Two commands\")",
+        notes='(as root: see "Two commands")',
     )
     migrate: bool = setting(
         False,
@@ -189,10 +189,9 @@ class Settings:
         env="SYNCD_NO_EMBEDDED",
         flag="--no-embedded",
         commands=DATABASE,
-        help="never start the embedded PostgreSQL: without DATABASE_URL in the environment,"
-        " exit 2",
+        help="never start the embedded PostgreSQL: without DATABASE_URL in the environment, exit 2",
         notes="saying so (a variable assigned without `export` never reaches syncd). Every"
-        " command of \"Deploying on Supabase\" carries it",
+        ' command of "Deploying on Supabase" carries it',
     )
     max_file_bytes: int = setting(
         2 * 1024 * 1024,
@@ -233,8 +232,8 @@ class Settings:
         commands=RUN,
         help="courses synced at once, by live events and full reconciles alike (one database"
         " connection each)",
-        notes="(one scheduler); it is also the most database connections the daemon holds"
-        " (sizing for a plan's limit: Deploying on Supabase, step 5)",
+        notes="; it is also the most database connections the daemon holds (sizing for a"
+        " plan's limit: Deploying on Supabase, step 5)",
     )
     statement_timeout_ms: int = setting(
         30_000,
@@ -253,7 +252,7 @@ class Settings:
         commands=RUN,
         help="debounce quiet period with --polling: a course syncs after this long without"
         " events (inotify syncs a file when its writer closes it)",
-        notes="(see \"When a save lands\")",
+        notes='(see "When a save lands")',
     )
     max_delay_ms: int = setting(
         5_000,
@@ -322,7 +321,7 @@ class Settings:
         commands=RUN,
         help="how long the database may reject the password (rotated while running) before"
         " the daemon exits 4",
-        notes="(see \"When something goes wrong\")",
+        notes='(see "When something goes wrong")',
     )
     watch_retry_s: float = setting(
         30.0,

@@ -65,6 +65,6 @@ def test_the_stop_fits_the_units_timeout_stop_sec_with_room_and_the_readme_agree
     assert match, "TimeoutStopSec missing"
     stop_budget = Settings().shutdown_timeout_s + STOP_TAIL_S
     assert stop_budget <= int(match.group(1)) - 15, (stop_budget, match.group(1))
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert f"closing takes at most {STOP_TAIL_S:g} s more" in readme
-    assert f"`TimeoutStopSec={match.group(1)}`" in readme
+    docs = (REPO / "docs/configuration.md").read_text(encoding="utf-8")
+    assert f"closing takes at most {STOP_TAIL_S:g} s more" in docs
+    assert f"`TimeoutStopSec={match.group(1)}`" in docs
