@@ -1,5 +1,7 @@
-"""Settings: built once from environment + flags, validated, frozen. Secrets stay out of
-every repr and every message (``redact``)."""
+"""Settings: every setting declared once (``Settings``, read by settings.py for the flags,
+the values and the docs table), built once per command from flags + environment
+(``build``), validated (``check``), frozen. Secrets stay out of every repr and every
+message (``Secret``; dsn.py for DATABASE_URL)."""
 
 from __future__ import annotations
 

@@ -146,6 +146,12 @@ def test_the_configuration_docs_table_is_the_declarations() -> None:
     assert settings.table_in(text) == settings.markdown(config.DOCUMENTED)
 
 
+def test_the_commands_help_lists_are_the_commands_dispatched() -> None:
+    assert list(COMMANDS) == list(settings.COMMANDS)
+    for item in config.DOCUMENTED:
+        assert item.commands and item.commands <= COMMANDS.keys(), item.name
+
+
 def test_every_settings_field_but_explicit_is_declared_as_a_setting() -> None:
     import dataclasses
 
