@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logs.configure(fmt=fmt if fmt in ("json", "console") else "auto", secrets=secrets)
         args = build_parser(command, env).parse_args(argv)
         found = config.build(command, vars(args), env)
-        logs.configure(fmt=found.log_format, level=found.log_level, secrets=found.secrets())
+        # DATABASE_URL's secrets, read above: redacted in every command, even one that
+        # takes no database (health, embedded-stop)
+        logs.configure(fmt=found.log_format, level=found.log_level, secrets=secrets)
         run = COMMANDS[command].run
         if command == "run" and args.rescan:
             run = sync.cmd_rescan
