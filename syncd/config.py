@@ -1,27 +1,43 @@
-"""Settings: built once from environment + flags, validated, frozen. Secrets stay out of
-every repr and every message (``redact``)."""
+"""Settings: every setting declared once (``Settings``, read by settings.py for the flags,
+the values and the docs table), built once per command from flags + environment
+(``build``), validated (``check``), frozen. Secrets stay out of every repr and every
+message (``Secret``; dsn.py for DATABASE_URL)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 import platformdirs
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
+from syncd.dsn import (  # DSN reading and redaction, named here too for their callers
+    check_database_url,
+    database_label,
+    dsn_secrets,
+    redact,
+    redact_dsn,
+)
 from syncd.errors import ConfigError
 from syncd.layout import MIND_SLUG
+from syncd.settings import (
+    ALL,
+    DATABASE,
+    MIGRATING,
+    ROWS,
+    RUN,
+    SOURCE,
+    Setting,
+    declared,
+    given,
+    parse_bool,
+    setting,
+)
 
 DEFAULT_ROOT = Path("outputs/courses")
-FALSE_WORDS = ("false", "0", "no", "off")
-TRUE_WORDS = ("true", "1", "yes", "on", "")
 
 
 class Secret:
@@ -101,41 +117,275 @@ def default_data_dir() -> Path:
     return own
 
 
+STATEMENT_TIMEOUT_NOTES = (
+    ": every transaction syncd runs (a course's sync, the reconcile's reads, `verify`,"
+    " `report`, each migration) begins with `SET LOCAL statement_timeout` to this and"
+    " `lock_timeout` to a third of it (at most 10 s), so syncd's value applies to all its"
+    " statements and the role's `statement_timeout` (Supabase sets one per role) to none of"
+    " them, and nothing is left on the server connection when the transaction ends: a"
+    " pooler's next client there gets the role's own settings. Per transaction and not per"
+    " session because a transaction pooler (Supabase's port 6543) gives each transaction"
+    " whichever server connection is free, where a session `SET` would be missing, or would"
+    " leak to another client. The lock timeout makes a row the app holds locked fail that one"
+    " course fast (`course failed`, SQLSTATE 55P03) instead of holding a worker. A client-side"
+    " deadline of twice this plus the connect timeout cuts a call whose network path went"
+    " silent. The only statement outside a transaction is the pool's health check (an empty"
+    " query), under the role's timeout"
+)
+
+
+def _secret(raw: str) -> Secret:
+    return Secret(raw.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
-    root: Path = DEFAULT_ROOT
-    database_url: Secret | None = None
-    data_dir: Path = field(default_factory=default_data_dir)
-    creator_mind: str | None = None
-    persist: bool = True
-    migrate: bool = False
-    max_file_bytes: int = 2 * 1024 * 1024
-    log_format: str = "auto"  # auto | json | console
-    log_level: str = "info"
-    connect_timeout_s: int = 5
-    workers: int = 4  # courses synced at once (events and full reconciles); connections
-    statement_timeout_ms: int = 30_000
-    follow_symlinks: bool = False  # follow every symbolic link under the root
-    source: str = ""  # this syncd's name in the database; "" = default_source(root)
-    no_embedded: bool = False  # never start the embedded server: no DATABASE_URL is exit 2
-    # The settings that shape rows (source_settings.ROW_SETTINGS) given by a flag or an
-    # environment variable; the others are the source's recorded ones, when it has any.
+    """Every setting, declared once: the field gives its name, type and default, the
+    ``setting`` beside it the rest (settings.py). ``--help``, each command's flags, the values
+    it runs with and docs/configuration.md's table all come from here."""
+
+    database_url: Secret | None = setting(
+        env="DATABASE_URL",
+        commands=DATABASE,
+        parse=_secret,
+        shown_default="(embedded)",
+        help="PostgreSQL DSN (a `postgresql://` URL or `key=value` pairs)",
+        notes="Never logged: passwords are redacted from every log line and message. Checked"
+        " before any connection: one libpq would refuse (or misread) exits 2. TLS is libpq's:"
+        ' `sslmode=verify-full&sslrootcert=<CA file>` checks who answers (see "Deploying on'
+        ' Supabase"); a TLS set-up that cannot work exits 2 at once, naming the setting',
+    )
+    persist: bool = setting(
+        True,
+        env="CREATOR_OS_DB_PERSIST",
+        commands=RUN,
+        help="kill switch: `false`/`0`/`no` = log what would be written, write nothing",
+    )
+    root: Path = setting(
+        DEFAULT_ROOT, env="SYNCD_ROOT", flag="--root", commands=SOURCE, help="the course tree"
+    )
+    data_dir: Path = setting(
+        factory=default_data_dir,
+        env="SYNCD_DATA_DIR",
+        flag="--data-dir",
+        commands=ALL,
+        shown_default="`~/.local/share/syncd/postgres`; as root `/var/lib/syncd/postgres`",
+        help="embedded PostgreSQL data directory",
+        notes='(as root: see "Two commands")',
+    )
+    migrate: bool = setting(
+        False,
+        env="SYNCD_MIGRATE",
+        flag="--migrate",
+        commands=MIGRATING,
+        help="apply pending migrations first (always on for the embedded database)",
+    )
+    creator_mind: str | None = setting(
+        None,
+        env="SYNCD_CREATOR_MIND",
+        flag="--creator-mind",
+        commands=ROWS,
+        recorded=True,
+        help="slug of the mind that owns synced courses (a brief's creator_mind: overrides it);"
+        " empty: none",
+    )
+    no_embedded: bool = setting(
+        False,
+        env="SYNCD_NO_EMBEDDED",
+        flag="--no-embedded",
+        commands=DATABASE,
+        help="never start the embedded PostgreSQL: without DATABASE_URL in the environment, exit 2",
+        notes="saying so (a variable assigned without `export` never reaches syncd). Every"
+        ' command of "Deploying on Supabase" carries it',
+    )
+    max_file_bytes: int = setting(
+        2 * 1024 * 1024,
+        env="SYNCD_MAX_FILE_BYTES",
+        flag="--max-file-bytes",
+        unit="bytes",
+        commands=ROWS,
+        recorded=True,
+        help="files larger than this are rejected",
+    )
+    log_format: str = setting(
+        "auto",
+        env="SYNCD_LOG_FORMAT",
+        flag="--log-format",
+        choices=("auto", "json", "console"),
+        commands=ALL,
+        help="auto (console on a terminal, JSON lines otherwise), json or console",
+    )
+    log_level: str = setting(
+        "info",
+        env="SYNCD_LOG_LEVEL",
+        flag="--log-level",
+        commands=ALL,
+        help="debug, info, warning or error",
+    )
+    connect_timeout_s: int = setting(
+        5,
+        env="SYNCD_CONNECT_TIMEOUT",
+        flag="--connect-timeout",
+        unit="seconds",
+        commands=DATABASE,
+        help="how long to wait for a connection",
+    )
+    workers: int = setting(
+        4,
+        env="SYNCD_WORKERS",
+        flag="--workers",
+        commands=RUN,
+        help="courses synced at once, by live events and full reconciles alike (one database"
+        " connection each)",
+        notes="; it is also the most database connections the daemon holds (sizing for a"
+        " plan's limit: Deploying on Supabase, step 5)",
+    )
+    statement_timeout_ms: int = setting(
+        30_000,
+        env="SYNCD_STATEMENT_TIMEOUT_MS",
+        flag="--statement-timeout-ms",
+        unit="ms",
+        commands=DATABASE,
+        help="server-side statement timeout, per transaction",
+        notes=STATEMENT_TIMEOUT_NOTES,
+    )
+    quiet_ms: int = setting(
+        500,
+        env="SYNCD_QUIET_MS",
+        flag="--quiet-ms",
+        unit="ms",
+        commands=RUN,
+        help="debounce quiet period with --polling: a course syncs after this long without"
+        " events (inotify syncs a file when its writer closes it)",
+        notes='(see "When a save lands")',
+    )
+    max_delay_ms: int = setting(
+        5_000,
+        env="SYNCD_MAX_DELAY_MS",
+        flag="--max-delay-ms",
+        unit="ms",
+        commands=RUN,
+        help="debounce maximum delay: a course syncs at the latest this long after its first"
+        " pending event",
+    )
+    reconcile_interval_s: float = setting(
+        600.0,
+        env="SYNCD_RECONCILE_INTERVAL",
+        flag="--reconcile-interval",
+        unit="seconds",
+        commands=RUN,
+        help="time between safety reconciles, 0 = off",
+    )
+    polling: bool = setting(
+        False,
+        env="SYNCD_POLLING",
+        flag="--polling",
+        commands=RUN,
+        help="use the polling observer (network and Docker Desktop mounts)",
+    )
+    shutdown_timeout_s: float = setting(
+        20.0,
+        env="SYNCD_SHUTDOWN_TIMEOUT",
+        flag="--shutdown-timeout",
+        unit="seconds",
+        commands=RUN,
+        help="on SIGTERM, for the syncs under way and the flush of pending courses together (a"
+        " database call still running then is cut)",
+        notes="; closing takes at most 5 s more, so the stop fits the unit's"
+        " `TimeoutStopSec=45` with room",
+    )
+    breaker_failures: int = setting(
+        3,
+        env="SYNCD_BREAKER_FAILURES",
+        flag="--breaker-failures",
+        commands=RUN,
+        help="consecutive failed attempts (each retry counts) that open the circuit breaker"
+        " and end the retries",
+    )
+    breaker_reset_s: float = setting(
+        5.0,
+        env="SYNCD_BREAKER_RESET",
+        flag="--breaker-reset",
+        unit="seconds",
+        commands=RUN,
+        help="how long the breaker stays open before a trial call",
+    )
+    heartbeat_s: float = setting(
+        30.0,
+        env="SYNCD_HEARTBEAT",
+        flag="--heartbeat",
+        unit="seconds",
+        commands=RUN,
+        help="time between heartbeat log lines",
+    )
+    auth_grace_s: float = setting(  # a password the database rejects this long ends the daemon
+        300.0,
+        env="SYNCD_AUTH_GRACE",
+        flag="--auth-grace",
+        unit="seconds",
+        commands=RUN,
+        help="how long the database may reject the password (rotated while running) before"
+        " the daemon exits 4",
+        notes='(see "When something goes wrong")',
+    )
+    watch_retry_s: float = setting(
+        30.0,
+        env="SYNCD_WATCH_RETRY",
+        flag="--watch-retry",
+        unit="seconds",
+        commands=RUN,
+        help="time between tries to watch a folder the inotify watch limit left unwatched (it"
+        " is polled every second meanwhile)",
+    )
+    source: str = setting(  # "" = default_source(root)
+        "",
+        env="SYNCD_SOURCE",
+        flag="--source",
+        commands=SOURCE,
+        shown_default="`<host name>:<absolute root>`",
+        help="this syncd's name in the database; a reconcile archives only what its own"
+        " source synced",
+        notes="(required in a container: see Docker)",
+    )
+    follow_symlinks: bool = setting(
+        False,
+        env="SYNCD_FOLLOW_SYMLINKS",
+        flag="--follow-symlinks",
+        commands=ROWS,
+        recorded=True,
+        help="follow symbolic links under the root (course folders, folders and files),"
+        " wherever they point; without it a link is named and its rows kept, but nothing is"
+        " read through it",
+        notes="(see Symbolic links)",
+    )
+    health_file: Path | None = setting(
+        None,
+        env="SYNCD_HEALTH_FILE",
+        flag="--health-file",
+        commands=frozenset({"run", "verify", "health"}),
+        shown_default="`health.json` beside `--data-dir`",
+        help="where the daemon keeps its state (every 5 s) for `syncd health`",
+    )
+    stalled_after_s: float = setting(
+        30.0,
+        env="SYNCD_HEALTH_STALLED_AFTER",
+        flag="--stalled-after",
+        unit="seconds",
+        commands=frozenset({"health"}),
+        help="unhealthy when the daemon's state is older than this, or its writer or watcher"
+        " is stuck",
+    )
+    unreachable_after_s: float = setting(
+        60.0,
+        env="SYNCD_HEALTH_UNREACHABLE_AFTER",
+        flag="--unreachable-after",
+        unit="seconds",
+        commands=frozenset({"health"}),
+        help="unhealthy when the database has been unreachable (breaker not closed) this long",
+    )
+    # Not a setting: which settings that shape rows (source_settings.ROW_SETTINGS) were given
+    # by a flag or a variable; the others are the source's recorded ones, when it has any.
     explicit: frozenset[str] = frozenset()
-    # daemon
-    quiet_ms: int = 500
-    max_delay_ms: int = 5_000
-    reconcile_interval_s: float = 600.0
-    polling: bool = False
-    shutdown_timeout_s: float = 20.0
-    breaker_failures: int = 3
-    breaker_reset_s: float = 5.0
-    heartbeat_s: float = 30.0
-    auth_grace_s: float = 300.0  # a password the database rejects this long ends the daemon
-    watch_retry_s: float = 30.0  # a folder the inotify watch limit left unwatched: retried
-    # health (`syncd health`, the image's HEALTHCHECK)
-    health_file: Path | None = None  # None: health.json beside the data dir
-    stalled_after_s: float = 30.0  # state not written, or writer/watcher stuck, this long
-    unreachable_after_s: float = 60.0  # database unreachable (breaker not closed) this long
 
     @property
     def health_path(self) -> Path:
@@ -157,6 +407,43 @@ class Settings:
         return found
 
 
+SETTINGS: tuple[Setting, ...] = declared(Settings)
+_BY_NAME = {item.name: item for item in SETTINGS}
+# Read where they are used, not through Settings; documented with the others.
+READ_ELSEWHERE = (
+    Setting(
+        name="source_required",
+        env="SYNCD_SOURCE_REQUIRED",
+        kind=bool,
+        default=False,
+        commands=SOURCE,
+        help="a source must be named (`--source`): the default one would change with every"
+        " recreated container (the image sets it; `check_source`)",
+    ),
+    Setting(
+        name="schema_dir",
+        env="SYNCD_SCHEMA_DIR",
+        commands=DATABASE,
+        shown_default="`schema/`",
+        help="where the migrations are (tests, custom deployments; `migrate.schema_dir`)",
+    ),
+)
+DOCUMENTED = SETTINGS + READ_ELSEWHERE  # docs/configuration.md's table
+
+
+def label(name: str) -> str:
+    """How a message names a setting: ``--workers (SYNCD_WORKERS)``."""
+    return _BY_NAME[name].label
+
+
+def build(command: str, flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
+    """The settings of one command: each it takes from its flag, else its variable, else
+    its default; checked."""
+    found = given(SETTINGS, command, flags, env)
+    recorded = {item.name for item in SETTINGS if item.recorded}
+    return check(Settings(**found, explicit=frozenset(found.keys() & recorded)))
+
+
 def check_database(settings: Settings) -> None:
     """With --no-embedded, a command that needs a database and has no DATABASE_URL stops
     here (exit 2) instead of starting the embedded server and answering for that one."""
@@ -168,217 +455,43 @@ def check_database(settings: Settings) -> None:
         )
 
 
-def parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in FALSE_WORDS:
-        return False
-    if lowered in TRUE_WORDS:
-        return True
-    raise ConfigError(f"{name}: expected true/false, got {value!r}")
-
-
-def persist_from_env(env: Mapping[str, str]) -> bool:
-    """CREATOR_OS_DB_PERSIST: unset or true writes; false/0/no writes nothing."""
-    raw = env.get("CREATOR_OS_DB_PERSIST")
-    return True if raw is None else parse_bool("CREATOR_OS_DB_PERSIST", raw)
-
-
 def database_url_from_env(env: Mapping[str, str]) -> Secret | None:
+    """DATABASE_URL, read before the command's settings (for the log redactor)."""
     raw = env.get("DATABASE_URL", "").strip()
     return Secret(raw) if raw else None
 
 
-# --------------------------------------------------------------------------- DSNs
-
-URI_PREFIXES = ("postgresql://", "postgres://")  # what libpq reads as a URL; else key=value
-_KEY_VALUE = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
-_SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*:")
-_SCHEME_SLASHES = re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9+.-]*:?)?//")
-# key=value: a quoted value (to its closing quote, or to the end when unclosed), or an
-# unquoted one up to the next ` keyword=` (so that `password=two words` hides both)
-_KV_PASSWORD = re.compile(
-    r"(?P<key>password\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*(?:'|$)|.*?(?=\s+\w+\s*=|\s*$))",
-    re.IGNORECASE | re.DOTALL,
-)
-_QUERY_PASSWORD = re.compile(r"(?P<key>[?&][A-Za-z_]*password=)(?P<value>[^&#]*)", re.IGNORECASE)
-
-
-def _is_key_value(dsn: str) -> bool:
-    return not dsn.lstrip().startswith(URI_PREFIXES) and _KEY_VALUE.match(dsn) is not None
-
-
-def _url_password_span(dsn: str) -> tuple[int, int] | None:
-    """Where the password of ``[scheme:][//]user:password@host...`` is, for any shape a
-    person may type (``postgresql//``, ``//``, ``postgresql:``, none, unclosed ``[``): from
-    the first ``:`` of the user info to its last ``@`` before the path, so that a password
-    holding ``@``, ``/`` or ``:`` is covered whole."""
-    slashes = _SCHEME_SLASHES.match(dsn)
-    if slashes:
-        starts = [slashes.end()]
-    else:
-        scheme = _SCHEME.match(dsn)
-        starts = [scheme.end(), 0] if scheme else [0]
-    for start in starts:
-        first_at = dsn.find("@", start)
-        if first_at < 0:
-            return None
-        path = dsn.find("/", first_at)
-        at = dsn.rfind("@", start, len(dsn) if path < 0 else path)
-        user, colon, _ = dsn[start:at].partition(":")
-        if colon and not any(c in user for c in "/?#[]"):
-            return start + len(user) + 1, at
-    return None
-
-
-def dsn_secrets(dsn: str) -> list[str]:
-    """Every form of the password inside a DSN of any shape (URL, key=value, or a
-    malformed one), longest first: raw, percent-decoded, unquoted."""
-    found: list[str] = []
-    if _is_key_value(dsn):
-        for match in _KV_PASSWORD.finditer(dsn):
-            value = match.group("value")
-            if value.startswith("'"):
-                found += [value, value.strip("'"), value.strip("'").replace("\\'", "'")]
-            else:  # unquoted: libpq reads its first word as the password, then the rest
-                found += [value, *value.split()]
-    else:
-        span = _url_password_span(dsn)
-        if span:
-            found.append(dsn[span[0] : span[1]])
-        for match in _QUERY_PASSWORD.finditer(dsn):
-            found.append(match.group("value"))
-    found += [unquote(s) for s in found]
-    return sorted({s for s in found if s.strip()}, key=len, reverse=True)
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced by ***, safe to log, whatever its shape."""
-    if _is_key_value(dsn):
-        text = _KV_PASSWORD.sub(r"\g<key>***", dsn)
-    else:
-        span = _url_password_span(dsn)
-        text = dsn if not span or span[0] == span[1] else f"{dsn[: span[0]]}***{dsn[span[1] :]}"
-        text = _QUERY_PASSWORD.sub(r"\g<key>***", text)
-    return redact(text, dsn_secrets(dsn))
-
-
-def database_label(dsn: str) -> str:
-    """``user@host:port/dbname`` of a DSN, never its password (for messages that say which
-    database a command answered for)."""
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return redact_dsn(dsn)
-    user = f"{info['user']}@" if info.get("user") else ""
-    host = str(info.get("host") or info.get("hostaddr") or "localhost")
-    return redact(
-        f"{user}{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}", dsn_secrets(dsn)
-    )
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):  # "ab@cd" before "ab"
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-# libpq's accepted values (it compares them case-sensitively, except the TLS versions)
-_CHOICES = {
-    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
-    "gssencmode": ("disable", "prefer", "require"),
-    "channel_binding": ("disable", "prefer", "require"),
-    "sslcertmode": ("disable", "allow", "require"),
-    "sslnegotiation": ("postgres", "direct"),
-    "load_balance_hosts": ("disable", "random"),
-    "target_session_attrs": (
-        "any",
-        "read-write",
-        "read-only",
-        "primary",
-        "standby",
-        "prefer-standby",
-    ),
-}
-_TLS_VERSIONS = ("", "tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3")
-_PORT = re.compile(r"\s*\+?\d+\s*")
-_LIBPQ_QUOTED = re.compile(r'"([^"]*)"')
-
-
-def _libpq_token(token: str, dsn: str, shown: str) -> str:
-    """A string libpq's message quotes: the DSN whole (shown redacted), a single character
-    or a word the redacted DSN shows too (an option's name); else hidden."""
-    if token in (dsn, dsn.strip()):
-        return f'"{shown}"'
-    return f'"{token}"' if len(token) <= 1 or token in shown else "(hidden)"
-
-
-def check_database_url(dsn: str) -> None:
-    """Refuse, before any connection, a DATABASE_URL that libpq would reject (or would
-    misread): a ConfigError that says what is wrong and shows the DSN only redacted."""
-    shown = redact_dsn(dsn)
-    secrets = dsn_secrets(dsn)
-
-    def bad(what: str) -> ConfigError:
-        where = "" if shown in what else f" (DATABASE_URL={shown})"
-        return ConfigError(redact(f"DATABASE_URL {what}{where}", secrets))
-
-    def quoted(value: str) -> str:  # a value of the DSN, only if its redacted form shows it
-        return repr(value) if value in shown else "(hidden)"
-
-    if not dsn.lstrip().startswith(URI_PREFIXES) and not _KEY_VALUE.match(dsn):
-        raise bad(
-            "is neither a URL starting with postgresql:// (or postgres://) nor key=value"
-            " pairs (host=... dbname=...)"
-        )
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        reason = _LIBPQ_QUOTED.sub(lambda m: _libpq_token(m.group(1), dsn, shown), reason)
-        raise bad(f"cannot be read: {reason}") from None
-    ports = str(info.get("port") or "").split(",")
-    for port in ports:
-        if port.strip() and (not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535):
-            raise bad(f"has port {quoted(port.strip())}: a port is a number from 1 to 65535")
-    hosts = str(info.get("host") or "").split(",")
-    if any("@" in host for host in hosts):  # libpq ended the password at its first @
-        raise bad("has an @ in its host: write an @ of the password as %40")
-    if len(ports) > 1 and len(ports) != len(hosts):
-        raise bad(f"has {len(ports)} ports for {len(hosts)} hosts: give one, or one per host")
-    for address in filter(None, (a.strip() for a in str(info.get("hostaddr") or "").split(","))):
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise bad(f"has hostaddr {quoted(address)}: hostaddr is a numeric IP address") from None
-    for key, choices in _CHOICES.items():
-        value = info.get(key)
-        if value is not None and value not in choices:
-            raise bad(f"has {key} {quoted(str(value))}: it is one of {', '.join(choices)}")
-    for key in ("ssl_min_protocol_version", "ssl_max_protocol_version"):
-        value = info.get(key)
-        if value is not None and str(value).lower() not in _TLS_VERSIONS:
-            raise bad(f"has {key} {quoted(str(value))}: it is one of TLSv1.2, TLSv1.3")
-
-
 def check(settings: Settings) -> Settings:
     if settings.quiet_ms < 0 or settings.max_delay_ms < settings.quiet_ms:
-        raise ConfigError("--max-delay-ms must be at least --quiet-ms, both non-negative")
+        raise ConfigError(
+            f"{label('max_delay_ms')} must be at least {label('quiet_ms')}, both non-negative"
+        )
     if not 1 <= settings.workers <= 64:
-        raise ConfigError("--workers must be between 1 and 64")
+        raise ConfigError(f"{label('workers')} must be between 1 and 64")
     if settings.auth_grace_s <= 0:
-        raise ConfigError("--auth-grace (SYNCD_AUTH_GRACE) must be a positive number of seconds")
+        raise ConfigError(f"{label('auth_grace_s')} must be a positive number of seconds")
     if settings.max_file_bytes <= 0:
-        raise ConfigError("--max-file-bytes must be positive")
+        raise ConfigError(f"{label('max_file_bytes')} must be positive")
     if settings.watch_retry_s <= 0:
-        raise ConfigError("--watch-retry must be positive")
+        raise ConfigError(f"{label('watch_retry_s')} must be positive")
     if settings.log_format not in ("auto", "json", "console"):
-        raise ConfigError("--log-format must be auto, json or console")
+        raise ConfigError(f"{label('log_format')} must be auto, json or console")
     if settings.creator_mind is not None and not MIND_SLUG.match(settings.creator_mind):
-        raise ConfigError("SYNCD_CREATOR_MIND must be a mind slug (a-z, 0-9, _ and -)")
+        raise ConfigError(f"{label('creator_mind')} must be a mind slug (a-z, 0-9, _ and -)")
     if settings.database_url is not None:
         check_database_url(settings.database_url.reveal())
     return settings
+
+
+__all__ = [
+    "Secret",
+    "Settings",
+    "check_database_url",
+    "database_label",
+    "dsn_secrets",
+    "redact",
+    "redact_dsn",
+]
 
 
 def environ() -> Mapping[str, str]:

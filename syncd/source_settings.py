@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.config import Settings
+from syncd.config import SETTINGS, Settings
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,10 @@ class RowSetting:
     kind: type
 
 
-ROW_SETTINGS = (
-    RowSetting("creator_mind", "SYNCD_CREATOR_MIND", "--creator-mind", str),
-    RowSetting("max_file_bytes", "SYNCD_MAX_FILE_BYTES", "--max-file-bytes", int),
-    RowSetting("follow_symlinks", "SYNCD_FOLLOW_SYMLINKS", "--follow-symlinks", bool),
+ROW_SETTINGS = tuple(  # creator_mind, max_file_bytes, follow_symlinks (config.Settings)
+    RowSetting(item.name, item.env or "", item.flag or "", item.kind)
+    for item in SETTINGS
+    if item.recorded
 )
 _BY_NAME = {setting.name: setting for setting in ROW_SETTINGS}
 

@@ -70,3 +70,6 @@ def test_the_stop_fits_the_units_timeout_stop_sec_with_room_and_the_docs_agree()
     documented = " ".join(doc_section("docs/operations.md", "Run as a systemd service").split())
     assert f"closing takes at most {STOP_TAIL_S:g} s more" in documented
     assert f"`TimeoutStopSec={match.group(1)}`" in documented
+    docs = (REPO / "docs/configuration.md").read_text(encoding="utf-8")
+    assert f"closing takes at most {STOP_TAIL_S:g} s more" in docs
+    assert f"`TimeoutStopSec={match.group(1)}`" in docs

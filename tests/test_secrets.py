@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from syncd.cli import _build_parser, _settings
+from syncd import config
 from syncd.config import redact_dsn
 from tests.helpers import EXAMPLES, run_cli
 
@@ -62,7 +62,7 @@ def test_the_password_appears_in_no_output(
     outputs.append(capsys.readouterr().out)
 
     env = {"DATABASE_URL": dsn}
-    settings = _settings(_build_parser("run", env).parse_args([]), env)
+    settings = config.build("run", {}, env)
     outputs.append(repr(settings) + str(settings.database_url) + redact_dsn(dsn))
 
     assert all(output for output in outputs)
