@@ -16,14 +16,13 @@ those workers.
 Shared state and its locks: each object that holds state written by one thread and read or
 written by another guards it with its own one lock: ``KnownCourses``, ``Ownership``,
 ``Renames`` (which holds its lock around the ``KnownCourses`` calls that must agree with its
-own state), and ``LinkTargets`` here (written by course jobs, read by the supervisor). The
-pass's own findings (``last_results``, the non-course folders and which of them were said)
-are written only by the thread running ``reconcile_all``, while no job of it runs or between
-its jobs' results, so they need none."""
+own state), and ``LinkTargets`` (link_targets.py: written by course jobs, read by the
+supervisor). The pass's own findings (``last_results``, the non-course folders and which of
+them were said) are written only by the thread running ``reconcile_all``, while no job of it
+runs or between its jobs' results, so they need none."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from syncd.errors import FatalError, ParseError, RootUnavailable
 from syncd.fingerprint import fingerprint as content_fingerprint
 from syncd.fingerprint import options_salt
 from syncd.known import KnownCourses
+from syncd.link_targets import LinkTargets
 from syncd.ownership import Ownership
 from syncd.renames import Renames
 from syncd.scheduler import CourseScheduler
@@ -113,25 +113,6 @@ def _course_failed(
     summary.courses += int(listed)
     summary.failed[course] = describe_failure(error)
     told(course, error)
-
-
-class LinkTargets:
-    """Course -> the real paths of the folders its followed links reach, as the last scan of
-    the course found them: written by course jobs, read by the supervisor, under its own
-    lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._links: dict[str, frozenset[str]] = {}
-
-    def scanned(self, course: str, targets: Iterable[str]) -> None:
-        with self._lock:
-            self._links[course] = frozenset(targets)
-
-    def by_target(self) -> dict[str, str]:
-        """Real path -> course of every folder reached through a followed link."""
-        with self._lock:
-            return {target: course for course, targets in self._links.items() for target in targets}
 
 
 @dataclass
