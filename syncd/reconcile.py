@@ -38,6 +38,7 @@ from syncd.archiving import ArchiveGuard
 from syncd.bookkeeping import Known
 from syncd.course import CourseSnapshot, FileIssue, ParseOptions
 from syncd.course_failures import Failure, describe_failure, is_course_level
+from syncd.course_log import CourseLog
 from syncd.errors import FatalError, ParseError, RootUnavailable
 from syncd.fingerprint import fingerprint as content_fingerprint
 from syncd.fingerprint import options_salt
@@ -141,10 +142,12 @@ class Reconciler:
     _ownership: Ownership = field(init=False)
     _renames: Renames = field(init=False)
     _archive: ArchiveGuard = field(init=False)
+    _course_log: CourseLog = field(init=False)  # what the log says of a course; no state
 
     def __post_init__(self) -> None:
         self._known = KnownCourses()
         self._links = LinkTargets()
+        self._course_log = CourseLog(self.log, self.clock, write=self.write)
         self._ownership = Ownership(self.root, self.store, self._known)
         self._renames = Renames(
             self.root,
@@ -312,10 +315,7 @@ class Reconciler:
 
     def log_failure(self, course: str, error: BaseException) -> None:
         """A course failed on its own (``--rescan``: named; the daemon retries it)."""
-        failure = describe_failure(error)
-        self.log.error(
-            failure.event, course=course, reason=failure.reason, sqlstate=failure.sqlstate
-        )
+        self._course_log.failure(course, error)
 
     def _register_source(self) -> None:
         """Record this source as seen (its root and host) with the settings that shape its
@@ -445,7 +445,7 @@ class Reconciler:
             self._links.scanned(course, scan.link_targets)
         refused = self._ownership.not_ours(course, scan)
         if refused is not None:
-            self.log.warning("file rejected", path=course, reason=refused.reason)
+            self._course_log.rejected(course, refused.reason)
             return CourseResult(course, rejected=[refused])
         if scan.exists:
             self._renames.seen(course)  # back (git, an editor): a new grace next time
@@ -489,23 +489,14 @@ class Reconciler:
                 course, files.files, self.options, files.unreadable
             )
         except ParseError as error:
-            self.log.warning("file rejected", path=error.path, reason=error.reason)
+            self._course_log.rejected(error.path, error.reason)
             return CourseResult(course, rejected=[FileIssue(error.path, error.reason)])
-        for issue in snapshot.repaired:
-            self.log.warning("file repaired", path=issue.path, reason=issue.reason)
-        for issue in snapshot.ignored:
-            self.log.warning("field ignored", path=issue.path, reason=issue.reason)
+        self._course_log.parsed(snapshot)
         return snapshot, fingerprint, stat_fingerprint, started
 
     def _skipped(self, course: str, started: float, reason: str = "unchanged") -> CourseResult:
-        """Nothing to do now: its files are as syncd last wrote them, or one is still being
-        written (said as such, not as a sync of nothing)."""
-        self.log.info(
-            "course skipped",
-            course=course,
-            reason=reason,
-            ms=round((self.clock() - started) * 1000, 1),
-        )
+        """Nothing to do now (``CourseLog.skipped`` says why)."""
+        self._course_log.skipped(course, started, reason)
         return CourseResult(course, skipped=True)
 
     def link_targets(self) -> dict[str, str]:
@@ -542,17 +533,21 @@ class Reconciler:
         started: float,
     ) -> CourseResult:
         """A course written (or planned): its log lines, and what syncd now knows of it."""
-        self._log_repairs(result, snapshot.course)
-        self._log_slugs(result, snapshot.course)
+        course = snapshot.course
+        plan = result.plan
+        if plan is not None and self.write:  # rows written: which were repaired, slugs moved
+            recreated = self._ownership.changed_by_others(course, forget=True)
+            self._course_log.repairs(course, result, plan, recreated=recreated)
+            self._course_log.slugs(course, plan)
         if result.owned_by is not None:
-            self._ownership.owned_by(snapshot.course, result.owned_by)
+            self._ownership.owned_by(course, result.owned_by)
         if not self.keep_plans:
             result.plan = None  # it holds every row's text: memory must not grow with the tree
         for issue in result.rejected:
-            self.log.warning("file rejected", path=issue.path, reason=issue.reason)
-        self._log_result(result, started)
+            self._course_log.rejected(issue.path, issue.reason)
+        self._course_log.result(result, started)
         complete = not result.rejected
-        self._known[snapshot.course] = Known(
+        self._known[course] = Known(
             fingerprint if complete else None,
             False,
             stat_fingerprint if complete else None,
@@ -560,72 +555,6 @@ class Reconciler:
             slug=snapshot.project.slug,
         )
         return result
-
-    def _log_repairs(self, result: CourseResult, course: str) -> None:
-        """One event per row that someone else had changed (rewritten from its file, same
-        id; ``fields`` names what differed) or deleted (re-created from its file), and for
-        the project when its fields (or its audience's) had been changed."""
-        if result.plan is None or not self.write:
-            return
-        repairs = [(w, "rewritten from its file", w.differs) for w in result.plan.repaired]
-        if self._ownership.changed_by_others(course, forget=True):
-            repairs += [(w, "re-created from its file", ()) for w in result.plan.inserts]
-        for write, action, fields in repairs:
-            self.log.info(
-                "row repaired",
-                course=course,
-                path=write.record.file_path,
-                id=str(write.id),
-                action=action,
-                fields=list(fields),
-            )
-        if result.project_repaired:
-            self.log.info(
-                "row repaired",
-                course=course,
-                path=course,
-                id=str(result.project_id),
-                action="project rewritten from its files",
-                fields=list(result.project_fields),
-            )
-
-    def _log_slugs(self, result: CourseResult, course: str) -> None:
-        """One event per new row whose slug another row held: taken back from a row no syncd
-        wrote (that row, of another project, got a new slug: ``syncd.reclaimed_slugs``), or
-        derived because a row a syncd wrote keeps it (a renamed course's)."""
-        if result.plan is None or not self.write:
-            return
-        for reclaim in result.plan.reclaims:
-            self.log.warning(
-                "slug reclaimed",
-                course=course,
-                path=reclaim.write.record.file_path,
-                slug=reclaim.slug,
-                from_row=str(reclaim.holder),
-            )
-        for derived in result.plan.derived:
-            self.log.info(
-                "slug derived",
-                course=course,
-                path=derived.write.record.file_path or f"{course}:{derived.write.record.key}",
-                slug=derived.write.slug,
-                wanted=derived.wanted,
-            )
-
-    def _log_result(self, result: CourseResult, started: float) -> None:
-        event = "course synced" if self.write else "course planned (nothing written)"
-        self.log.info(
-            event,
-            course=result.course,
-            inserted=result.inserted,
-            updated=result.updated,
-            deleted=result.deleted,
-            unchanged=result.unchanged,
-            rejected=len(result.rejected),
-            skipped=result.skipped,
-            transactions=result.transactions,
-            ms=round((self.clock() - started) * 1000, 1),
-        )
 
     def archive(self, course: str) -> int:
         """Archive a course whose folder is gone from this root (a positive observation):
