@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from syncd.reconcile import Summary
+from syncd.tree_pass import Summary
 
 
 @dataclass

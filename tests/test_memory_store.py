@@ -20,10 +20,11 @@ from syncd.course import ParseOptions
 from syncd.database import DbSettings, connect
 from syncd.errors import RootUnavailable
 from syncd.memory import MemoryDatabase, MemoryStore
-from syncd.reconcile import Reconciler, Summary
+from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.storage import CourseStorage
 from syncd.store import CourseStore
+from syncd.tree_pass import Summary
 from syncd.verify import Report, verify
 from tests.helpers import lesson_text, make_course, write
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from syncd.reconcile import BATCH_COURSES
+from syncd.tree_pass import BATCH_COURSES
 from tests.helpers import make_course, run_cli
 from tests.proxy import proxy_in_front_of
 

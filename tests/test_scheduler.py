@@ -30,10 +30,11 @@ from syncd.errors import (
     RejectedError,
     TransientError,
 )
-from syncd.reconcile import Reconciler, Summary
+from syncd.reconcile import Reconciler
 from syncd.renames import RENAME_GRACE_S
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult
+from syncd.tree_pass import Summary
 from syncd.writer import WARM_EVERY_S, Writer
 
 T = TypeVar("T")
