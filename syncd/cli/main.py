@@ -67,10 +67,15 @@ def _commands_text() -> str:
 
 def build_parser(command: str, env: Mapping[str, str]) -> argparse.ArgumentParser:
     """One command's parser: its settings' flags and its own arguments, no other."""
+    overview = (  # `syncd --help` lists the commands; `syncd health --help` says its own
+        "Keep a CreatorOS PostgreSQL database in step with the course folders on disk.\n\n"
+        f"{_commands_text()}\n\n`syncd COMMAND --help` lists the flags of each."
+        if command == "run"
+        else f"syncd {command}: {settings.COMMANDS[command]}."
+    )
     parser = argparse.ArgumentParser(
         prog="syncd" if command == "run" else f"syncd {command}",
-        description="Keep a CreatorOS PostgreSQL database in step with the course folders on"
-        f" disk.\n\n{_commands_text()}\n\n`syncd COMMAND --help` lists the flags of each.",
+        description=overview,
         epilog="Database: DATABASE_URL (never logged); without it an embedded PostgreSQL is "
         "started in --data-dir, unless --no-embedded. Kill switch: CREATOR_OS_DB_PERSIST=false "
         "writes nothing. Every setting: docs/configuration.md.",
