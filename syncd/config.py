@@ -22,6 +22,7 @@ from syncd.dsn import (  # DSN reading and redaction, named here too for their c
     redact_dsn,
 )
 from syncd.errors import ConfigError
+from syncd.history import Retention
 from syncd.layout import MIND_SLUG
 from syncd.settings import (
     ALL,
@@ -162,7 +163,11 @@ class Settings:
         help="kill switch: `false`/`0`/`no` = log what would be written, write nothing",
     )
     root: Path = setting(
-        DEFAULT_ROOT, env="SYNCD_ROOT", flag="--root", commands=SOURCE, help="the course tree"
+        DEFAULT_ROOT,
+        env="SYNCD_ROOT",
+        flag="--root",
+        commands=SOURCE | {"history"},
+        help="the course tree",
     )
     data_dir: Path = setting(
         factory=default_data_dir,
@@ -239,6 +244,15 @@ class Settings:
         " connection each)",
         notes="; it is also the most database connections the daemon holds (sizing for a"
         " plan's limit: Deploying on Supabase, step 5)",
+    )
+    history_keep: str = setting(
+        "all",
+        env="SYNCD_HISTORY_KEEP",
+        flag="--history-keep",
+        commands=RUN,
+        help="versions of each contents row kept in its history (public.content_versions):"
+        " all, the last N (e.g. 10), or those of the last N days (e.g. 30d; the latest always"
+        " stays); applied as rows are written",
     )
     statement_timeout_ms: int = setting(
         30_000,
@@ -478,6 +492,10 @@ def check(settings: Settings) -> Settings:
         raise ConfigError(f"{label('log_format')} must be auto, json or console")
     if settings.creator_mind is not None and not MIND_SLUG.match(settings.creator_mind):
         raise ConfigError(f"{label('creator_mind')} must be a mind slug (a-z, 0-9, _ and -)")
+    try:
+        Retention.parse(settings.history_keep)
+    except ValueError as exc:
+        raise ConfigError(f"{label('history_keep')}: {exc}") from None
     if settings.database_url is not None:
         check_database_url(settings.database_url.reveal())
     return settings

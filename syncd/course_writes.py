@@ -5,12 +5,14 @@ tags they name (sorted: one lock order for every transaction)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from syncd.course import CourseSnapshot
 from syncd.database import Queries
+from syncd.history import Retention
 from syncd.plan import Plan, RowWrite
 
 
@@ -45,13 +47,18 @@ def queue_plan(
     project_id: uuid.UUID,
     plan: Plan,
     *,
+    history: History,
     rows_only: bool = False,
     rows_done: bool = False,
     tags_done: bool = False,
 ) -> None:
     """Queue every write of the plan (the pipeline sends them with the commit).
     ``rows_only``: just the inserts and updates of contents rows; ``rows_done``: all but
-    those (already written, one by one); ``tags_done``: its tags are inserted already."""
+    those (already written, one by one); ``tags_done``: its tags are inserted already.
+    ``history``: who writes, and how long versions are kept (``queue_versions``)."""
+    repairs = [w.id for w in plan.updates if plan.changes.get(w.id) == "repaired"]
+    if repairs and not rows_done:  # the app's edit, before it is written over
+        sql.queue("record_app_edits", ids=repairs)
     if plan.inserts and not rows_done:
         ins = plan.inserts
         sql.queue(
@@ -93,6 +100,7 @@ def queue_plan(
         return
     if plan.deletes:
         sql.queue("soft_delete", ids=plan.deletes)
+    queue_versions(sql, plan, history)
     linked = plan.inserts + plan.updates + plan.relinks
     if linked:
         queue_links(sql, linked, pruned=plan.updates + plan.relinks, tags_done=tags_done)
@@ -111,6 +119,35 @@ def queue_plan(
         source_hashes=[w.record.source_hash for w in written],
         fm_statuses=[w.record.status or "" for w in written],  # "": none in the file
     )
+
+
+@dataclass(frozen=True)
+class History:
+    """What a course's writes record in its rows' history: the source, and the retention."""
+
+    source: str | None = None
+    keep: Retention = Retention()
+
+
+def queue_versions(sql: Queries, plan: Plan, history: History) -> None:
+    """A version of each row the plan changes (sql/course.sql ``record_versions``: an update
+    only when its content or title changed), then the retention applied to those rows."""
+    changed = [w for w in plan.inserts + plan.updates if w.id in plan.changes]
+    ids = [w.id for w in changed] + plan.deletes
+    if not ids:
+        return
+    fields = {w.id: ",".join(w.differs) for w in changed if plan.changes[w.id] == "repaired"}
+    sql.queue(
+        "record_versions",
+        ids=ids,
+        kinds=[plan.changes.get(i, "deleted") for i in ids],
+        fields=[fields.get(i, "") for i in ids],
+        source=history.source,
+    )
+    if history.keep.versions is not None:
+        sql.queue("keep_last_versions", ids=ids, keep=history.keep.versions)
+    elif history.keep.days is not None:
+        sql.queue("keep_recent_versions", ids=ids, days=history.keep.days)
 
 
 def queue_links(

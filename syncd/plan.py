@@ -119,6 +119,9 @@ class Plan:
     # slugs of new rows taken back from rows no syncd wrote (written before the inserts)
     reclaims: list[Reclaim] = field(default_factory=list)
     derived: list[DerivedSlug] = field(default_factory=list)  # new rows under a derived slug
+    # each written row's kind of change, for its content history: created, updated, deleted,
+    # revived, moved, repaired (migration 20251201001500)
+    changes: dict[uuid.UUID, str] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -187,6 +190,7 @@ def plan_course(
         marks_off = row.changed or row.row_hash != write.row_hash or row.row_key != record.key
         if any(name not in LINK_FIELDS for name in differs) or (row.fields is None and marks_off):
             plan.updates.append(write)
+            plan.changes[row_id] = _change(row, record)
             if row.changed:
                 plan.repaired.append(write)
         elif differs:  # only its links: someone else's edit (the file's are in the row hash)
@@ -198,13 +202,31 @@ def plan_course(
         else:
             plan.unchanged += 1
 
+    _plan_deletes(plan, snapshot, rows, matcher)
+    return plan
+
+
+def _plan_deletes(
+    plan: Plan, snapshot: CourseSnapshot, rows: list[ExistingRow], matcher: _Matcher
+) -> None:
+    """The course's live rows no record claimed: soft-deleted (a module row its kept
+    curriculum still names stays)."""
     course_prefix = f"{snapshot.course}/"
     for row in rows:
         managed = row.row_key is not None or (row.file_path or "").startswith(course_prefix)
         kept = row.content_type == "course_module" and "modules" in snapshot.protected
         if managed and not kept and not row.deleted and not matcher.is_claimed(row):
             plan.deletes.append(row.id)
-    return plan
+            plan.changes[row.id] = "deleted"
+
+
+def _change(row: ExistingRow, record: Content) -> str:
+    """What an update of ``row`` to ``record`` is, for the row's history."""
+    if row.deleted:
+        return "revived"
+    if row.file_path != record.file_path:
+        return "moved"
+    return "repaired" if row.changed else "updated"
 
 
 LINK_FIELDS = frozenset({"tags", "minds"})
@@ -417,6 +439,7 @@ def _compatible(row: ExistingRow, record: Content) -> bool:
 
 def _insert(plan: Plan, write: RowWrite, holder: SlugHolder | None) -> None:
     plan.inserts.append(write)
+    plan.changes[write.id] = "created"
     if holder is not None:
         plan.reclaims.append(Reclaim(holder.id, write.slug, write))
     elif write.slug != write.record.slug:

@@ -35,6 +35,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "public.content_minds": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "public.content_tags": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "public.tags": ("SELECT", "INSERT"),
+    "public.content_versions": ("SELECT", "INSERT", "DELETE"),
     "sequence public.tags_id_seq": ("USAGE",),
     "syncd.courses": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "syncd.rows": ("SELECT", "INSERT", "UPDATE", "DELETE"),
@@ -55,6 +56,7 @@ WRITTEN_TABLES = (
     "public.content_tags",
     "public.minds",
     "public.tags",
+    "public.content_versions",
 )
 ROW_ACCESS = "row access to {table} (every row, through a policy for syncd_writer, or BYPASSRLS)"
 

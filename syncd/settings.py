@@ -31,11 +31,13 @@ COMMANDS: dict[str, str] = {
     "report": "monitoring tables: what was synced, rejected, failing",
     "sources": "the sources writing into this database; retire or hand one over",
     "minds": "each mind with its users and courses; `link` a user to a mind",
+    "history": "a file's versions in the database; --diff A B compares two, --restore N writes"
+    " one back",
     "health": "the running daemon's health, read from its state file (exit 1: unhealthy)",
     "embedded-stop": "stop the embedded PostgreSQL kept in --data-dir",
 }
 ALL = frozenset(COMMANDS)
-DATABASE = frozenset({"run", "verify", "migrate", "report", "sources", "minds"})
+DATABASE = frozenset({"run", "verify", "migrate", "report", "sources", "minds", "history"})
 # the commands that check the schema at start, so apply migrations first with --migrate
 MIGRATING = DATABASE - {"migrate"}
 SOURCE = frozenset({"run", "verify", "report", "sources"})  # those that act as a source

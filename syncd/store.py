@@ -28,10 +28,11 @@ from syncd.course_reads import (
     queue_project_minds,
     queue_project_state,
 )
-from syncd.course_writes import queue_minds, queue_plan, queue_project, queue_tags
+from syncd.course_writes import History, queue_minds, queue_plan, queue_project, queue_tags
 from syncd.database import Queries, writing
 from syncd.driver_errors import ROW_DATA_CLASSES, message_of, translated
 from syncd.errors import RejectedError
+from syncd.history import Retention
 from syncd.plan import Plan, RowWrite, project_differences
 from syncd.sources import SourceSeen
 
@@ -118,10 +119,12 @@ class CourseStore:
         connection: Callable[[], Any],
         clock: Callable[[], float] = time.monotonic,
         source: str | None = None,
+        history_keep: Retention = Retention(),
     ):
         self._connection = connection
         self._clock = clock
         self.source = source  # None: no ownership (tools, benchmarks)
+        self._history = History(source, history_keep)  # what each version records, kept how long
 
     # -- handed on: bookkeeping.py, sources.py, course_reads.py ----------------------
 
@@ -198,6 +201,8 @@ class CourseStore:
             for name in sorted((old, new)):  # one lock order
                 sql.queue("lock_course", course=name)
             moved = sql.all("rename_course", old=old, new=new, slug=slug)
+            if moved:  # each moved row's new path, in its history
+                sql.queue("record_moves", course=new, source=self.source)
         return len(moved)
 
     def sync_course(
@@ -420,7 +425,14 @@ class CourseStore:
         refused = (
             self._write_rows_alone(sql, snapshot.course, project_id, plan) if row_by_row else []
         )
-        queue_plan(sql, project_id, plan, rows_done=row_by_row, tags_done=tags_done)
+        queue_plan(
+            sql,
+            project_id,
+            plan,
+            history=self._history,
+            rows_done=row_by_row,
+            tags_done=tags_done,
+        )
         sql.queue(
             "record_refusals",
             project_id=project_id,
@@ -454,10 +466,11 @@ class CourseStore:
                 alone = Plan(
                     inserts=[write] if writes is plan.inserts else [],
                     updates=[write] if writes is plan.updates else [],
+                    changes=plan.changes,
                 )
                 try:
                     with sql.conn.transaction():
-                        queue_plan(sql, project_id, alone, rows_only=True)
+                        queue_plan(sql, project_id, alone, history=self._history, rows_only=True)
                 except psycopg.Error as exc:
                     state = getattr(exc, "sqlstate", None) or ""
                     if state[:2] not in ROW_DATA_CLASSES:

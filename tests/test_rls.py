@@ -979,6 +979,7 @@ EVERY_TABLE = (
     "tags",
     "user_profiles",
     "job_executions",
+    "content_versions",
 )
 
 

@@ -27,6 +27,7 @@ BAD = {
     "SYNCD_LOG_FORMAT": ("yaml", "auto, json, console"),
     "SYNCD_CONNECT_TIMEOUT": ("5s", "whole number"),
     "SYNCD_WORKERS": ("abc", "whole number"),
+    "SYNCD_HISTORY_KEEP": ("forever", "a number of versions (10) or of days (30d)"),
     "SYNCD_STATEMENT_TIMEOUT_MS": ("30s", "whole number"),
     "SYNCD_QUIET_MS": ("half a second", "whole number"),
     "SYNCD_MAX_DELAY_MS": ("1.5", "whole number"),

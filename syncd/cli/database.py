@@ -13,6 +13,7 @@ from syncd.config import Settings
 from syncd.database import DbSettings, connect, make_pool, where_to
 from syncd.driver_errors import translated
 from syncd.errors import ConfigError, FatalError
+from syncd.history import Retention
 from syncd.store import CourseStore
 
 
@@ -62,14 +63,17 @@ def database(settings: Settings, *, migrate_now: bool, writes: bool = True) -> I
 
 
 def store(
-    db: DbSettings, workers: int = 1, source: str | None = None
+    db: DbSettings,
+    workers: int = 1,
+    source: str | None = None,
+    history_keep: Retention = Retention(),
 ) -> tuple[CourseStore, Callable[[], None]]:
     """A store on a pool of ``workers`` connections (no per-checkout health check: a
     one-shot command that loses its database fails with exit 3 and is simply rerun)."""
     pool = make_pool(db, workers=workers, check=_no_check)
     with translated(where_to(db)):
         pool.open(wait=True, timeout=db.connect_timeout_s * 2)
-    return CourseStore(pool.connection, source=source), pool.close
+    return CourseStore(pool.connection, source=source, history_keep=history_keep), pool.close
 
 
 def _no_check(_conn: Any) -> None:

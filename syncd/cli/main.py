@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd import config, logs, settings
-from syncd.cli import admin, schema, status, sync
+from syncd.cli import admin, history, schema, status, sync
 from syncd.config import Settings
 from syncd.errors import (
     AuthenticationFailed,
@@ -42,6 +42,7 @@ COMMANDS: dict[str, Command] = {  # in the order of settings.COMMANDS, which say
     "report": Command(status.cmd_report),
     "sources": Command(admin.cmd_sources, admin.sources_arguments),
     "minds": Command(admin.cmd_minds, admin.minds_arguments),
+    "history": Command(history.cmd_history, history.history_arguments),
     "health": Command(status.cmd_health),
     "embedded-stop": Command(status.cmd_embedded_stop),
 }

@@ -411,3 +411,76 @@ SET written_xmin = paths.xmin,
     row_key = CASE WHEN r.row_key LIKE 'file:%%' THEN 'file:' || paths.file_path ELSE r.row_key END
 FROM paths WHERE r.content_id = paths.id
 RETURNING r.content_id;
+
+-- Content history (migration 20251201001500): a version per change of a row, written in the
+-- course's own transaction after its rows (the planner names each row's kind of change).
+-- 'updated' is kept only when the content or the title differs from the row's last version
+-- (a write of metadata alone, or of identical text, adds nothing).
+
+-- name: record_versions
+INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
+                                     content_hash, size, file_path, source, fields)
+SELECT c.id, coalesce(l.version, 0) + 1, c.project_id, k.kind, c.title, c.content, h.hash,
+       octet_length(coalesce(c.content, '')), c.file_path, %(source)s,
+       nullif(string_to_array(k.fields, ','), '{}')
+FROM unnest(%(ids)s::uuid[], %(kinds)s::text[], %(fields)s::text[]) AS k(id, kind, fields)
+JOIN public.contents c ON c.id = k.id
+CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
+LEFT JOIN LATERAL (
+    SELECT v.version, v.content_hash, v.title FROM public.content_versions v
+    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
+) l ON true
+WHERE k.kind <> 'updated' OR l.version IS NULL
+   OR l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title;
+
+-- name: record_app_edits
+-- Before a repair: the row as the app left it, when its content or title is not the last
+-- version's (no source: syncd did not write it).
+INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
+                                     content_hash, size, file_path, source)
+SELECT c.id, l.version + 1, c.project_id, 'app-edit', c.title, c.content, h.hash,
+       octet_length(coalesce(c.content, '')), c.file_path, NULL
+FROM public.contents c
+CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
+JOIN LATERAL (
+    SELECT v.version, v.content_hash, v.title FROM public.content_versions v
+    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
+) l ON true
+WHERE c.id = ANY(%(ids)s::uuid[])
+  AND (l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title);
+
+-- name: record_moves
+-- After a course folder's rename: each live row of its project whose path is not its last
+-- version's.
+INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
+                                     content_hash, size, file_path, source)
+SELECT c.id, coalesce(l.version, 0) + 1, c.project_id, 'moved', c.title, c.content, h.hash,
+       octet_length(coalesce(c.content, '')), c.file_path, %(source)s
+FROM syncd.courses sc
+JOIN public.contents c ON c.project_id = sc.project_id AND c.deleted_at IS NULL
+CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
+LEFT JOIN LATERAL (
+    SELECT v.version, v.file_path FROM public.content_versions v
+    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
+) l ON true
+WHERE sc.course = %(course)s AND l.file_path IS DISTINCT FROM c.file_path;
+
+-- name: keep_last_versions
+-- Retention by count (SYNCD_HISTORY_KEEP=N): of these rows, the N latest versions stay.
+DELETE FROM public.content_versions v
+USING (
+    SELECT content_id, max(version) AS latest FROM public.content_versions
+    WHERE content_id = ANY(%(ids)s::uuid[]) GROUP BY content_id
+) m
+WHERE v.content_id = m.content_id AND v.version <= m.latest - %(keep)s;
+
+-- name: keep_recent_versions
+-- Retention by age (SYNCD_HISTORY_KEEP=Nd): of these rows, versions recorded in the last N
+-- days stay, and the latest always does.
+DELETE FROM public.content_versions v
+USING (
+    SELECT content_id, max(version) AS latest FROM public.content_versions
+    WHERE content_id = ANY(%(ids)s::uuid[]) GROUP BY content_id
+) m
+WHERE v.content_id = m.content_id AND v.version < m.latest
+  AND v.recorded_at < now() - make_interval(days => %(days)s);
