@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -875,6 +876,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument(
+        "--cold-sizes",
+        type=int,
+        nargs="+",
+        metavar="LESSONS",
+        help="cold_backfill: these tree sizes (multiples of 20) instead of the mode's",
+    )
+    parser.add_argument(
         "--docs",
         type=Path,
         help="markdown file whose table to replace (default: docs/benchmarks.md after a full "
@@ -896,6 +904,8 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     cfg = Config.quick_smoke() if args.quick else Config.full()
+    if args.cold_sizes:
+        cfg = dataclasses.replace(cfg, cold_sizes=tuple(args.cold_sizes))
     names = [n for n in MEASUREMENTS if not args.only or n in args.only]
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
