@@ -274,7 +274,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The `containers` tests need rootful podman and mmdebstrap, which `.ci/run` installs:
     they run when SYNCD_CONTAINER_TESTS=1 (and then fail if containers cannot run here, never
     skip), and are deselected otherwise, so that `./test.sh` passes on a machine with only
-    Python. The summary line counts them as deselected, not as passed."""
+    Python. The header says which; in one process (`-n 0`) the summary line also counts them
+    as deselected (pytest-xdist's workers deselect them without telling the summary)."""
     if os.environ.get("SYNCD_CONTAINER_TESTS") == "1":
         return
     chosen = [item for item in items if "containers" not in item.keywords]
