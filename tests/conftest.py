@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import uuid
@@ -265,6 +266,18 @@ def _no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads left running: {still}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started where SIGINT is ignored (a shell's background job, some CI runners)
+    would hand that on to every daemon it starts, and a daemon that ignores SIGINT cannot
+    show what Ctrl-C does: the suite takes SIGINT back as Python's own, so that the processes
+    it starts get the default."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- the container tests (issue 12) --------------------------------------------------------
