@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of README.md: sets up a virtualenv, then lint (ruff), types (mypy)
 # and the test suite (pytest) against a real PostgreSQL that the suite starts itself
-# from the pgserver wheel. Extra arguments go to pytest.
+# from the pgserver wheel, on several workers (pytest-xdist). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 python=${PYTHON:-python3}
@@ -10,4 +10,7 @@ python=${PYTHON:-python3}
 .venv/bin/ruff check syncd tests bench
 .venv/bin/ruff format --check syncd tests bench
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# The suite mostly waits (daemons started and stopped, outages, timeouts), so it runs on
+# 4 workers even on 2 cores; tests marked xdist_group run on one worker together, and
+# `./test.sh -n 0` runs the whole suite in one process. Extra arguments go last: they win.
+.venv/bin/python -m pytest -n 4 --dist loadgroup "$@"

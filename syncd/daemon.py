@@ -8,7 +8,7 @@ Threads, and who owns them:
 - main: ``Daemon.run``; signal handlers (they only set ``stop`` and note the signal), then
   ``Supervisor.run`` once a second, then ``_shutdown``;
 - ``syncd-writer``: ``Writer.run`` (writer.py), started and joined here;
-- ``syncd-course-N``: the scheduler's ``--workers`` job threads (scheduler.py: its executor,
+- ``syncd-course_N``: the scheduler's ``--workers`` job threads (scheduler.py: its executor,
   started as jobs come; shut down by the writer's loop as it ends);
 - watchdog's observer and its emitter threads: started here (``watch``), replaced by the
   supervisor when they die or the root comes back, stopped and joined by ``_shutdown``;

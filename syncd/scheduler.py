@@ -8,7 +8,7 @@ of any of them runs and every job submitted before it for one of them has finish
 executor is passed in so that tests can run jobs inline.
 
 Threads: the executor's (by default a ThreadPoolExecutor of ``workers`` threads named
-``syncd-course-N``, started as jobs come), owned here and ended by ``shutdown``. One lock,
+``syncd-course_N``, started as jobs come), owned here and ended by ``shutdown``. One lock,
 ``_cond``, guards all of the scheduler's state: the jobs of each course, whether it is shut
 down, and the courses with a job submitted by ``submit_unless_waiting`` that has not begun
 to run."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import uuid
@@ -267,6 +268,18 @@ def _no_leaked_threads() -> Iterator[None]:
     assert not still, f"threads left running: {still}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started where SIGINT is ignored (a shell's background job, some CI runners)
+    would hand that on to every daemon it starts, and a daemon that ignores SIGINT cannot
+    show what Ctrl-C does: the suite takes SIGINT back as Python's own, so that the processes
+    it starts get the default."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 # -- the container tests (issue 12) --------------------------------------------------------
 
 
@@ -274,7 +287,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The `containers` tests need rootful podman and mmdebstrap, which `.ci/run` installs:
     they run when SYNCD_CONTAINER_TESTS=1 (and then fail if containers cannot run here, never
     skip), and are deselected otherwise, so that `./test.sh` passes on a machine with only
-    Python. The summary line counts them as deselected, not as passed."""
+    Python. The header says which; in one process (`-n 0`) the summary line also counts them
+    as deselected (pytest-xdist's workers deselect them without telling the summary)."""
     if os.environ.get("SYNCD_CONTAINER_TESTS") == "1":
         return
     chosen = [item for item in items if "containers" not in item.keywords]

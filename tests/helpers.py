@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
 
 from syncd.cli import main
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 # The suite's own copy of examples/courses: the README's tour edits examples/ in place (an
 # edit, a new lesson, a course folder renamed), so no test reads that working copy.
@@ -138,3 +140,28 @@ def landed(admin_dsn: str, tokens: list[str]) -> set[str]:
             (tokens,),
         ).fetchall()
     return {row[0] for row in rows}
+
+
+class InlineExecutor(Executor):
+    """Runs each job at once on the caller's thread (in-process tests, dry runs)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+
+
+class Clock:
+    """A clock the test moves: ``now`` seconds, ``advance`` by some."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

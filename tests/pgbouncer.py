@@ -61,6 +61,10 @@ def _free_port() -> int:
     return port
 
 
+class PortTaken(RuntimeError):
+    """pgbouncer could not listen: its port was bound by another process first."""
+
+
 @dataclass
 class Bouncer:
     upstream: Path
@@ -70,6 +74,7 @@ class Bouncer:
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="syncd-test-bouncer-")))
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
+    started: bool = False  # once: a restart comes back on the same port
 
     def dsn(self, dbname: str, user: str = "postgres") -> str:
         return make_conninfo(host="127.0.0.1", port=self.port, dbname=dbname, user=user)
@@ -80,6 +85,21 @@ class Bouncer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self) -> None:
+        """``port`` was free when chosen, but another process (a parallel worker's client,
+        server or pooler) may bind it before pgbouncer does: the first start then takes
+        another free port, up to three times; a restart keeps its port."""
+        for attempt in range(3):
+            try:
+                self._start()
+            except PortTaken:
+                if self.started or attempt == 2:
+                    raise
+                self.port = _free_port()
+            else:
+                self.started = True
+                return
+
+    def _start(self) -> None:
         users = ["postgres", "syncd_writer", "supabase_admin"]
         pool_size = self.pool_size or (1 if self.mode == "transaction" else 4)
         (self.base / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in users))
@@ -113,12 +133,14 @@ class Bouncer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if f"{self.port}: bind(): Address already in use" in self.log:
+                    raise PortTaken(f"port {self.port} was taken:\n{self.log}")
                 raise RuntimeError(f"pgbouncer exited ({self.proc.returncode}):\n{self.log}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            # its own log line, not a connection: another process listening on the port
+            # would answer one
+            if f"[{self.proc.pid}] LOG listening on 127.0.0.1:{self.port}" in self.log:
                 return
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         raise RuntimeError(f"pgbouncer did not listen on {self.port}:\n{self.log}")
 
     def stop(self) -> None:

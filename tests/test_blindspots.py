@@ -22,19 +22,11 @@ from syncd import health
 from syncd.blindspots import BlindSpotKeeper, BlindSpots
 from syncd.watcher import OverflowDetector, UnwatchedDetector
 from tests.daemon_harness import REPO, DaemonProcess, syncd_env
-from tests.helpers import lesson_text, make_course, write
+from tests.helpers import Clock, lesson_text, make_course, write
 from tests.proxy import Proxy, proxy_in_front_of
 from tests.test_daemon import documented_alerts, run_alert
 
 # -- the bookkeeping, in-process (clock passed in) -----------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_each_unwatched_folder_is_said_once_and_retried_from_the_outermost() -> None:

@@ -277,16 +277,24 @@ def test_an_interrupted_rescan_says_how_far_it_got_and_that_a_rerun_resumes(
     root = tmp_path / "courses"
     for i in range(60):
         make_course(root, f"c{i:02d}", lessons=3)
+    # The pass's second batch of courses (c16 to c31: 16 a batch) waits for the lock of
+    # course c16, held here until the interrupt is sent: the pass cannot end before it,
+    # however late this process sees the first course synced (a machine loaded by other
+    # tests: once, 60 courses were all written before the SIGINT and the rescan exited 0).
+    holder = psycopg.connect(db_dsn, autocommit=True)
+    holder.execute("select pg_advisory_lock(hashtextextended('syncd:course:' || 'c16', 0))")
     daemon = DaemonProcess(root, db_dsn, "--rescan", "--workers", "1")
     try:
         daemon.wait_event("course synced", timeout=60)
         daemon.proc.send_signal(signal.SIGINT)
+        holder.close()
         assert daemon.proc.wait(timeout=30) == ExitCode.INTERRUPTED
         daemon.wait_event("rescan interrupted", timeout=10)
         said = daemon.named("rescan interrupted")[0]
         assert 0 < said["done"] < said["total"] == 60
         assert "resumes" in said["hint"]
     finally:
+        holder.close()
         daemon.kill()
     rerun = DaemonProcess(root, db_dsn, "--rescan")
     try:

@@ -32,7 +32,14 @@ from tests.daemon_harness import REPO
 from tests.helpers import doc_section, lesson_text, make_course, write
 from tests.proxy import Proxy, proxy_in_front_of
 
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
+# xdist_group: under xdist (./test.sh) they run one after the other on one worker. They
+# share the image names (IMAGE, BASE_IMAGE, SYSTEMD_IMAGE) and the rootfs tarballs of the
+# cache folder, which two workers would build and import at once, and the module's podman.
+pytestmark = [
+    pytest.mark.containers,
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("podman"),
+]
 
 IMAGE = "localhost/syncd:suite"
 TIMINGS: dict[str, float] = {}

@@ -20,6 +20,10 @@ from tests.conftest import Server
 from tests.daemon_harness import DaemonProcess
 from tests.helpers import lesson_text, write
 
+# Under xdist (./test.sh) the module's tests share one worker: they all read the one daemon
+# of the module fixture ``hostile_run``, which would otherwise start again on each worker.
+pytestmark = pytest.mark.xdist_group("hostile")
+
 MAX_BYTES = 65_536
 BASELINE_CURRICULUM = (
     'title: "Baseline"\nmodules:\n  - module_id: 1\n    module_title: "Baseline module"\n'

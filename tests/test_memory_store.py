@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,31 +25,11 @@ from syncd.storage import CourseStorage
 from syncd.store import CourseStore
 from syncd.tree_pass import Summary
 from syncd.verify import Report, verify
-from tests.helpers import lesson_text, make_course, write
+from tests.helpers import Clock, InlineExecutor, lesson_text, make_course, write
 
 T = TypeVar("T")
 MAX_FILE_BYTES = 2 * 1024 * 1024
 LESSON = "lessons/1.2-lesson-1-2.md"
-
-
-class InlineExecutor(Executor):
-    """Runs each job at once on the caller's thread."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:
-            future.set_exception(error)
-        return future
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Log:

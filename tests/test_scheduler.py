@@ -9,7 +9,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,32 +36,10 @@ from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult
 from syncd.tree_pass import Summary
 from syncd.writer import WARM_EVERY_S, Writer
+from tests.helpers import Clock, InlineExecutor
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
-
-
-class InlineExecutor(Executor):
-    """Runs each job at once on the caller's thread (in-process tests, dry runs)."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:
-            future.set_exception(error)
-        return future
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Log:

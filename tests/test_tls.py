@@ -38,6 +38,10 @@ PASSWORD = "Tls-Sekr3t-pw"  # the output must never hold it, nor the wrong one b
 WRONG = "Wrong-Sekr3t-pw"
 OPENSSL = shutil.which("openssl")
 
+# Under xdist (./test.sh) the module's tests share one worker: the two servers and the test
+# CA of the module fixture ``servers`` are made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("tls")
+
 
 def _missing(what: str) -> None:
     if os.environ.get("SYNCD_REQUIRE_SUPABASE_SERVERS") == "1":
@@ -104,13 +108,28 @@ def _server(pki: Pki, *, tls: bool) -> Cluster:
             install(cluster, "server.crt", pki.server_crt.read_bytes(), 0o644)
             install(cluster, "server.key", pki.server_key.read_bytes(), 0o600)
             settings = {"ssl": "on"}
-        start(cluster, listen="127.0.0.1", port=_free_port(), **settings)
+        _start_on_a_free_port(cluster, settings)
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:  # the Unix socket
             conn.execute(f"alter role postgres password '{PASSWORD}'")
     except BaseException:
         shutil.rmtree(cluster.base, ignore_errors=True)
         raise
     return cluster
+
+
+def _start_on_a_free_port(cluster: Cluster, settings: dict[str, str]) -> None:
+    """The port was free when chosen, but another process (a parallel worker's) may bind it
+    before the server does: then the server starts again on another, up to three times."""
+    log = cluster.base / "server.log"
+    for attempt in range(3):
+        try:
+            start(cluster, listen="127.0.0.1", port=_free_port(), **settings)
+            return
+        except RuntimeError:
+            said = log.read_text(errors="replace") if log.exists() else ""
+            if attempt == 2 or "Address already in use" not in said:
+                raise
+            log.unlink()  # the next attempt is judged by its own lines
 
 
 @dataclass(frozen=True)

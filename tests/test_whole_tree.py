@@ -3,6 +3,7 @@ the issue, end to end: rescan and verify on a real PostgreSQL, as the users' tre
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -34,25 +35,33 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+# Held while folders above the interpreter are opened: one call at a time on the machine
+# (pytest-xdist's workers, another checkout's suite), else one call would put a folder's mode
+# back while another's process still needs to pass through it.
+INTERPRETER_LOCK = Path(tempfile.gettempdir()) / "syncd-tests-interpreter-reachable.lock"
+
+
 @contextmanager
 def _interpreter_reachable() -> Iterator[None]:
     """The suite's own interpreter may live below a folder closed to others (pyenv in /root,
     mode 0700, on CI machines); in production the service user runs /opt/syncd/venv. For the
     length of the call, folders above the interpreter get the traverse bit for others (never
     read or list), and their modes are put back after."""
-    opened: list[tuple[Path, int]] = []
-    for exe in {Path(sys.executable), Path(sys.executable).resolve()}:
-        for folder in exe.parents:
-            mode = stat.S_IMODE(folder.stat().st_mode)
-            if not mode & stat.S_IXOTH and folder not in [f for f, _ in opened]:
-                opened.append((folder, mode))
-    try:
-        for folder, mode in opened:
-            folder.chmod(mode | stat.S_IXOTH)
-        yield
-    finally:
-        for folder, mode in opened:
-            folder.chmod(mode)
+    with INTERPRETER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        opened: list[tuple[Path, int]] = []
+        for exe in {Path(sys.executable), Path(sys.executable).resolve()}:
+            for folder in exe.parents:
+                mode = stat.S_IMODE(folder.stat().st_mode)
+                if not mode & stat.S_IXOTH and folder not in [f for f, _ in opened]:
+                    opened.append((folder, mode))
+        try:
+            for folder, mode in opened:
+                folder.chmod(mode | stat.S_IXOTH)
+            yield
+        finally:
+            for folder, mode in opened:
+                folder.chmod(mode)
 
 
 def as_service_user(dsn: str, *args: str) -> Run:
