@@ -1,5 +1,5 @@
 """Before and after in one run: ``python -m bench.ab --before DIR [--rounds N] [--quick]
-[--only NAME ...]``.
+[--only NAME ...] [--cold-sizes LESSONS ...]``.
 
 DIR is another checkout of syncd (e.g. ``git worktree add --detach /tmp/before <commit>``,
 with its own ``.venv``). Each round runs ``python -m bench.run`` in DIR, then in this
@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side")
     parser.add_argument("--quick", action="store_true", help="bench.run --quick")
     parser.add_argument("--only", action="append", default=[], help="bench.run --only")
+    parser.add_argument("--cold-sizes", nargs="+", default=[], help="bench.run --cold-sizes")
     args = parser.parse_args(argv)
     bench_args = (["--quick"] if args.quick else []) + [f"--only={n}" for n in args.only]
+    if args.cold_sizes:
+        bench_args += ["--cold-sizes", *args.cold_sizes]
     sides: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
