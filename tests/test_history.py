@@ -16,7 +16,8 @@ import pytest
 
 from syncd import migrate
 from tests.conftest import Target
-from tests.helpers import Run, lesson_text, make_course, run_cli, write
+from tests.daemon_harness import DaemonProcess
+from tests.helpers import Run, atomic_write, lesson_text, make_course, run_cli, write
 from tests.test_rls import World, acting, as_user, count, login_writer, refused, seed
 
 Conn = psycopg.Connection[Any]
@@ -317,3 +318,25 @@ def test_the_migration_gives_existing_rows_version_1_and_rolls_back(
         write(root / "alpha/lessons/1.1-lesson-1-1.md", lesson_text(1, 1, "After."))
         rescan(capsys, root, db_target.owner_dsn)
         assert kinds(owner, "alpha/lessons/1.1-lesson-1-1.md") == ["existing", "updated"]
+
+
+def test_the_daemon_records_each_saved_edit_and_keeps_its_limit(
+    tmp_path: Path, db_dsn: str, daemons: list[DaemonProcess]
+) -> None:
+    """The daemon writes versions as saves land, and applies SYNCD_HISTORY_KEEP."""
+    root = tmp_path / "courses"
+    make_course(root, "alpha", lessons=2)
+    lesson = "alpha/lessons/1.1-lesson-1-1.md"
+    daemon = DaemonProcess(root, db_dsn, env={"SYNCD_HISTORY_KEEP": "2"})
+    daemons.append(daemon)
+    daemon.wait_event("daemon ready")
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        for n in range(1, 4):
+            atomic_write(root / lesson, lesson_text(1, 1, f"Save {n}."))
+            daemon.wait_for(
+                lambda n=n: [v for v, _, _ in versions(conn, lesson)] == [n, n + 1],
+                what=f"save {n} recorded as version {n + 1}, the one before it kept",
+            )
+        assert kinds(conn, lesson) == ["updated", "updated"]
+        assert [v for v, _, _ in versions(conn, "alpha/lessons/1.2-lesson-1-2.md")] == [1]
+    assert daemon.terminate() == 0
