@@ -165,3 +165,19 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class Log:
+    """A structlog stand-in that keeps every event: ``named(event)`` gives their fields."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [fields for name, fields in self.events if name == event]
+
+    def __getattr__(self, _level: str) -> Callable[..., None]:
+        def record(event: str, **fields: Any) -> None:
+            self.events.append((event, fields))
+
+        return record

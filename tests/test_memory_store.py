@@ -25,25 +25,11 @@ from syncd.storage import CourseStorage
 from syncd.store import CourseStore
 from syncd.tree_pass import Summary
 from syncd.verify import Report, verify
-from tests.helpers import Clock, InlineExecutor, lesson_text, make_course, write
+from tests.helpers import Clock, InlineExecutor, Log, lesson_text, make_course, write
 
 T = TypeVar("T")
 MAX_FILE_BYTES = 2 * 1024 * 1024
 LESSON = "lessons/1.2-lesson-1-2.md"
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [fields for name, fields in self.events if name == event]
-
-    def __getattr__(self, _level: str) -> Callable[..., None]:
-        def record(event: str, **fields: Any) -> None:
-            self.events.append((event, fields))
-
-        return record
 
 
 class Tree:

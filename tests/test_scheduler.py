@@ -36,24 +36,10 @@ from syncd.scheduler import CourseScheduler
 from syncd.store import CourseResult
 from syncd.tree_pass import Summary
 from syncd.writer import WARM_EVERY_S, Writer
-from tests.helpers import Clock, InlineExecutor
+from tests.helpers import Clock, InlineExecutor, Log
 
 T = TypeVar("T")
 WAIT_S = 10.0  # upper bound on waiting for an event that must come
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [fields for name, fields in self.events if name == event]
-
-    def __getattr__(self, _level: str) -> Callable[..., None]:
-        def record(event: str, **fields: Any) -> None:
-            self.events.append((event, fields))
-
-        return record
 
 
 class FakeStore:
