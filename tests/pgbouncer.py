@@ -34,9 +34,10 @@ from tests.pgcluster import _run_as
 
 PGBOUNCER = Path(shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
 # What a deadlock or a connection limit says, in a log line of syncd's or of the pooler:
-# PostgreSQL's SQLSTATEs and messages, PgBouncer's and Supavisor's refusals
+# PostgreSQL's SQLSTATEs and messages, PgBouncer's and Supavisor's refusals. The SQLSTATEs as
+# whole words: a timestamp's microseconds (".253300Z") once matched a bare 53300.
 TROUBLE = re.compile(
-    r"40P01|deadlock|53300|too many (connections|clients)|connection slots are reserved"
+    r"\b40P01\b|deadlock|\b53300\b|too many (connections|clients)|connection slots are reserved"
     r"|no more connections allowed|max client connections reached",
     re.IGNORECASE,
 )
