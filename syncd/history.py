@@ -106,16 +106,26 @@ def diff(path: str, a: Version, a_text: str | None, b: Version, b_text: str | No
     return "".join(line if line.endswith("\n") else line + "\n" for line in out)
 
 
-def restore_refusal(on_disk: str | None, latest: Version, wanted: Version) -> str | None:
-    """Why version ``wanted`` may not be written over the file (None: it may). The file is
-    the source of truth: what it holds that no version holds (edits the daemon has not synced
-    yet, or made while it was stopped) would be lost, so that needs ``--force``."""
+def restore_refusal(
+    on_disk: str | None, versions: Sequence[Version], living_at: str | None, path: str
+) -> str | None:
+    """Why a version may not be written over the file at ``path`` (None: it may).
+
+    The file is the source of truth: what it holds that no version holds (edits the daemon
+    has not synced yet, or made while it was stopped) would be lost, so that needs
+    ``--force``. And a row that lives at another path now (its file moved, or its course
+    folder renamed) is restored there: written at the old path, it would become a second
+    row."""
+    if living_at is not None and living_at != path:
+        return (
+            f"this row's file is {living_at} now (moved or renamed): restore it there,"
+            f" `syncd history {living_at} --restore N`"
+        )
     if on_disk is None:
         return None  # gone: nothing to lose
-    held = content_hash(on_disk)
-    if held not in (latest.content_hash, wanted.content_hash):
+    if content_hash(on_disk) not in {v.content_hash for v in versions}:
         return (
-            f"the file has changed since version {latest.version}, the latest in the history "
-            "(edits not synced yet would be lost): use --force to overwrite them"
+            "the file holds text no version holds (edits not synced yet would be lost):"
+            " use --force to overwrite them"
         )
     return None

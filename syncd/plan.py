@@ -224,9 +224,9 @@ def _change(row: ExistingRow, record: Content) -> str:
     """What an update of ``row`` to ``record`` is, for the row's history."""
     if row.deleted:
         return "revived"
-    if row.file_path != record.file_path:
-        return "moved"
-    return "repaired" if row.changed else "updated"
+    if row.changed:  # someone else's edit put back (moved too, maybe: the path says so)
+        return "repaired"
+    return "moved" if row.file_path != record.file_path else "updated"
 
 
 LINK_FIELDS = frozenset({"tags", "minds"})

@@ -200,6 +200,7 @@ class CourseStore:
         with writing(self._connection, f"rename course {old}", "course.sql") as sql:
             for name in sorted((old, new)):  # one lock order
                 sql.queue("lock_course", course=name)
+            sql.queue("record_course_app_edits", course=old)  # before the rows move
             moved = sql.all("rename_course", old=old, new=new, slug=slug)
             if moved:  # each moved row's new path, in its history
                 sql.queue("record_moves", course=new, source=self.source)

@@ -6,6 +6,7 @@ written as the login syncd_writer (no BYPASSRLS), as production runs it."""
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,90 @@ def test_the_daemon_records_each_saved_edit_and_keeps_its_limit(
         assert kinds(conn, lesson) == ["updated", "updated"]
         assert [v for v, _, _ in versions(conn, "alpha/lessons/1.2-lesson-1-2.md")] == [1]
     assert daemon.terminate() == 0
+
+
+def test_an_app_edit_met_by_a_move_or_a_course_rename_is_still_an_app_edit_then_a_repair(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, admin: Conn, writer: str
+) -> None:
+    """Found by an operator's probe: an edit in SQL and a rename in the same sync left no
+    app-edit or repair (a file moved), or recorded the app's title as syncd's move (a course
+    folder renamed)."""
+    root = tmp_path / "courses"
+    make_course(root, "alpha", lessons=2)
+    rescan(capsys, root, writer)
+    admin.execute(
+        "update contents set content = content || 'SQL paragraph.'"
+        " where file_path = 'alpha/lessons/1.1-lesson-1-1.md'"
+    )
+    (root / "alpha/lessons/1.1-lesson-1-1.md").rename(root / "alpha/lessons/1.1-renamed.md")
+    rescan(capsys, root, writer)
+    assert kinds(admin, "alpha/lessons/1.1-renamed.md") == ["created", "app-edit", "repaired"]
+
+    admin.execute(
+        "update contents set title = 'App title' where file_path = 'alpha/lessons/1.2-lesson-1-2.md'"
+    )
+    (root / "alpha").rename(root / "beta")
+    rescan(capsys, root, writer)
+    rows = admin.execute(
+        "select v.kind, v.source is null, v.title from content_versions v"
+        " join contents c on c.id = v.content_id where c.file_path = %s order by v.version",
+        ("beta/lessons/1.2-lesson-1-2.md",),
+    ).fetchall()
+    assert [(kind, app) for kind, app, _ in rows] == [
+        ("created", False),
+        ("app-edit", True),
+        ("moved", False),
+        ("repaired", False),
+    ]
+    assert rows[1][2] == "App title" and rows[-1][2] != "App title"
+
+
+def test_a_restore_never_makes_a_second_row_and_says_why_it_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, admin: Conn, writer: str
+) -> None:
+    """Found by the probe: a restore at a moved row's old path made a second row; one onto a
+    folder was reported as the database being unavailable (exit 3); a file holding an older
+    version needed --force."""
+    root = tmp_path / "courses"
+    make_course(root, "alpha", lessons=1)
+    old = root / "alpha/lessons/1.1-lesson-1-1.md"
+    rescan(capsys, root, writer)
+    for n in (1, 2):
+        write(old, lesson_text(1, 1, f"Generation {n}."))
+        rescan(capsys, root, writer)
+    # the file holds version 2 of 3 (a restore, changed back): no edit of it would be lost
+    back = history(capsys, root, writer, str(old), "--restore", "2")
+    assert back.code == 0 and "restored version 2" in back.stdout
+    again = history(capsys, root, writer, str(old), "--restore", "1")
+    assert again.code == 0, again.stdout
+    rescan(capsys, root, writer)
+
+    new = root / "alpha/lessons/1.1-moved.md"
+    old.rename(new)
+    rescan(capsys, root, writer)
+    for force in ((), ("--force",)):
+        refused_run = history(capsys, root, writer, str(old), "--restore", "1", *force)
+        assert refused_run.code == 1, refused_run.stdout
+        assert "alpha/lessons/1.1-moved.md now" in refused_run.stdout
+    assert not old.exists()
+    listed = history(capsys, root, writer, str(old))
+    assert "(its file is alpha/lessons/1.1-moved.md now)" in listed.stdout
+
+    new.unlink()
+    rescan(capsys, root, writer)  # deleted: its last path is free to restore into
+    new.mkdir()
+    folder = history(capsys, root, writer, str(new), "--restore", "1")
+    assert folder.code == 1 and "not restored: cannot" in folder.stdout
+    new.rmdir()
+    restored = history(capsys, root, writer, str(new), "--restore", "1")
+    assert restored.code == 0, restored.stdout
+    umask = os.umask(0)
+    os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask  # as an editor's new file, not 0600
+    rescan(capsys, root, writer)
+    assert kinds(admin, "alpha/lessons/1.1-moved.md")[-2:] == ["deleted", "revived"]
+    assert count(admin, "select 1 from contents where content_type = 'course_lesson'") == 1
+    diff = history(capsys, root, writer, str(new), "--diff", "1", "1")
+    assert diff.stdout == "(no difference)\n"
+    lone = history(capsys, root, writer, str(new), "--force")
+    assert lone.code == 2 and "--force goes with --restore" in lone.stderr

@@ -35,8 +35,11 @@ def history_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    if args.force and args.restore is None:
+        raise ConfigError("--force goes with --restore N")
     path = Path(args.path)
     rel = _row_path(path, settings.root)
+    texts: dict[int, str | None] = {}
     with (
         database(settings, migrate_now=settings.migrate, writes=False) as db,
         connect(db) as conn,
@@ -44,21 +47,34 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         conn.transaction(force_rollback=True),  # reads only
     ):
         sql = Queries(conn, "history.sql")
-        versions = [_version(r) for r in sql.all("versions_of_path", path=rel)]
-        if not versions:
-            print(f"no history for {rel}")
-            return ExitCode.DRIFT
-        if args.diff:
-            a, b = (_pick(versions, n) for n in args.diff)
-            print(
-                history.diff(rel, a, _text(sql, a), b, _text(sql, b)) or "(no difference)",
-                end="",
-            )
-            return ExitCode.OK
-        if args.restore is not None:
-            wanted = _pick(versions, args.restore)
-            return _restore(path, rel, versions[-1], wanted, _text(sql, wanted), force=args.force)
-    print(f"{rel}: {len(versions)} version(s) of row {versions[-1].content_id}")
+        rows = sql.all("versions_of_path", path=rel)
+        versions = [_version(r) for r in rows]
+        for number in args.diff or ([args.restore] if args.restore is not None else []):
+            texts[number] = _text(sql, _pick(versions, number)) if versions else None
+    if not versions:
+        print(f"no history for {rel}")
+        return ExitCode.DRIFT
+    living_at = rows[-1]["living_at"]
+    if args.diff:
+        a, b = (_pick(versions, n) for n in args.diff)
+        print(
+            history.diff(rel, a, texts[a.version], b, texts[b.version]) or "(no difference)\n",
+            end="",
+        )
+        return ExitCode.OK
+    if args.restore is not None:
+        wanted = _pick(versions, args.restore)
+        return _restore(
+            path,
+            rel,
+            versions,
+            wanted,
+            texts[wanted.version],
+            living_at=living_at,
+            force=args.force,
+        )
+    moved = f" (its file is {living_at} now)" if living_at not in (None, rel) else ""
+    print(f"{rel}: {len(versions)} version(s) of row {versions[-1].content_id}{moved}")
     print(history.table(versions))
     return ExitCode.OK
 
@@ -100,17 +116,33 @@ def _text(sql: Queries, version: Version) -> str | None:
 
 
 def _restore(
-    path: Path, rel: str, latest: Version, wanted: Version, text: str | None, *, force: bool
+    path: Path,
+    rel: str,
+    versions: list[Version],
+    wanted: Version,
+    text: str | None,
+    *,
+    living_at: str | None,
+    force: bool,
 ) -> int:
-    on_disk = _read(path)
+    try:
+        on_disk = _read(path)
+    except OSError as exc:
+        print(f"not restored: cannot read {rel}: {exc.strerror or exc}")
+        return ExitCode.DRIFT
     if on_disk is not None and history.content_hash(on_disk) == wanted.content_hash:
         print(f"{rel} already holds version {wanted.version}: nothing written")
         return ExitCode.OK
-    refusal = history.restore_refusal(on_disk, latest, wanted)
-    if refusal and not force:
+    refusal = history.restore_refusal(on_disk, versions, living_at, rel)
+    moved_away = living_at is not None and living_at != rel
+    if refusal and (moved_away or not force):  # --force overwrites edits, never makes a row
         print(f"not restored: {refusal}")
         return ExitCode.DRIFT
-    _write_atomically(path, text or "")
+    try:
+        _write_atomically(path, text or "")
+    except OSError as exc:
+        print(f"not restored: cannot write {rel}: {exc.strerror or exc}")
+        return ExitCode.DRIFT
     when = wanted.recorded_at.strftime("%Y-%m-%d %H:%M:%S")
     print(
         f"restored version {wanted.version} of {rel} ({wanted.kind}, {when} UTC);"
@@ -134,14 +166,20 @@ def _read(path: Path) -> str | None:
 def _write_atomically(path: Path, text: str) -> None:
     """One rename: the daemon (and an editor) sees the whole file at once, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
+    mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".restore")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             out.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)  # mkstemp's file is 0600: the file's own mode, or a new file's
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """What an editor's new file gets: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

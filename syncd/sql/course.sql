@@ -398,6 +398,10 @@ WITH moved AS (
 ), project AS (
     UPDATE public.content_projects p SET slug = %(slug)s FROM moved WHERE p.id = moved.project_id
     RETURNING p.id
+), before AS (
+    -- the rows as they were (every part of this statement sees the same snapshot)
+    SELECT t.id, t.xmin::text AS xmin FROM public.contents t
+    JOIN syncd.courses c ON c.project_id = t.project_id WHERE c.course = %(old)s
 ), paths AS (
     UPDATE public.contents t SET file_path = %(new)s || substr(t.file_path, length(%(old)s) + 1)
     FROM moved
@@ -406,10 +410,13 @@ WITH moved AS (
 ), refusals AS (
     DELETE FROM syncd.refused f USING moved WHERE f.project_id = moved.project_id
 )
+-- a row's write mark moves with the rename's own change, unless someone else had changed the
+-- row before it: that stays to be seen (and repaired) by the next sync
 UPDATE syncd.rows r
-SET written_xmin = paths.xmin,
+SET written_xmin = CASE WHEN r.written_xmin IS NULL OR r.written_xmin::text = before.xmin
+                        THEN paths.xmin ELSE r.written_xmin END,
     row_key = CASE WHEN r.row_key LIKE 'file:%%' THEN 'file:' || paths.file_path ELSE r.row_key END
-FROM paths WHERE r.content_id = paths.id
+FROM paths JOIN before ON before.id = paths.id WHERE r.content_id = paths.id
 RETURNING r.content_id;
 
 -- Content history (migration 20251201001500): a version per change of a row, written in the
@@ -448,6 +455,22 @@ JOIN LATERAL (
 ) l ON true
 WHERE c.id = ANY(%(ids)s::uuid[])
   AND (l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title);
+
+-- name: record_course_app_edits
+-- Before a course folder's rename moves its rows: each live row as the app left it, when its
+-- content or title is not its last version's (the rename's own versions come after).
+INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
+                                     content_hash, size, file_path, source)
+SELECT c.id, l.version + 1, c.project_id, 'app-edit', c.title, c.content, h.hash,
+       octet_length(coalesce(c.content, '')), c.file_path, NULL
+FROM syncd.courses sc
+JOIN public.contents c ON c.project_id = sc.project_id AND c.deleted_at IS NULL
+CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
+JOIN LATERAL (
+    SELECT v.version, v.content_hash, v.title FROM public.content_versions v
+    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
+) l ON true
+WHERE sc.course = %(course)s AND (l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title);
 
 -- name: record_moves
 -- After a course folder's rename: each live row of its project whose path is not its last

@@ -13,7 +13,9 @@ WITH the_row AS (
     ) AS id
 )
 SELECT v.content_id, v.version, v.recorded_at, v.source, v.kind, v.size, v.content_hash,
-       v.title, v.file_path, v.fields
+       v.title, v.file_path, v.fields,
+       (SELECT c.file_path FROM public.contents c
+        WHERE c.id = the_row.id AND c.deleted_at IS NULL) AS living_at
 FROM public.content_versions v JOIN the_row ON v.content_id = the_row.id
 ORDER BY v.version;
 
