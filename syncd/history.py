@@ -58,6 +58,12 @@ class Version:
     fields: tuple[str, ...] = ()
 
 
+def shown(path: str) -> str:
+    """A path as a terminal may print it: control characters (an ESC, a newline in a file's
+    name) escaped, every other character as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def content_hash(text: str | None) -> bytes:
     """What the history records of a content: sha256 of its UTF-8 ('' for none)."""
     return hashlib.sha256((text or "").encode("utf-8", "surrogatepass")).digest()
@@ -99,8 +105,8 @@ def diff(path: str, a: Version, a_text: str | None, b: Version, b_text: str | No
         difflib.unified_diff(
             (a_text or "").splitlines(keepends=True),
             (b_text or "").splitlines(keepends=True),
-            fromfile=f"{path} (version {a.version}, {a.kind})",
-            tofile=f"{path} (version {b.version}, {b.kind})",
+            fromfile=f"{shown(path)} (version {a.version}, {a.kind})",
+            tofile=f"{shown(path)} (version {b.version}, {b.kind})",
         )
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in out)
@@ -118,8 +124,8 @@ def restore_refusal(
     row."""
     if living_at is not None and living_at != path:
         return (
-            f"this row's file is {living_at} now (moved or renamed): restore it there,"
-            f" `syncd history {living_at} --restore N`"
+            f"this row's file is {shown(living_at)} now (moved or renamed): restore it there,"
+            f" `syncd history {shown(living_at)} --restore N`"
         )
     if on_disk is None:
         return None  # gone: nothing to lose

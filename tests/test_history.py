@@ -428,3 +428,9 @@ def test_a_restore_never_makes_a_second_row_and_says_why_it_writes_nothing(
     assert diff.stdout == "(no difference)\n"
     lone = history(capsys, root, writer, str(new), "--force")
     assert lone.code == 2 and "--force goes with --restore" in lone.stderr
+
+
+def test_a_path_is_printed_with_its_control_characters_escaped() -> None:
+    from syncd.history import shown
+
+    assert shown("curso/lessons/1.1-ação\x1b[31m\nx.md") == "curso/lessons/1.1-ação\\x1b[31m\\nx.md"

@@ -293,6 +293,23 @@ def test_a_row_edited_in_the_app_is_rewritten_from_its_file(tree: Tree, db: Memo
     assert tree.drifts() == []
 
 
+def test_a_row_edited_in_the_app_before_its_course_folder_is_renamed_is_still_repaired(
+    tree: Tree, db: MemoryDatabase
+) -> None:
+    """As the SQL rename: the rename's own write does not hide someone else's."""
+    tree.rescan()
+    db.edit_row(f"alpha/{LESSON}", title="Set in the app")
+    (tree.root / "alpha").rename(tree.root / "gamma")
+
+    tree.rescan()
+
+    assert [(e["path"], e["fields"]) for e in tree.log.named("row repaired")] == [
+        (f"gamma/{LESSON}", ["title"])
+    ]
+    assert db.row(f"gamma/{LESSON}").title != "Set in the app"
+    assert tree.drifts() == []
+
+
 def test_a_row_deleted_in_the_app_is_re_created(tree: Tree, db: MemoryDatabase) -> None:
     tree.rescan()
     db.delete_row(f"alpha/{LESSON}")

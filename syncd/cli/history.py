@@ -39,6 +39,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("--force goes with --restore N")
     path = Path(args.path)
     rel = _row_path(path, settings.root)
+    said = history.shown(rel)  # as printed
     texts: dict[int, str | None] = {}
     with (
         database(settings, migrate_now=settings.migrate, writes=False) as db,
@@ -52,7 +53,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         for number in args.diff or ([args.restore] if args.restore is not None else []):
             texts[number] = _text(sql, _pick(versions, number)) if versions else None
     if not versions:
-        print(f"no history for {rel}")
+        print(f"no history for {said}")
         return ExitCode.DRIFT
     living_at = rows[-1]["living_at"]
     if args.diff:
@@ -73,8 +74,8 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
             living_at=living_at,
             force=args.force,
         )
-    moved = f" (its file is {living_at} now)" if living_at not in (None, rel) else ""
-    print(f"{rel}: {len(versions)} version(s) of row {versions[-1].content_id}{moved}")
+    moved = f" (its file is {history.shown(living_at)} now)" if living_at not in (None, rel) else ""
+    print(f"{said}: {len(versions)} version(s) of row {versions[-1].content_id}{moved}")
     print(history.table(versions))
     return ExitCode.OK
 
@@ -128,10 +129,10 @@ def _restore(
     try:
         on_disk = _read(path)
     except OSError as exc:
-        print(f"not restored: cannot read {rel}: {exc.strerror or exc}")
+        print(f"not restored: cannot read {history.shown(rel)}: {exc.strerror or exc}")
         return ExitCode.DRIFT
     if on_disk is not None and history.content_hash(on_disk) == wanted.content_hash:
-        print(f"{rel} already holds version {wanted.version}: nothing written")
+        print(f"{history.shown(rel)} already holds version {wanted.version}: nothing written")
         return ExitCode.OK
     refusal = history.restore_refusal(on_disk, versions, living_at, rel)
     moved_away = living_at is not None and living_at != rel
@@ -141,11 +142,11 @@ def _restore(
     try:
         _write_atomically(path, text or "")
     except OSError as exc:
-        print(f"not restored: cannot write {rel}: {exc.strerror or exc}")
+        print(f"not restored: cannot write {history.shown(rel)}: {exc.strerror or exc}")
         return ExitCode.DRIFT
     when = wanted.recorded_at.strftime("%Y-%m-%d %H:%M:%S")
     print(
-        f"restored version {wanted.version} of {rel} ({wanted.kind}, {when} UTC);"
+        f"restored version {wanted.version} of {history.shown(rel)} ({wanted.kind}, {when} UTC);"
         " the daemon syncs it as a new version"
     )
     return ExitCode.OK

@@ -150,10 +150,13 @@ class MemoryStore:
                 if row.project_id != project.id or not (row.file_path or "").startswith(f"{old}/"):
                     continue
                 row.file_path = new + (row.file_path or "")[len(old) :]
-                row.version = t.next_version()
+                before, row.version = row.version, t.next_version()
                 mark = t.marks.get(row.id)
                 if mark is not None:
-                    mark.written = row.version
+                    # as sql/course.sql's rename: the mark moves with the rename's own write,
+                    # unless someone else had changed the row (that stays to be repaired)
+                    if mark.written == before:
+                        mark.written = row.version
                     if mark.row_key.startswith("file:"):
                         mark.row_key = f"file:{row.file_path}"
                     moved += 1
