@@ -284,8 +284,23 @@ def test_with_polling_a_burst_longer_than_one_poll_is_still_one_transaction(
         write(course / "lessons" / f"1.{n}-lesson.md", lesson_text(1, n))
         time.sleep(0.1)  # 2 s in all
     daemon.wait_for(lambda: live_lessons(db_dsn, "polled-burst") == 20, what="the whole burst")
-    synced = [e for e in daemon.named("course synced") if e["course"] == "polled-burst"]
-    assert len(synced) == 1, synced
+    rows_written = rows(
+        db_dsn,
+        "select count(*) from contents c join content_projects p on p.id = c.project_id"
+        " where p.slug = %s",
+        "polled-burst",
+    )[0][0]
+
+    def synced() -> list[dict[str, Any]]:
+        return [e for e in daemon.named("course synced") if e["course"] == "polled-burst"]
+
+    # the log lines of every sync that wrote those rows (a line is read a moment after its
+    # commit: under load the database was seen whole before the line had arrived)
+    daemon.wait_for(
+        lambda: sum(e["inserted"] for e in synced()) >= rows_written,
+        what="the burst's syncs in the log",
+    )
+    assert len(synced()) == 1, synced()
     assert daemon.terminate() == 0
 
 
