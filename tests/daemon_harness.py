@@ -97,7 +97,11 @@ class DaemonProcess:
         while time.monotonic() < deadline:
             if predicate():
                 return
-            if self.proc.poll() is not None and not predicate():
+            if self.proc.poll() is not None:
+                # its last lines may still be in the pipe: judged once the reader has them all
+                self._reader.join(timeout=max(deadline - time.monotonic(), 5.0))
+                if predicate():
+                    return
                 raise AssertionError(
                     f"daemon exited ({self.proc.returncode}) before: {what}\n{self.output()}"
                 )
@@ -109,6 +113,14 @@ class DaemonProcess:
     def wait_event(self, event: str, count: int = 1, timeout: float = 30.0) -> dict[str, Any]:
         self.wait_for(lambda: len(self.named(event)) >= count, timeout, f"{count}x {event!r}")
         return self.named(event)[count - 1]
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """The exit code of a process that ends on its own, once the reader has read every
+        line it wrote (``proc.wait`` returns before the reader has the last ones)."""
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        assert not self._reader.is_alive(), "the daemon exited but its output stayed open"
+        return code
 
     def terminate(self, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:

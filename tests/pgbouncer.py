@@ -34,11 +34,14 @@ from tests.pgcluster import _run_as
 
 PGBOUNCER = Path(shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
 # What a deadlock or a connection limit says, in a log line of syncd's or of the pooler:
-# PostgreSQL's SQLSTATEs and messages, PgBouncer's and Supavisor's refusals. The SQLSTATEs as
-# whole words: a timestamp's microseconds (".253300Z") once matched a bare 53300.
+# PostgreSQL's SQLSTATEs and messages, PgBouncer's and Supavisor's refusals. A SQLSTATE only
+# as syncd says one, "(SQLSTATE 53300)" or "sqlstate": "53300": a bare 53300 matched a
+# timestamp's microseconds (".253300Z") once, and as a word it is also a client's port or a
+# pid in PgBouncer's log ("127.0.0.1:53300", "[53300]"). PostgreSQL's messages for both
+# ("deadlock detected", "sorry, too many clients already") are matched as they are.
 TROUBLE = re.compile(
-    r"\b40P01\b|deadlock|\b53300\b|too many (connections|clients)|connection slots are reserved"
-    r"|no more connections allowed|max client connections reached",
+    r"sqlstate\W{1,4}(40P01|53300)\b|deadlock|too many (connections|clients)"
+    r"|connection slots are reserved|no more connections allowed|max client connections reached",
     re.IGNORECASE,
 )
 

@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +242,21 @@ def test_folders_moved_in_beyond_the_watch_limit_are_said_polled_and_watched_aga
     )
     course = blind["course"]
     assert course.startswith("moved-")
+    # Every folder's watch was tried before the move's event reached syncd, so before those
+    # syncs; each is said at the supervisor's next tick, which may come after the rows (and
+    # its line is read a moment later still). A tick begun after now has said them all, and
+    # logs its heartbeat after them: the second heartbeat stamped after now is of such a tick.
+    synced_at = time.time()
+    daemon.wait_for(
+        lambda: (
+            sum(
+                datetime.fromisoformat(e["timestamp"]).timestamp() > synced_at
+                for e in daemon.named("heartbeat")
+            )
+            >= 2
+        ),
+        what="a supervisor tick after the moved-in courses synced",
+    )
 
     # an edit in a course nobody watches lands: it is polled
     atomic_write(root / course / "lessons" / "1.2-polled.md", lesson_text(1, 2))

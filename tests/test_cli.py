@@ -131,7 +131,7 @@ def test_ctrl_c_stops_the_daemon_cleanly_with_130(tmp_path: Path, db_dsn: str) -
     try:
         daemon.wait_event("daemon ready", timeout=60)
         daemon.proc.send_signal(signal.SIGINT)
-        assert daemon.proc.wait(timeout=30) == ExitCode.INTERRUPTED == 130
+        assert daemon.wait_exit(timeout=30) == ExitCode.INTERRUPTED == 130  # every line read
         assert daemon.named("daemon stopped")
     finally:
         daemon.kill()

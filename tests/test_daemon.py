@@ -82,9 +82,25 @@ def test_a_burst_of_twenty_atomic_saves_lands_in_one_transaction(
     daemon.wait_for(
         lambda: live_lessons(db_dsn, "burst") == 20, what="20 burst lessons in the database"
     )
+    rows_written = rows(
+        db_dsn,
+        "select count(*) from contents c join content_projects p on p.id = c.project_id"
+        " where p.slug = %s",
+        "burst",
+    )[0][0]
+
+    def synced() -> list[dict[str, Any]]:
+        return [e for e in daemon.named("course synced") if e["course"] == "burst"]
+
+    # the log lines of every sync that wrote those rows: a line is read a moment after its
+    # commit (as in the polled burst below)
+    daemon.wait_for(
+        lambda: sum(e["inserted"] for e in synced()) >= rows_written,
+        what="the burst's syncs in the log",
+    )
     time.sleep(1.5)  # a second sync of the same burst would show up by now
-    synced = [e for e in daemon.named("course synced") if e["course"] == "burst"]
-    assert len(synced) == 1 and synced[0]["transactions"] == 1 and synced[0]["inserted"] == 22
+    assert len(synced()) == 1, synced()
+    assert synced()[0]["transactions"] == 1 and synced()[0]["inserted"] == 22
     assert rows(
         db_dsn,
         """select count(distinct c.xmin::text) from contents c
@@ -173,7 +189,14 @@ def test_systemd_gets_ready_after_the_first_reconcile_then_watchdog_pings_and_st
         daemon.wait_for(lambda: any("READY=1" in m for _, m in received), what="READY=1")
         # READY comes only once the first reconcile has written the tree
         ready_at = next(t for t, m in received if "READY=1" in m)
-        assert daemon.named("reconcile finished") and live_lessons(db_dsn, "existing") == 2
+        assert live_lessons(db_dsn, "existing") == 2
+        # the log says so too: `daemon ready` (logged just after READY=1 is sent) comes after
+        # `reconcile finished`; waited for, as the reader reads a line a moment after it is
+        # written (once READY=1 was here before the line `reconcile finished` was read)
+        daemon.wait_event("daemon ready")
+        said = [e.get("event") for e in list(daemon.events)]
+        assert "reconcile finished" in said
+        assert said.index("reconcile finished") < said.index("daemon ready"), said
         daemon.wait_for(
             lambda: sum("WATCHDOG=1" in m for t, m in received if t > ready_at) >= 2,
             what="two WATCHDOG=1 pings",
@@ -238,7 +261,9 @@ def test_a_database_outage_opens_the_breaker_idles_and_converges_when_it_returns
             f"not converged 10 s after the database returned:\n{verify.stdout}"
         )
         assert live_lessons(db_dsn, "existing") == 102
-        assert daemon.named("breaker closed")
+        # logged as the first call after the outage succeeded, before the rows converged, but
+        # read by the harness a moment later: waited for, not merely looked up
+        daemon.wait_event("breaker closed")
         assert daemon.terminate() == 0
     finally:
         proxy.close()
@@ -470,9 +495,9 @@ def test_a_lesson_written_in_three_chunks_never_shows_a_partial_version(
         poller.join()
     new_versions = [v for v in versions if "Part one." in v]  # not the lesson as it was
     assert all("Part three." in v for v in new_versions), versions  # no partial version, ever
+    assert daemon.terminate() == 0  # and its whole log read
     rejected = [e for e in daemon.named("file rejected") if e["path"] == file_path]
     assert not rejected, rejected  # never read while empty either
-    assert daemon.terminate() == 0
 
 
 def documented_alerts() -> dict[str, str]:

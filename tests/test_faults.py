@@ -253,7 +253,8 @@ def test_a_read_only_database_is_waited_out(
         write(root / "gen-00000/lessons/4.1-read-only.md", lesson_text(4, 1))
         daemon.wait_for(
             lambda: any(
-                "25006" in e.get("reason", "") for e in daemon.named("database unavailable")
+                "(SQLSTATE 25006)" in e.get("reason", "")  # not a port or a pid that has it
+                for e in daemon.named("database unavailable")
             ),
             timeout=30,
             what="a read-only refusal treated as transient",
@@ -340,7 +341,7 @@ def test_two_daemons_on_one_tree_and_database(
         time.sleep(0.02)
     converge(root, db_dsn, within=60)
     for daemon in (first, second):
+        assert daemon.terminate() == 0  # and every line it wrote read
         assert not [
             e for e in daemon.named("database unavailable") if "40P01" in e.get("reason", "")
         ]
-        assert daemon.terminate() == 0

@@ -450,6 +450,22 @@ def hostile_run(
             )  # every case course but the invalid one, plus the bystander
 
         daemon.wait_for(converged, timeout=90, what="every course's new lesson synced")
+
+        def logged() -> set[str]:
+            """Courses with a `course synced` line, inserting, since the daemon was ready: a
+            course's `file rejected` and `field ignored` lines come before it."""
+            events = list(daemon.events)
+            ready = next(i for i, e in enumerate(events) if e.get("event") == "daemon ready")
+            return {
+                e["course"]
+                for e in events[ready + 1 :]
+                if e.get("event") == "course synced" and e["inserted"] >= 1
+            }
+
+        # the rows are seen a moment before the lines of their syncs are read
+        expected = {course_name(i, c) for i, c in enumerate(CASES) if not c.course}
+        expected.add(f"h{len(CASES):02d}-bystander")
+        daemon.wait_for(lambda: expected <= logged(), what="every course's sync in the log")
         daemon.wait_for(
             lambda: (
                 daemon.named("file rejected")

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -74,6 +75,20 @@ def edit_every_lesson(root: Path, tag: str) -> list[str]:
     return tokens
 
 
+def reconciled_since(daemon: DaemonProcess, moment: float) -> bool:
+    """Has a full reconcile that started after ``moment`` (wall clock) finished? One runs at
+    a time: its `reconcile finished` is the first one after its `reconcile started`."""
+    passes = [
+        (e["event"], datetime.fromisoformat(e["timestamp"]).timestamp())
+        for e in list(daemon.events)
+        if e.get("event") in ("reconcile started", "reconcile finished")
+    ]
+    later = [
+        i for i, (event, at) in enumerate(passes) if event == "reconcile started" and at > moment
+    ]
+    return bool(later) and any(event == "reconcile finished" for event, _ in passes[later[0] :])
+
+
 def test_twenty_sources_converge_through_one_transaction_pooler_of_five_connections(
     pooler: Bouncer,
     project: str,
@@ -130,17 +145,23 @@ def test_twenty_sources_converge_through_one_transaction_pooler_of_five_connecti
             time.sleep(0.2)
 
         landed_s = time.monotonic() - started - ready_s
-        # every course of every source is in the database now: the reconcile after the next
-        # one started later, so it saw them all (a source archiving another's would then)
-        looked = [len(daemon.named("reconcile finished")) + 2 for daemon in daemons]
+        # every course of every source is in the database now: a full reconcile that starts
+        # later sees them all (a source archiving another's would then). Told by the time of
+        # its `reconcile started` line, not by counting lines: the reader may not have read
+        # the last ones yet, and a count taken now could name a reconcile already under way.
+        landed_at = time.time()
 
         def verify(i: int) -> subprocess.CompletedProcess[str]:
             return run_syncd("verify", "--root", str(roots[i]), *own(i), dsn=writer)
 
         with ThreadPoolExecutor(SOURCES) as pool:  # 20 more clients while the daemons run
             verified = list(pool.map(verify, range(SOURCES)))
-        for daemon, count in zip(daemons, looked, strict=True):
-            daemon.wait_event("reconcile finished", count=count, timeout=30)
+        for daemon in daemons:
+            daemon.wait_for(
+                lambda daemon=daemon: reconciled_since(daemon, landed_at),
+                timeout=30,
+                what="a full reconcile started after every edit landed, finished",
+            )
 
     for i, done in enumerate(verified):
         assert done.returncode == 0, f"{source_name(i)}: {done.stdout}{done.stderr[-3000:]}"

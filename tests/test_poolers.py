@@ -177,7 +177,11 @@ def test_the_daemon_keeps_every_edit_through_the_pooler_and_its_restart(
         time.sleep(0.5)
     assert not missing, f"{len(missing)} edit(s) never landed\n{daemon.output()[-4000:]}"
     assert daemon.proc.poll() is None, daemon.output()[-4000:]
-    assert daemon.named("database unavailable"), "the restart went unnoticed"  # it was felt
+    # it was felt (logged before the edits after it landed; waited for, as the harness reads
+    # a line a moment after it is written)
+    daemon.wait_for(
+        lambda: bool(daemon.named("database unavailable")), what="the restart felt by the daemon"
+    )
 
     done = run_syncd("verify", "--root", str(root), dsn=writer)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]

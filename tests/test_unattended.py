@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -146,7 +147,17 @@ def test_a_row_locked_in_the_app_stalls_only_its_own_course(
             ),
             what="a heartbeat naming the stuck course",
         )
-        state = json.loads(health_file.read_text(encoding="utf-8"))
+
+        # the file is rewritten every few seconds, not with each heartbeat: waited for
+        def health_state() -> dict[str, Any]:
+            loaded: dict[str, Any] = json.loads(health_file.read_text(encoding="utf-8"))
+            return loaded
+
+        daemon.wait_for(
+            lambda: any(f["course"] == "locked" for f in health_state()["failing"]),
+            what="the health file naming the stuck course",
+        )
+        state = health_state()
         assert [f["course"] for f in state["failing"]] == ["locked"]
         assert state["breaker"] == "closed"
         assert not daemon.named("breaker opened")
@@ -250,7 +261,7 @@ def test_a_password_rotated_while_running_is_said_and_ends_the_daemon_after_the_
     )
     assert verdict.returncode == ExitCode.UNHEALTHY
     assert "database rejects syncd's password" in verdict.stdout
-    assert daemon.proc.wait(timeout=WAIT_S) == ExitCode.FATAL_DB  # after --auth-grace
+    assert daemon.wait_exit(timeout=WAIT_S) == ExitCode.FATAL_DB  # after --auth-grace
     stopped = daemon.named("daemon stopped")[-1]
     assert stopped["exit_code"] == ExitCode.FATAL_DB
     assert stopped["unsynced"] == 1  # the edit after the rotation never landed: said so
@@ -355,6 +366,7 @@ def test_the_stop_fits_the_shutdown_timeout_with_a_database_call_hanging(
         daemon.proc.send_signal(signal.SIGTERM)
         code = daemon.proc.wait(timeout=WAIT_S)
         took = time.monotonic() - started
+        daemon.wait_exit()  # and its last lines read
     finally:
         proxy.close()
     assert code == 0
