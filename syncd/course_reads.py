@@ -17,9 +17,8 @@ from syncd.plan import (
     ProjectState,
     RowFields,
     SlugHolder,
-    plan_course,
+    plan_checking_slugs,
     project_differences,
-    slug_candidates,
 )
 
 
@@ -127,27 +126,21 @@ def plan_rows(
         for r in rows
     ]
     creator, persona = minds
-    plan = plan_course(snapshot, existing, creator_mind_id=creator, persona_mind_id=persona)
-    if check_slugs and plan.inserts:
-        wanted = {
-            slug
-            for w in plan.inserts
-            for slug in slug_candidates(w.record, snapshot.project.slug, project_id)
-        }
-        holders = {
+
+    def slug_holders(wanted: set[str]) -> dict[str, SlugHolder]:
+        return {
             r["slug"]: SlugHolder(r["id"], r["syncd"])
             for r in sql.all("slug_holders", slugs=sorted(wanted))
         }
-        if holders:
-            plan = plan_course(
-                snapshot,
-                existing,
-                creator_mind_id=creator,
-                persona_mind_id=persona,
-                slug_holders=holders,
-                project_id=project_id,
-            )
-    return plan
+
+    return plan_checking_slugs(
+        snapshot,
+        existing,
+        creator_mind_id=creator,
+        persona_mind_id=persona,
+        project_id=project_id,
+        slug_holders_of=slug_holders if check_slugs else None,
+    )
 
 
 def stored_bytes(value: Any) -> bytes | None:

@@ -58,7 +58,7 @@ def queue_plan(
     ``history``: who writes, and how long versions are kept (``queue_versions``)."""
     repairs = [w.id for w in plan.updates if plan.changes.get(w.id) == "repaired"]
     if repairs and not rows_done:  # the app's edit, before it is written over
-        sql.queue("record_app_edits", ids=repairs)
+        queue_app_edits(sql, repairs)
     if plan.inserts and not rows_done:
         ins = plan.inserts
         sql.queue(
@@ -127,6 +127,18 @@ class History:
 
     source: str | None = None
     keep: Retention = Retention()
+
+
+def queue_app_edits(sql: Queries, ids: list[uuid.UUID]) -> None:
+    """A version of each of these rows as the app left it, when its content or title is not
+    its last version's (before syncd writes over it)."""
+    sql.queue(
+        "record_versions",
+        ids=ids,
+        kinds=["app-edit"] * len(ids),
+        fields=[""] * len(ids),
+        source=None,
+    )
 
 
 def queue_versions(sql: Queries, plan: Plan, history: History) -> None:

@@ -229,6 +229,41 @@ def _change(row: ExistingRow, record: Content) -> str:
     return "moved" if row.file_path != record.file_path else "updated"
 
 
+def plan_checking_slugs(
+    snapshot: CourseSnapshot,
+    existing: list[ExistingRow],
+    *,
+    creator_mind_id: uuid.UUID | None,
+    persona_mind_id: uuid.UUID | None,
+    project_id: uuid.UUID | None,
+    slug_holders_of: Callable[[set[str]], Mapping[str, SlugHolder]] | None,
+) -> Plan:
+    """``plan_course``; with ``slug_holders_of`` (which rows hold these slugs: the store's
+    lookup), the slugs its new rows could take are looked up, and when any is held the
+    course is planned again around them."""
+    plan = plan_course(
+        snapshot, existing, creator_mind_id=creator_mind_id, persona_mind_id=persona_mind_id
+    )
+    if slug_holders_of is None or not plan.inserts:
+        return plan
+    wanted = {
+        slug
+        for w in plan.inserts
+        for slug in slug_candidates(w.record, snapshot.project.slug, project_id)
+    }
+    holders = slug_holders_of(wanted)
+    if not holders:
+        return plan
+    return plan_course(
+        snapshot,
+        existing,
+        creator_mind_id=creator_mind_id,
+        persona_mind_id=persona_mind_id,
+        slug_holders=holders,
+        project_id=project_id,
+    )
+
+
 LINK_FIELDS = frozenset({"tags", "minds"})
 
 

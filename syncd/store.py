@@ -28,7 +28,14 @@ from syncd.course_reads import (
     queue_project_minds,
     queue_project_state,
 )
-from syncd.course_writes import History, queue_minds, queue_plan, queue_project, queue_tags
+from syncd.course_writes import (
+    History,
+    queue_app_edits,
+    queue_minds,
+    queue_plan,
+    queue_project,
+    queue_tags,
+)
 from syncd.database import Queries, writing
 from syncd.driver_errors import ROW_DATA_CLASSES, message_of, translated
 from syncd.errors import RejectedError
@@ -55,6 +62,13 @@ class CourseResult:
     # the project's (and its audience's) fields that differed from the files and were written
     project_fields: tuple[str, ...] = ()
     project_repaired: bool = False  # ... and someone else had written them since syncd
+
+    def count(self, plan: Plan) -> None:
+        """The plan written, and its counts."""
+        self.plan = plan
+        self.inserted, self.updated = len(plan.inserts), len(plan.updates) + len(plan.relinks)
+        self.deleted, self.unchanged = len(plan.deletes), plan.unchanged
+        self.rejected.extend(plan.rejected)
 
 
 def conflict_issue(course: str, owner: str) -> FileIssue:
@@ -99,8 +113,32 @@ class _Reads(NamedTuple):
     held: Any  # who holds the brief's audience profile, if another creator does
 
 
-class _SlugTaken(Exception):
-    """A new row's slug is held by another project: plan again with a slug check."""
+class SlugTaken(Exception):
+    """A new row's slug is held by another row (the unique index refused the insert): plan
+    again with a slug check."""
+
+    def __init__(self, course: str = "") -> None:
+        super().__init__(course)
+        self.course = course
+
+
+def settled(snapshot: CourseSnapshot, attempt: Callable[[bool], CourseResult]) -> CourseResult:
+    """One course's sync as every store ends it: ``attempt(check_slugs)`` once, again with a
+    slug check when a new row's slug is taken; a course another source owns, or whose
+    project another creator holds, is a result that names it (nothing written)."""
+    try:
+        try:
+            return attempt(False)
+        except SlugTaken:
+            return attempt(True)
+    except OwnedElsewhere as owned:
+        return CourseResult(
+            snapshot.course,
+            rejected=[conflict_issue(snapshot.course, owned.owner)],
+            owned_by=owned.owner,
+        )
+    except ProjectHeld as held:
+        return CourseResult(snapshot.course, rejected=[*snapshot.rejected, held.issue])
 
 
 class CourseStore:
@@ -200,10 +238,18 @@ class CourseStore:
         with writing(self._connection, f"rename course {old}", "course.sql") as sql:
             for name in sorted((old, new)):  # one lock order
                 sql.queue("lock_course", course=name)
-            sql.queue("record_course_app_edits", course=old)  # before the rows move
+            moving = [row["id"] for row in sql.all("course_rows_moving", course=old)]
+            if moving:  # the app's edits, at the paths they were made at
+                queue_app_edits(sql, moving)
             moved = sql.all("rename_course", old=old, new=new, slug=slug)
-            if moved:  # each moved row's new path, in its history
-                sql.queue("record_moves", course=new, source=self.source)
+            if moving:  # each moving row's new path, in its history
+                sql.queue(
+                    "record_versions",
+                    ids=moving,
+                    kinds=["moved"] * len(moving),
+                    fields=[""] * len(moving),
+                    source=self.source,
+                )
         return len(moved)
 
     def sync_course(
@@ -212,18 +258,9 @@ class CourseStore:
         """Write one course; ``stat_fingerprint`` (of the files it was read from) lets the
         next rescan skip reading them if they are untouched."""
         try:
-            try:
-                return self._sync(snapshot, stat_fingerprint, check_slugs=False)
-            except _SlugTaken:
-                return self._sync(snapshot, stat_fingerprint, check_slugs=True)
-        except OwnedElsewhere as owned:
-            return CourseResult(
-                snapshot.course,
-                rejected=[conflict_issue(snapshot.course, owned.owner)],
-                owned_by=owned.owner,
+            return settled(
+                snapshot, lambda check: self._sync(snapshot, stat_fingerprint, check_slugs=check)
             )
-        except ProjectHeld as held:
-            return CourseResult(snapshot.course, rejected=[*snapshot.rejected, held.issue])
         except RejectedError as error:
             if (error.sqlstate or "")[:2] not in ROW_DATA_CLASSES:
                 raise
@@ -308,7 +345,7 @@ class CourseStore:
             except psycopg.errors.UniqueViolation as exc:
                 if check_slugs:
                     raise
-                raise _SlugTaken from exc
+                raise SlugTaken from exc
             result.transactions = 1
         return result
 
@@ -316,7 +353,7 @@ class CourseStore:
         """The plan, computed from reads only."""
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         plan, _ = self.plan_from_reads(snapshot)
-        self._count(result, plan)
+        result.count(plan)
         return result
 
     def archive_course(self, course: str) -> tuple[bool, int]:
@@ -441,7 +478,7 @@ class CourseStore:
             sqlstates=[r.sqlstate for r in refused],
             reasons=[r.reason for r in refused],
         )
-        self._count(result, plan)
+        result.count(plan)
         result.rejected.extend(FileIssue(r.path, r.reason, "refused") for r in refused)
         result.project_id = project_id
 
@@ -483,10 +520,3 @@ class CourseStore:
                 kept.append(write)
             writes[:] = kept
         return refused
-
-    @staticmethod
-    def _count(result: CourseResult, plan: Plan) -> None:
-        result.plan = plan
-        result.inserted, result.updated = len(plan.inserts), len(plan.updates) + len(plan.relinks)
-        result.deleted, result.unchanged = len(plan.deletes), plan.unchanged
-        result.rejected.extend(plan.rejected)

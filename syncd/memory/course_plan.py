@@ -19,10 +19,8 @@ from syncd.plan import (
     ProjectState,
     RowFields,
     SlugHolder,
-    plan_course,
-    slug_candidates,
+    plan_checking_slugs,
 )
-from syncd.store import CourseResult
 
 
 def project_held(t: Tables, snapshot: CourseSnapshot, project: ProjectRow) -> bool:
@@ -136,28 +134,22 @@ def plan_rows(
     check_slugs: bool,
 ) -> Plan:
     creator, persona = minds
-    plan = plan_course(snapshot, rows, creator_mind_id=creator, persona_mind_id=persona)
-    if check_slugs and plan.inserts:
-        wanted = {
-            slug
-            for w in plan.inserts
-            for slug in slug_candidates(w.record, snapshot.project.slug, project_id)
-        }
-        holders = {
+
+    def slug_holders(wanted: set[str]) -> dict[str, SlugHolder]:
+        return {
             r.slug: SlugHolder(r.id, r.id in t.marks)
             for r in t.contents.values()
             if r.slug in wanted
         }
-        if holders:
-            plan = plan_course(
-                snapshot,
-                rows,
-                creator_mind_id=creator,
-                persona_mind_id=persona,
-                slug_holders=holders,
-                project_id=project_id,
-            )
-    return plan
+
+    return plan_checking_slugs(
+        snapshot,
+        rows,
+        creator_mind_id=creator,
+        persona_mind_id=persona,
+        project_id=project_id,
+        slug_holders_of=slug_holders if check_slugs else None,
+    )
 
 
 def _md5(text: str | None) -> str | None:
@@ -165,10 +157,3 @@ def _md5(text: str | None) -> str | None:
     if text is None:
         return None
     return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - PostgreSQL's md5(), not security
-
-
-def count_plan(result: CourseResult, plan: Plan) -> None:
-    result.plan = plan
-    result.inserted, result.updated = len(plan.inserts), len(plan.updates) + len(plan.relinks)
-    result.deleted, result.unchanged = len(plan.deletes), plan.unchanged
-    result.rejected.extend(plan.rejected)

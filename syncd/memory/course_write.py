@@ -12,7 +12,6 @@ from typing import Any
 from syncd.course import CourseSnapshot
 from syncd.course_reads import held_project_issue
 from syncd.memory.course_plan import (
-    count_plan,
     existing_rows,
     held_audience,
     mind_id,
@@ -22,15 +21,7 @@ from syncd.memory.course_plan import (
 )
 from syncd.memory.tables import AudienceRow, ContentRow, CourseRow, ProjectRow, RowMark, Tables
 from syncd.plan import Plan, RowWrite, json_value, project_differences
-from syncd.store import CourseResult, OwnedElsewhere, ProjectHeld
-
-
-class SlugTaken(Exception):
-    """A new row's slug is held by another row: the unique index refuses the insert."""
-
-    def __init__(self, course: str) -> None:
-        super().__init__(course)
-        self.course = course
+from syncd.store import CourseResult, OwnedElsewhere, ProjectHeld, SlugTaken
 
 
 def write_course(
@@ -82,7 +73,7 @@ def write_course(
             t.reclaimed.append((holder_row.id, reclaim.slug, holder_row.slug))
     apply_plan(t, project.id, plan, course, clock())
     t.refused = {k: v for k, v in t.refused.items() if v[0] != project.id}
-    count_plan(result, plan)
+    result.count(plan)
     result.project_id = project.id
 
 

@@ -14,7 +14,6 @@ from syncd.course import CourseSnapshot
 from syncd.course_reads import held_project_issue
 from syncd.errors import RejectedError
 from syncd.memory.course_plan import (
-    count_plan,
     existing_rows,
     held_audience,
     mind_id,
@@ -22,11 +21,11 @@ from syncd.memory.course_plan import (
     project_held,
     project_state,
 )
-from syncd.memory.course_write import SlugTaken, upsert_course, write_course
+from syncd.memory.course_write import upsert_course, write_course
 from syncd.memory.tables import CourseRow, MemoryDatabase, SourceRow, Tables
 from syncd.plan import Plan, project_differences
 from syncd.sources import SourceSeen
-from syncd.store import CourseResult, OwnedElsewhere, ProjectHeld, conflict_issue
+from syncd.store import CourseResult, SlugTaken, settled
 
 UNIQUE_VIOLATION = "23505"
 
@@ -92,7 +91,7 @@ class MemoryStore:
     def dry_run(self, snapshot: CourseSnapshot) -> CourseResult:
         result = CourseResult(snapshot.course, rejected=list(snapshot.rejected))
         plan, _ = self.plan_from_reads(snapshot)
-        count_plan(result, plan)
+        result.count(plan)
         return result
 
     # -- bookkeeping --------------------------------------------------------------------
@@ -186,19 +185,9 @@ class MemoryStore:
     def sync_course(
         self, snapshot: CourseSnapshot, stat_fingerprint: bytes | None = None
     ) -> CourseResult:
-        try:
-            try:
-                return self._sync(snapshot, stat_fingerprint, check_slugs=False)
-            except SlugTaken:
-                return self._sync(snapshot, stat_fingerprint, check_slugs=True)
-        except OwnedElsewhere as owned:
-            return CourseResult(
-                snapshot.course,
-                rejected=[conflict_issue(snapshot.course, owned.owner)],
-                owned_by=owned.owner,
-            )
-        except ProjectHeld as held:
-            return CourseResult(snapshot.course, rejected=[*snapshot.rejected, held.issue])
+        return settled(
+            snapshot, lambda check: self._sync(snapshot, stat_fingerprint, check_slugs=check)
+        )
 
     def sync_courses(
         self, courses: list[tuple[CourseSnapshot, bytes | None]]

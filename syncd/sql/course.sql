@@ -425,10 +425,13 @@ RETURNING r.content_id;
 -- (a write of metadata alone, or of identical text, adds nothing).
 
 -- name: record_versions
+-- 'app-edit' (the row as the app left it, before a repair or a rename writes over it; no
+-- source: syncd did not write it) only when its content or title is not the last version's.
 INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
                                      content_hash, size, file_path, source, fields)
 SELECT c.id, coalesce(l.version, 0) + 1, c.project_id, k.kind, c.title, c.content, h.hash,
-       octet_length(coalesce(c.content, '')), c.file_path, %(source)s,
+       octet_length(coalesce(c.content, '')), c.file_path,
+       CASE WHEN k.kind = 'app-edit' THEN NULL ELSE %(source)s::text END,
        nullif(string_to_array(k.fields, ','), '{}')
 FROM unnest(%(ids)s::uuid[], %(kinds)s::text[], %(fields)s::text[]) AS k(id, kind, fields)
 JOIN public.contents c ON c.id = k.id
@@ -437,56 +440,19 @@ LEFT JOIN LATERAL (
     SELECT v.version, v.content_hash, v.title FROM public.content_versions v
     WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
 ) l ON true
-WHERE k.kind <> 'updated' OR l.version IS NULL
-   OR l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title;
+WHERE CASE k.kind
+    WHEN 'updated' THEN l.version IS NULL OR l.content_hash <> h.hash
+                        OR l.title IS DISTINCT FROM c.title
+    WHEN 'app-edit' THEN l.version IS NOT NULL AND (l.content_hash <> h.hash
+                                                    OR l.title IS DISTINCT FROM c.title)
+    ELSE true
+END;
 
--- name: record_app_edits
--- Before a repair: the row as the app left it, when its content or title is not the last
--- version's (no source: syncd did not write it).
-INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
-                                     content_hash, size, file_path, source)
-SELECT c.id, l.version + 1, c.project_id, 'app-edit', c.title, c.content, h.hash,
-       octet_length(coalesce(c.content, '')), c.file_path, NULL
-FROM public.contents c
-CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
-JOIN LATERAL (
-    SELECT v.version, v.content_hash, v.title FROM public.content_versions v
-    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
-) l ON true
-WHERE c.id = ANY(%(ids)s::uuid[])
-  AND (l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title);
-
--- name: record_course_app_edits
--- Before a course folder's rename moves its rows: each live row as the app left it, when its
--- content or title is not its last version's (the rename's own versions come after).
-INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
-                                     content_hash, size, file_path, source)
-SELECT c.id, l.version + 1, c.project_id, 'app-edit', c.title, c.content, h.hash,
-       octet_length(coalesce(c.content, '')), c.file_path, NULL
-FROM syncd.courses sc
+-- name: course_rows_moving
+-- A course folder about to be renamed: its live rows whose files move with it.
+SELECT c.id FROM syncd.courses sc
 JOIN public.contents c ON c.project_id = sc.project_id AND c.deleted_at IS NULL
-CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
-JOIN LATERAL (
-    SELECT v.version, v.content_hash, v.title FROM public.content_versions v
-    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
-) l ON true
-WHERE sc.course = %(course)s AND (l.content_hash <> h.hash OR l.title IS DISTINCT FROM c.title);
-
--- name: record_moves
--- After a course folder's rename: each live row of its project whose path is not its last
--- version's.
-INSERT INTO public.content_versions (content_id, version, project_id, kind, title, content,
-                                     content_hash, size, file_path, source)
-SELECT c.id, coalesce(l.version, 0) + 1, c.project_id, 'moved', c.title, c.content, h.hash,
-       octet_length(coalesce(c.content, '')), c.file_path, %(source)s
-FROM syncd.courses sc
-JOIN public.contents c ON c.project_id = sc.project_id AND c.deleted_at IS NULL
-CROSS JOIN LATERAL (SELECT sha256(convert_to(coalesce(c.content, ''), 'UTF8')) AS hash) h
-LEFT JOIN LATERAL (
-    SELECT v.version, v.file_path FROM public.content_versions v
-    WHERE v.content_id = c.id ORDER BY v.version DESC LIMIT 1
-) l ON true
-WHERE sc.course = %(course)s AND l.file_path IS DISTINCT FROM c.file_path;
+WHERE sc.course = %(course)s AND left(c.file_path, length(%(course)s) + 1) = %(course)s || '/';
 
 -- name: keep_last_versions
 -- Retention by count (SYNCD_HISTORY_KEEP=N): of these rows, the N latest versions stay.
