@@ -410,6 +410,11 @@ class Settings:
         return self.source or default_source(self.root)
 
     @property
+    def history_retention(self) -> Retention:
+        """``history_keep`` read (``check`` has refused a value it cannot be)."""
+        return Retention.parse(self.history_keep)
+
+    @property
     def embedded(self) -> bool:
         return self.database_url is None
 

@@ -70,7 +70,6 @@ from syncd.deadline import SocketDeadlines
 from syncd.debounce import SETTLE_S, Debouncer
 from syncd.errors import RootUnavailable
 from syncd.exits import ExitCode
-from syncd.history import Retention
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore
@@ -137,7 +136,7 @@ class Daemon:
             lambda: guarded(pool, deadlines, call_deadline, breaker.record_success),
             self.clock,
             source=s.source_name,
-            history_keep=Retention.parse(s.history_keep),
+            history_keep=s.history_retention,
         )
         reconciler = Reconciler(
             root=s.root,

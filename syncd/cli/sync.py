@@ -14,7 +14,6 @@ from syncd.config import Settings
 from syncd.course import ParseOptions
 from syncd.database import connect
 from syncd.exits import ExitCode
-from syncd.history import Retention
 from syncd.reconcile import Reconciler
 from syncd.scheduler import CourseScheduler
 from syncd.store import CourseStore
@@ -73,7 +72,7 @@ def cmd_rescan(settings: Settings, args: argparse.Namespace) -> int:
         log.warning("kill switch on: CREATOR_OS_DB_PERSIST is false, nothing is written")
     with database(settings, migrate_now=settings.migrate, writes=write) as db:
         course_store, close = store(
-            db, settings.workers, settings.source_name, Retention.parse(settings.history_keep)
+            db, settings.workers, settings.source_name, settings.history_retention
         )
         scheduler = CourseScheduler(settings.workers)
         try:
