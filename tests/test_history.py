@@ -434,3 +434,24 @@ def test_a_path_is_printed_with_its_control_characters_escaped() -> None:
     from syncd.history import shown
 
     assert shown("curso/lessons/1.1-ação\x1b[31m\nx.md") == "curso/lessons/1.1-ação\\x1b[31m\\nx.md"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_a_restore_run_as_root_leaves_the_file_to_its_owner(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_dsn: str
+) -> None:
+    """`sudo syncd history --restore` on a tree a service user owns: the file stays that
+    user's (a root-owned lesson would be closed to the generator that writes it)."""
+    root = tmp_path / "courses"
+    path = make_course(root, "alpha", lessons=1) / "lessons/1.1-lesson-1-1.md"
+    rescan(capsys, root, db_dsn)
+    write(path, lesson_text(1, 1, "Later."))
+    rescan(capsys, root, db_dsn)
+    service = 65534  # nobody, as a service user
+    os.chown(path, service, service)
+    os.chown(path.parent, service, service)
+    assert history(capsys, root, db_dsn, str(path), "--restore", "1").code == 0
+    assert (path.stat().st_uid, path.stat().st_gid) == (service, service)
+    path.unlink()
+    assert history(capsys, root, db_dsn, str(path), "--restore", "1").code == 0
+    assert path.stat().st_uid == service  # a new file: its folder's owner

@@ -167,12 +167,17 @@ def _read(path: Path) -> str | None:
 def _write_atomically(path: Path, text: str) -> None:
     """One rename: the daemon (and an editor) sees the whole file at once, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
+    # the file's own mode and owner (a new one: an editor's mode, its folder's owner), so
+    # that `sudo syncd history --restore` leaves the file to its generator and the daemon
+    held = path.stat() if path.exists() else None
+    owner = held or path.parent.stat()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".restore")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             out.write(text)
-        os.chmod(tmp, mode)  # mkstemp's file is 0600: the file's own mode, or a new file's
+        os.chmod(tmp, held.st_mode & 0o777 if held else _new_file_mode())  # mkstemp: 0600
+        if os.geteuid() == 0:
+            os.chown(tmp, owner.st_uid, owner.st_gid)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
